@@ -1,0 +1,5 @@
+import sys
+
+from eapkit.cli import main
+
+sys.exit(main())
