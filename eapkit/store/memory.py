@@ -1,0 +1,102 @@
+"""In-process store: tests, benchmarks and single-process deployments.
+
+One dict under one lock; the same semantics as the SQLite and Redis backends (the
+contract tests run against all three), but nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from eapkit.store.base import check_counter, check_ttl
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A :class:`~eapkit.store.base.Store` in a dict.  Never raises StoreUnavailable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, bytes] = {}
+        self._counters: dict[str, int] = {}
+        # key -> (count, last increment, expires at)
+        self._tallies: dict[str, tuple[int, float, float]] = {}
+        # key -> (value, expires at)
+        self._tokens: dict[str, tuple[bytes, float]] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self._records.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._drop(key)
+            self._records[key] = bytes(value)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return self._drop(key)
+
+    def _drop(self, key: str) -> bool:
+        found = False
+        for family in self._families():
+            if family.pop(key, None) is not None:
+                found = True
+        return found
+
+    def _families(self) -> tuple[dict[str, Any], ...]:
+        return (self._records, self._counters, self._tallies, self._tokens)
+
+    def counter(self, key: str) -> int | None:
+        return self._counters.get(key)
+
+    def advance(self, key: str, value: int) -> bool:
+        check_counter(value)
+        with self._lock:
+            current = self._counters.get(key)
+            if current is not None and value <= current:
+                return False
+            self._counters[key] = value
+            return True
+
+    def incr(self, key: str, ttl: float, now: float) -> int:
+        check_ttl(ttl)
+        with self._lock:
+            entry = self._tallies.get(key)
+            count = entry[0] + 1 if entry is not None and entry[2] > now else 1
+            self._tallies[key] = (count, now, now + ttl)
+            return count
+
+    def tally(self, key: str, now: float) -> tuple[int, float]:
+        entry = self._tallies.get(key)
+        if entry is None or entry[2] <= now:
+            return (0, 0.0)
+        return (entry[0], entry[1])
+
+    def put_once(self, key: str, value: bytes, ttl: float, now: float) -> bool:
+        check_ttl(ttl)
+        with self._lock:
+            entry = self._tokens.get(key)
+            if entry is not None and entry[1] > now:
+                return False
+            self._tokens[key] = (bytes(value), now + ttl)
+            return True
+
+    def take(self, key: str, now: float) -> bytes | None:
+        with self._lock:
+            entry = self._tokens.pop(key, None)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def peek(self, key: str, now: float) -> bytes | None:
+        entry = self._tokens.get(key)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def close(self) -> None:
+        with self._lock:
+            for family in self._families():
+                family.clear()

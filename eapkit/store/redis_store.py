@@ -1,0 +1,166 @@
+"""The cluster store: Redis, every read-modify-write a Lua script (atomic on the server).
+
+Several RADIUS nodes share one Redis (or a Sentinel/Cluster front); a TOTP step or
+YubiKey counter one node accepted is refused on all of them, because ``advance`` runs
+as one script and Redis runs scripts one at a time (DESIGN.md, "State that must survive
+and be shared").
+
+Expiry follows the ``now`` the caller passes, like the other backends: a script compares
+stored deadlines with ``now``.  Redis's own key expiry (PEXPIRE, relative, with a
+margin) is only garbage collection, so a skew between the nodes' clocks and the Redis
+host's clock does not change an answer.
+
+Key layout: ``<prefix>r:<key>`` records, ``c:`` counters, ``f:`` tallies (a hash
+n/t/e), ``o:`` tokens (a hash v/e).  Every error of the client (connection refused,
+timeout, READONLY replica, OOM) becomes :class:`~eapkit.store.base.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from eapkit.store.base import StoreUnavailable, check_counter, check_ttl
+
+try:
+    import redis
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the Redis store needs the 'redis' extra: pip install eapkit[redis]") from exc
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+
+# KEYS[1] counter; ARGV[1] value.  Lua numbers are doubles: values stay below 2**53.
+_ADVANCE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] tally hash; ARGV now, ttl, gc-ms.  Returns the new count.
+_INCR = """
+local now = tonumber(ARGV[1])
+local exp = tonumber(redis.call('HGET', KEYS[1], 'e'))
+local n = 1
+if exp and exp > now then n = tonumber(redis.call('HGET', KEYS[1], 'n')) + 1 end
+redis.call('HSET', KEYS[1], 'n', n, 't', ARGV[1], 'e', now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return n
+"""
+
+# KEYS[1] token hash; ARGV value, now, ttl, gc-ms.  1 if stored.
+_PUT_ONCE = """
+local now = tonumber(ARGV[2])
+local exp = tonumber(redis.call('HGET', KEYS[1], 'e'))
+if exp and exp > now then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# KEYS[1] token hash; ARGV now.  The value if live, else false; removes it either way.
+_TAKE = """
+local got = redis.call('HMGET', KEYS[1], 'v', 'e')
+redis.call('DEL', KEYS[1])
+if got[1] and tonumber(got[2]) > tonumber(ARGV[1]) then return got[1] end
+return false
+"""
+
+
+class RedisStore:
+    """A :class:`~eapkit.store.base.Store` on Redis.
+
+    ``url`` as redis-py takes it (``redis://host:6379/0``, ``rediss://``, ``unix://``),
+    or pass a ready ``client``.  ``timeout`` (seconds) bounds connect and each command:
+    a RADIUS request should be rejected, not hang, when Redis is gone.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "eapkit:",
+        timeout: float = 1.0,
+        client: Any = None,
+    ) -> None:
+        self._prefix = prefix
+        self._r: Any = client or redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._advance = self._r.register_script(_ADVANCE)
+        self._incr = self._r.register_script(_INCR)
+        self._put_once = self._r.register_script(_PUT_ONCE)
+        self._take = self._r.register_script(_TAKE)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis store: {type(exc).__name__}") from exc
+
+    def get(self, key: str) -> bytes | None:
+        value = self._call(lambda: self._r.get(self._prefix + "r:" + key))
+        return None if value is None else bytes(value)
+
+    def put(self, key: str, value: bytes) -> None:
+        self._call(lambda: self._r.set(self._prefix + "r:" + key, bytes(value)))
+
+    def delete(self, key: str) -> bool:
+        names = [self._prefix + family + key for family in ("r:", "c:", "f:", "o:")]
+        return int(self._call(lambda: self._r.delete(*names))) > 0
+
+    def counter(self, key: str) -> int | None:
+        value = self._call(lambda: self._r.get(self._prefix + "c:" + key))
+        return None if value is None else int(value)
+
+    def advance(self, key: str, value: int) -> bool:
+        check_counter(value)
+        keys = [self._prefix + "c:" + key]
+        return int(self._call(lambda: self._advance(keys=keys, args=[value]))) == 1
+
+    def incr(self, key: str, ttl: float, now: float) -> int:
+        check_ttl(ttl)
+        keys = [self._prefix + "f:" + key]
+        args: list[bytes | str | int] = [repr(float(now)), repr(float(ttl)), _gc_ms(ttl)]
+        return int(self._call(lambda: self._incr(keys=keys, args=args)))
+
+    def tally(self, key: str, now: float) -> tuple[int, float]:
+        got = self._call(lambda: self._r.hmget(self._prefix + "f:" + key, "n", "t", "e"))
+        if got[0] is None or got[2] is None or float(got[2]) <= now:
+            return (0, 0.0)
+        return (int(got[0]), float(got[1]))
+
+    def put_once(self, key: str, value: bytes, ttl: float, now: float) -> bool:
+        check_ttl(ttl)
+        keys = [self._prefix + "o:" + key]
+        args: list[bytes | str | int] = [
+            bytes(value),
+            repr(float(now)),
+            repr(float(ttl)),
+            _gc_ms(ttl),
+        ]
+        return int(self._call(lambda: self._put_once(keys=keys, args=args))) == 1
+
+    def take(self, key: str, now: float) -> bytes | None:
+        keys = [self._prefix + "o:" + key]
+        value = self._call(lambda: self._take(keys=keys, args=[repr(float(now))]))
+        return None if value is None else bytes(value)
+
+    def peek(self, key: str, now: float) -> bytes | None:
+        got = self._call(lambda: self._r.hmget(self._prefix + "o:" + key, "v", "e"))
+        if got[0] is None or got[1] is None or float(got[1]) <= now:
+            return None
+        return bytes(got[0])
+
+    def close(self) -> None:
+        self._call(lambda: self._r.close())
+
+
+def _gc_ms(ttl: float) -> int:
+    # Garbage collection only (see the module docstring): the deadline plus a minute of
+    # slack for clock skew between the nodes and the Redis host.
+    return int(ttl * 1000) + 60_000

@@ -1,0 +1,245 @@
+"""The embedded default store: one SQLite file, safe for several processes on one host.
+
+- WAL journal, so readers never wait for the writer and a crashed writer leaves the
+  file consistent; ``synchronous=FULL`` by default, so an accepted counter survives a
+  power cut (a lost ``advance`` would let a code be replayed after a reboot).
+- Every read-modify-write runs inside ``BEGIN IMMEDIATE``: the write lock is taken at
+  the start of the transaction, so two processes cannot both read the old counter.
+  Waiting for that lock is bounded by the busy timeout; past it the store raises
+  :class:`~eapkit.store.base.StoreUnavailable` and verifiers fail closed.
+- One connection per process: a connection inherited through ``fork()`` is abandoned
+  (never closed, since closing it in the child could checkpoint and remove the WAL the
+  parent still uses) and the child opens its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from eapkit.store.base import StoreUnavailable, check_counter, check_ttl
+
+__all__ = ["SqliteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records  (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (k TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tallies  (k TEXT PRIMARY KEY, n INTEGER NOT NULL,
+                                     t REAL NOT NULL, exp REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens   (k TEXT PRIMARY KEY, v BLOB NOT NULL,
+                                     exp REAL NOT NULL) WITHOUT ROWID;
+"""
+_TABLES = ("records", "counters", "tallies", "tokens")
+
+# Connections inherited through fork(): kept alive in the child so that they are never
+# closed there (see the module docstring).
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+class SqliteStore:
+    """A :class:`~eapkit.store.base.Store` in one SQLite file.
+
+    ``busy_timeout`` (seconds) bounds how long an operation waits for another process's
+    write lock; ``durable=False`` trades the last transactions on power loss for speed
+    (``synchronous=NORMAL``).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 2.0, durable: bool = True
+    ) -> None:
+        self._path = str(Path(path))
+        self._busy_timeout = busy_timeout
+        self._durable = durable
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_in_child(ref))
+        with self._lock:
+            self._connection()
+
+    # -- connection management -------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is not None:
+            return self._con
+        try:
+            con = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+                con.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                con.executescript(_SCHEMA)
+            except BaseException:
+                con.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite store: cannot open ({type(exc).__name__})") from exc
+        self._con = con
+        return con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction, under the per-object thread lock."""
+        with self._lock:
+            con = self._connection()
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _unavailable(exc) from exc
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException as exc:
+                if con.in_transaction:
+                    try:
+                        con.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        # A connection that cannot roll back is not reused: reopen later.
+                        self._con = None
+                        con.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise _unavailable(exc) from exc
+                raise
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
+        with self._lock:
+            con = self._connection()
+            try:
+                row: tuple[Any, ...] | None = con.execute(sql, args).fetchone()
+            except sqlite3.Error as exc:
+                raise _unavailable(exc) from exc
+        return row
+
+    # -- records ---------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        row = self._read("SELECT v FROM records WHERE k = ?", (key,))
+        return None if row is None else bytes(row[0])
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO records (k, v) VALUES (?, ?) "
+                "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                (key, bytes(value)),
+            )
+
+    def delete(self, key: str) -> bool:
+        with self._write() as con:
+            removed = 0
+            for table in _TABLES:
+                removed += con.execute(f"DELETE FROM {table} WHERE k = ?", (key,)).rowcount  # noqa: S608
+        return removed > 0
+
+    # -- counters --------------------------------------------------------------------
+
+    def counter(self, key: str) -> int | None:
+        row = self._read("SELECT n FROM counters WHERE k = ?", (key,))
+        return None if row is None else int(row[0])
+
+    def advance(self, key: str, value: int) -> bool:
+        check_counter(value)
+        with self._write() as con:
+            row = con.execute("SELECT n FROM counters WHERE k = ?", (key,)).fetchone()
+            if row is not None and value <= row[0]:
+                return False
+            con.execute(
+                "INSERT INTO counters (k, n) VALUES (?, ?) "
+                "ON CONFLICT (k) DO UPDATE SET n = excluded.n",
+                (key, value),
+            )
+            return True
+
+    # -- expiring failure counters -----------------------------------------------------
+
+    def incr(self, key: str, ttl: float, now: float) -> int:
+        check_ttl(ttl)
+        with self._write() as con:
+            row = con.execute("SELECT n, exp FROM tallies WHERE k = ?", (key,)).fetchone()
+            count = row[0] + 1 if row is not None and row[1] > now else 1
+            con.execute(
+                "INSERT INTO tallies (k, n, t, exp) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (k) DO UPDATE SET n = excluded.n, t = excluded.t, exp = excluded.exp",
+                (key, count, now, now + ttl),
+            )
+        return int(count)
+
+    def tally(self, key: str, now: float) -> tuple[int, float]:
+        row = self._read("SELECT n, t FROM tallies WHERE k = ? AND exp > ?", (key, now))
+        if row is None:
+            return (0, 0.0)
+        return (int(row[0]), float(row[1]))
+
+    # -- single-use tokens -------------------------------------------------------------
+
+    def put_once(self, key: str, value: bytes, ttl: float, now: float) -> bool:
+        check_ttl(ttl)
+        with self._write() as con:
+            live = con.execute(
+                "SELECT 1 FROM tokens WHERE k = ? AND exp > ?", (key, now)
+            ).fetchone()
+            if live is not None:
+                return False
+            con.execute(
+                "INSERT INTO tokens (k, v, exp) VALUES (?, ?, ?) "
+                "ON CONFLICT (k) DO UPDATE SET v = excluded.v, exp = excluded.exp",
+                (key, bytes(value), now + ttl),
+            )
+            return True
+
+    def take(self, key: str, now: float) -> bytes | None:
+        with self._write() as con:
+            row = con.execute("SELECT v, exp FROM tokens WHERE k = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            con.execute("DELETE FROM tokens WHERE k = ?", (key,))
+        return bytes(row[0]) if row[1] > now else None
+
+    def peek(self, key: str, now: float) -> bytes | None:
+        row = self._read("SELECT v FROM tokens WHERE k = ? AND exp > ?", (key, now))
+        return None if row is None else bytes(row[0])
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def purge(self, now: float) -> int:
+        """Remove expired tallies and tokens; returns how many rows went."""
+        with self._write() as con:
+            gone = con.execute("DELETE FROM tallies WHERE exp <= ?", (now,)).rowcount
+            gone += con.execute("DELETE FROM tokens WHERE exp <= ?", (now,)).rowcount
+        return int(gone)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _after_fork(self) -> None:
+        # The thread lock may have been held by another thread at fork time.
+        self._lock = threading.Lock()
+        if self._con is not None:
+            _ABANDONED.append(self._con)
+            self._con = None
+
+
+def _forget_in_child(ref: weakref.ref[SqliteStore]) -> None:
+    store = ref()
+    if store is not None:
+        store._after_fork()
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
+    # The type and SQLite's own message ("database is locked", "disk I/O error") carry no
+    # key or value.
+    return StoreUnavailable(f"sqlite store: {type(exc).__name__}: {exc}")
