@@ -59,6 +59,7 @@ __all__ = [
     "NT_RESPONSE_LEN",
     "PW_BLOCK_LEN",
     "NtHashKeys",
+    "authenticator_response_digest",
     "challenge_hash",
     "challenge_response",
     "check_authenticator_response",
@@ -286,13 +287,14 @@ def generate_nt_response(
     return challenge_response(challenge, _nt_hash_of(password, nt_hash))
 
 
-def _authenticator_digest(
+def authenticator_response_digest(
     nt_hash_hash: bytes,
     nt_response: bytes,
     peer_challenge: bytes,
     authenticator_challenge: bytes,
     username: str | bytes,
 ) -> bytes:
+    """§8.7 GenerateAuthenticatorResponse as 20 raw bytes, from ``MD4(NT hash)``."""
     nt_response = _check_len(nt_response, NT_RESPONSE_LEN, "nt_response")
     digest = hashlib.sha1(nt_hash_hash + nt_response + _AUTH_MAGIC1).digest()  # noqa: S324
     challenge = challenge_hash(peer_challenge, authenticator_challenge, username)
@@ -307,7 +309,7 @@ def generate_authenticator_response(
     username: str | bytes,
 ) -> str:
     """§8.7 GenerateAuthenticatorResponse: the 42-character ``S=<40 uppercase hex>``."""
-    digest = _authenticator_digest(
+    digest = authenticator_response_digest(
         nt_hash_keys(nt_hash).nt_hash_hash,
         nt_response,
         peer_challenge,
@@ -327,7 +329,7 @@ def check_authenticator_response(
 ) -> bool:
     """§8.8 CheckAuthenticatorResponse: is ``received`` (``S=<40 hex>``, either case) the
     response this authenticator should have sent?  Compared in constant time."""
-    expected = _authenticator_digest(
+    expected = authenticator_response_digest(
         hash_nt_password_hash(nt_hash),
         nt_response,
         peer_challenge,

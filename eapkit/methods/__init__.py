@@ -55,3 +55,11 @@ def registered() -> list[MethodInfo]:
 
 
 register(MethodInfo("gtc", MethodId.legacy(EapType.GTC), "eapkit.methods.gtc", "RFC 3748 §5.6"))
+register(
+    MethodInfo(
+        "mschapv2",
+        MethodId.legacy(EapType.MSCHAPV2),
+        "eapkit.methods.mschapv2",
+        "draft-kamath-pppext-eap-mschapv2-02, RFC 2759",
+    )
+)
