@@ -1,0 +1,76 @@
+"""The RADIUS side of EAP: packet codec, attribute dictionary, hidden values, MPPE keys.
+
+- :mod:`eapkit.radius.packet`: RADIUS packets (RFC 2865 §3), Message-Authenticator
+  (RFC 3579 §3.2), Request/Response Authenticators (RFC 2865 §3, RFC 2866 §3),
+  EAP-Message splitting (RFC 3579 §3.1).
+- :mod:`eapkit.radius.dictionary`: attribute numbers, names and value types
+  (RFC 2865 §5, 2866, 2869, 3579, 4072; Microsoft vendor 311 from RFC 2548).
+- :mod:`eapkit.radius.hiding`: User-Password (RFC 2865 §5.2) and salt encryption
+  (RFC 2548 §2.4.2).
+- :mod:`eapkit.radius.mppe`: the MSK as MS-MPPE-Send-Key / MS-MPPE-Recv-Key.
+"""
+
+from __future__ import annotations
+
+from eapkit.radius.dictionary import (
+    VENDOR_MICROSOFT,
+    AcctStatusType,
+    Attr,
+    MsAttr,
+    NasPortType,
+    ServiceType,
+    decode_vsa,
+    encode_vsa,
+    vsa,
+)
+from eapkit.radius.hiding import hide_password, salt_decrypt, salt_encrypt, unhide_password
+from eapkit.radius.mppe import (
+    MppeKeys,
+    mppe_key_attributes,
+    mppe_keys_from_msk,
+    recover_mppe_keys,
+)
+from eapkit.radius.packet import (
+    Attribute,
+    Code,
+    Packet,
+    check_request,
+    decode,
+    eap_message_attributes,
+    encode,
+    encode_reply,
+    encode_request,
+    new_request_authenticator,
+    verify_reply,
+)
+
+__all__ = [
+    "VENDOR_MICROSOFT",
+    "AcctStatusType",
+    "Attr",
+    "Attribute",
+    "Code",
+    "MppeKeys",
+    "MsAttr",
+    "NasPortType",
+    "Packet",
+    "ServiceType",
+    "check_request",
+    "decode",
+    "decode_vsa",
+    "eap_message_attributes",
+    "encode",
+    "encode_reply",
+    "encode_request",
+    "encode_vsa",
+    "hide_password",
+    "mppe_key_attributes",
+    "mppe_keys_from_msk",
+    "new_request_authenticator",
+    "recover_mppe_keys",
+    "salt_decrypt",
+    "salt_encrypt",
+    "unhide_password",
+    "verify_reply",
+    "vsa",
+]
