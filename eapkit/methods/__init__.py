@@ -63,3 +63,6 @@ register(
         "draft-kamath-pppext-eap-mschapv2-02, RFC 2759",
     )
 )
+register(
+    MethodInfo("tls", MethodId.legacy(EapType.TLS), "eapkit.methods.tls", "RFC 5216, RFC 9190")
+)

@@ -1,0 +1,304 @@
+"""EAP-TLS (type 13), both roles: RFC 5216 for TLS 1.2, RFC 9190 for TLS 1.3.
+
+The TLS work is :class:`eapkit.tlsio.TlsEapEngine`'s; this module adds what is
+EAP-TLS's own:
+
+Authenticator (server)
+    Sends Start, runs the handshake requiring a client certificate that chains to the
+    configured CAs, is valid and (with CRLs configured) not revoked, then asks a
+    :data:`CertificatePolicy` to bind the certificate to the EAP identity and name the
+    user (RFC 5216 §5.2; the default, :func:`bind_identity`, wants the identity among the
+    certificate's names and the clientAuth EKU).  The policy also runs for a resumed
+    session, with a CRL check in Python, since OpenSSL does not verify the certificate
+    of a resumed session again.
+
+    TLS 1.2 full handshake (RFC 5216 §2.1.1)::
+
+        S: Start          P: ClientHello        S: ServerHello .. ServerHelloDone
+        P: Certificate .. Finished              S: ChangeCipherSpec, Finished
+        P: (empty)        S: Success
+
+    TLS 1.2 resumption ends with the peer's Finished answered by Success.  TLS 1.3
+    (RFC 9190 §2.1.1, §2.5): after the peer's Finished, the server sends its tickets
+    and one byte 0x00 of application data, the protected success indication; the peer
+    acknowledges with an empty Response and gets Success.  Resumption (§2.1.2) has the
+    same end.
+
+Peer
+    Verifies the server's chain and name (``domain_match`` / ``domain_suffix_match``),
+    presents its certificate, accepts Success only after the server's Finished (1.2) or
+    the 0x00 indication (1.3), and keeps the session for resumption.
+
+A failed handshake sends its TLS alert to the other side, waits for the
+acknowledgement, and ends with a Failure whose reason is the alert's name
+(``unknown_ca``, ``certificate_expired``, ``certificate_revoked``, ...) or the policy's
+reason.  Keys: :func:`eapkit.tlsio.derive_keys`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eapkit.credentials import Verdict
+from eapkit.methods.base import (
+    Authenticator,
+    Done,
+    MethodContext,
+    MethodFactory,
+    Outcome,
+    Peer,
+    Reply,
+    Step,
+)
+from eapkit.packet import EapType, MethodId
+from eapkit.tlsio import (
+    Continue,
+    Failed,
+    PeerCertificate,
+    SessionCache,
+    TlsConfig,
+    TlsContext,
+    TlsEapEngine,
+    TlsRole,
+    derive_keys,
+)
+
+__all__ = [
+    "PROTECTED_SUCCESS",
+    "TLS",
+    "CertificatePolicy",
+    "TlsAuthenticator",
+    "TlsPeer",
+    "accept_any_certificate",
+    "bind_identity",
+    "tls_authenticator",
+    "tls_peer",
+]
+
+TLS = MethodId.legacy(EapType.TLS)
+# RFC 9190 §2.5: the server's protected success indication (one application-data byte)
+PROTECTED_SUCCESS = b"\x00"
+
+CertificatePolicy = Callable[[PeerCertificate, str], Verdict]
+"""Binds the client's certificate to the EAP identity (text): accept with the user name
+the server should use, or reject with a reason."""
+
+
+def bind_identity(cert: PeerCertificate, identity: str) -> Verdict:
+    """The default policy: the certificate allows client authentication (EKU clientAuth,
+    or no EKU) and the EAP identity is one of its names (CN, e-mail, UPN, dNSName),
+    compared without case.  The user is the identity."""
+    if not cert.has_client_auth:
+        return Verdict.reject("certificate_purpose", "certificate lacks the clientAuth EKU")
+    wanted = identity.strip().casefold()
+    if wanted and any(name.casefold() == wanted for name in cert.names):
+        return Verdict.accept(identity.strip())
+    return Verdict.reject(
+        "identity_mismatch", "the EAP identity is not among the certificate's names"
+    )
+
+
+def accept_any_certificate(cert: PeerCertificate, identity: str) -> Verdict:
+    """Any certificate the CAs vouch for; the user is its first CN (or the identity)."""
+    return Verdict.accept(cert.common_names[0] if cert.common_names else identity)
+
+
+def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    if engine.version is not None:
+        attrs["tls_version"] = engine.version.label
+    if engine.cipher:
+        attrs["tls_cipher"] = engine.cipher
+    attrs["tls_resumed"] = "yes" if engine.resumed else "no"
+    cert = engine.peer_certificate
+    if cert is not None:
+        attrs["certificate_subject"] = cert.subject
+        attrs["certificate_issuer"] = cert.issuer
+        attrs["certificate_serial"] = format(cert.serial, "x")
+    return attrs
+
+
+def _failed(failure: Failed, identity: str | None = None) -> Outcome:
+    attrs: dict[str, str] = {}
+    if failure.alert_sent:
+        attrs["tls_alert_sent"] = failure.alert_sent
+    if failure.alert_received:
+        attrs["tls_alert_received"] = failure.alert_received
+    return Outcome(False, failure.reason, None, identity, failure.detail, attrs)
+
+
+class TlsAuthenticator:
+    """The server role of EAP-TLS (see the module docstring)."""
+
+    method = TLS
+
+    def __init__(self, ctx: MethodContext, context: TlsContext, policy: CertificatePolicy) -> None:
+        self._ctx = ctx
+        self._policy = policy
+        self._verdict: Verdict | None = None
+        self._engine = TlsEapEngine(context, EapType.TLS, leaf_check=self._leaf_check)
+        self._failing: Failed | None = None
+        self._closing = False
+        self._finished = False
+
+    @property
+    def engine(self) -> TlsEapEngine:
+        return self._engine
+
+    def _leaf_check(self, cert: PeerCertificate) -> str | None:
+        self._verdict = self._policy(cert, self._ctx.identity_text)
+        return None if self._verdict.ok else self._verdict.reason
+
+    def start(self) -> bytes:
+        return self._engine.start()
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._finished:
+            return self._end(Outcome.failed("protocol_error", "EAP-TLS has ended"))
+        engine = self._engine
+        event = engine.receive(type_data)
+        if isinstance(event, Continue):
+            return Reply(event.type_data)
+        if isinstance(event, Failed):
+            if self._failing is not None:
+                return self._end(_failed(self._failing))
+            if engine.has_output:  # our alert goes out first (RFC 9190 §2.1.3)
+                self._failing = event
+                return Reply(engine.next_type_data())
+            return self._end(_failed(event))
+        if self._failing is not None:  # the peer's acknowledgement of our alert
+            return self._end(_failed(self._failing))
+        if not engine.handshake_done:
+            if event.empty and not engine.has_output:
+                return self._end(Outcome.failed("protocol_error", "empty Response"))
+            return Reply(engine.next_type_data())
+        if self._closing:
+            if not event.empty or event.data:
+                return self._end(
+                    Outcome.failed("protocol_error", "data after the server's last flight")
+                )
+            return self._success()
+        if event.data:
+            return self._end(Outcome.failed("protocol_error", "application data from the peer"))
+        refusal = self._authorize()
+        if refusal is not None:
+            return self._end(refusal)
+        if engine.is_tls13:
+            engine.write(PROTECTED_SUCCESS)
+            self._closing = True
+            return Reply(engine.next_type_data())
+        if engine.has_output:  # TLS 1.2 full handshake: our ChangeCipherSpec, Finished
+            self._closing = True
+            return Reply(engine.next_type_data())
+        return self._success()  # TLS 1.2 resumption: the peer's Finished was the last word
+
+    def _authorize(self) -> Outcome | None:
+        """Run the policy if the handshake did not (resumed session) and check the CRLs."""
+        engine = self._engine
+        cert = engine.peer_certificate
+        if cert is None:
+            return Outcome.failed("no_certificate", "the peer presented no certificate")
+        if engine.resumed or self._verdict is None:
+            if engine.context.is_revoked(cert.certificate):
+                return Outcome.failed("certificate_revoked", "resumed session, revoked since")
+            self._verdict = self._policy(cert, self._ctx.identity_text)
+        if not self._verdict.ok:
+            return Outcome.failed(self._verdict.reason, self._verdict.detail)
+        return None
+
+    def _success(self) -> Step:
+        engine = self._engine
+        assert self._verdict is not None and self._verdict.ok
+        user = self._verdict.user or self._ctx.identity_text
+        outcome = Outcome(True, "ok", derive_keys(engine), user, "", _tls_attributes(engine))
+        return self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> Done:
+        self._finished = True
+        return Done(outcome)
+
+
+class TlsPeer:
+    """The peer role of EAP-TLS (see the module docstring)."""
+
+    method = TLS
+
+    def __init__(self, ctx: MethodContext, context: TlsContext, cache: SessionCache | None) -> None:
+        self._ctx = ctx
+        self._cache = cache
+        self._cache_key = (context.config.server_name or "", ctx.identity)
+        session = cache.get(self._cache_key) if cache is not None else None
+        self._engine = TlsEapEngine(context, EapType.TLS, session=session)
+        self._final: Outcome | None = None
+        self._finished = False
+
+    @property
+    def engine(self) -> TlsEapEngine:
+        return self._engine
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._finished:
+            return Done(Outcome.failed("protocol_error", "EAP-TLS has ended"))
+        engine = self._engine
+        event = engine.receive(type_data)
+        if isinstance(event, Continue):
+            if self._final is not None and not engine.awaiting_ack:
+                return self._end(self._final, event.type_data)
+            return Reply(event.type_data)
+        if isinstance(event, Failed):
+            if self._cache is not None:
+                self._cache.forget(self._cache_key)
+            return self._send_last(_failed(event))
+        if not engine.handshake_done:
+            return Reply(engine.next_type_data())
+        if not engine.is_tls13:
+            # TLS 1.2: the server's Finished is verified; answer with our last flight
+            # (resumption) or an empty Response (RFC 5216 §2.1.1, §2.1.2).
+            return self._send_last(self._success())
+        if engine.has_output:  # our Certificate .. Finished
+            return Reply(engine.next_type_data())
+        if not event.data:  # tickets without the indication yet
+            return Reply(engine.ack())
+        if event.data != PROTECTED_SUCCESS:
+            return self._send_last(
+                Outcome.failed("protocol_error", "application data other than 0x00")
+            )
+        return self._send_last(self._success())
+
+    def _success(self) -> Outcome:
+        engine = self._engine
+        if self._cache is not None:
+            self._cache.put(self._cache_key, engine.session())
+        return Outcome(True, "ok", derive_keys(engine), None, "", _tls_attributes(engine))
+
+    def _send_last(self, outcome: Outcome) -> Step:
+        """Send what is left (fragments if need be), then end with ``outcome``."""
+        engine = self._engine
+        type_data = engine.next_type_data()
+        if engine.awaiting_ack:
+            self._final = outcome
+            return Reply(type_data)
+        return self._end(outcome, type_data)
+
+    def _end(self, outcome: Outcome, type_data: bytes) -> Done:
+        self._finished = True
+        return Done(outcome, type_data)
+
+
+def tls_authenticator(
+    config: TlsConfig, policy: CertificatePolicy = bind_identity
+) -> MethodFactory[Authenticator]:
+    """A factory for :class:`eapkit.session.AuthenticatorSession`.  The TLS context is
+    built here, once: conversations share it (and its session-ticket keys)."""
+    context = TlsContext(config, TlsRole.SERVER)
+    return MethodFactory(TLS, lambda ctx: TlsAuthenticator(ctx, context, policy), "tls")
+
+
+def tls_peer(config: TlsConfig, cache: SessionCache | None = None) -> MethodFactory[Peer]:
+    """A factory for :class:`eapkit.session.PeerSession`.  With resumption on (the
+    default) and no ``cache`` given, the factory keeps its own."""
+    context = TlsContext(config, TlsRole.PEER)
+    if cache is None and config.resumption:
+        cache = SessionCache()
+    chosen = cache if config.resumption else None
+    return MethodFactory(TLS, lambda ctx: TlsPeer(ctx, context, chosen), "tls")
