@@ -229,7 +229,7 @@ def nt_hash_keys(nt_hash: bytes) -> NtHashKeys:
     keys = NtHashKeys(nt_hash)
     with _cache_lock:
         _cache[nt_hash] = keys
-        if len(_cache) > _CACHE_SIZE:
+        while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return keys
 
