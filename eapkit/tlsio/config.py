@@ -312,11 +312,11 @@ class TlsContext:
         except (ValueError, TypeError):
             raise ConfigError("the private key does not load (format or password)") from None
         try:
-            ctx.use_certificate(crypto.X509.from_cryptography(chain[0]))
-            ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+            ctx.use_certificate(chain[0])
+            ctx.use_privatekey(key)  # type: ignore[arg-type]
             ctx.check_privatekey()
             for extra in chain[1:]:
-                ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+                ctx.add_extra_chain_cert(extra)
         except (SSL.Error, TypeError, ValueError):
             raise ConfigError("the private key does not match the certificate") from None
 
@@ -332,7 +332,7 @@ class TlsContext:
         for cert in self.trusted:
             store.add_cert(crypto.X509.from_cryptography(cert))
             if self.is_server:
-                ctx.add_client_ca(crypto.X509.from_cryptography(cert))
+                ctx.add_client_ca(cert)
         if self.crls:
             for crl in self.crls:
                 store.add_crl(crl)
