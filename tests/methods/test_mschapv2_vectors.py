@@ -64,7 +64,7 @@ class ScriptedRandom:
         return chunk
 
 
-def _mschap_messages(case: Case) -> list[tuple[int, bytes]]:
+def _mschap_messages(case: Case) -> list[tuple[Code, bytes]]:
     """(EAP Code, EAP-MSCHAPv2 Type-Data) of the captured method packets, in order."""
     out = []
     for packet in case["eap_packets"]:
