@@ -43,7 +43,7 @@ class Verdict:
 class ResponseCheck(Protocol):
     """Checks a cleartext response (EAP-GTC, PAP) for a user at a time."""
 
-    def __call__(self, user: str, response: str, now: float) -> Verdict: ...
+    def __call__(self, user: str, response: str, now: float, /) -> Verdict: ...
 
 
 class InMemoryPasswords:

@@ -1,0 +1,259 @@
+"""Access-Requests that carry EAP (RFC 3579 §2, §3), turned into replies.
+
+One EAP conversation spans several Access-Request / Access-Challenge rounds; the
+``State`` attribute (RFC 2865 §5.24) names the conversation::
+
+    NAS                                   eapkit
+    Access-Request  EAP-Message(Identity)  ->  new conversation, first method Request
+                    <- Access-Challenge  EAP-Message(Request) State=S
+    Access-Request  EAP-Message(Response) State=S  ->  same conversation
+                    <- Access-Challenge ... (as many rounds as the method needs)
+                    <- Access-Accept  EAP-Message(Success) MS-MPPE-*-Key EAP-Key-Name ...
+                    or Access-Reject  EAP-Message(Failure) Reply-Message
+
+- ``State`` is 16 random octets (plus an optional routing prefix), valid for
+  ``ttl`` seconds after the last round; at most ``max_conversations`` live at once, the
+  oldest idle ones are dropped first.  A request naming an unknown or expired State is
+  rejected.
+- The Accept carries the MSK as MS-MPPE-Recv-Key (MSK[0:32]) and MS-MPPE-Send-Key
+  (MSK[32:64]) (RFC 2548 §2.4, RFC 3580 §3.16), the Session-Id as EAP-Key-Name
+  (RFC 4072 §2.4), the authenticated (inner) identity as User-Name, a Class, and the
+  user's policy (Session-Timeout, Framed-IP-Address, Framed-Pool).
+- A Reject says only "Authentication failed" to the user: the reason (``bad_password``,
+  ``unknown_user``, ...) goes to the decision log, never on the wire, so unknown users and
+  wrong passwords look the same.
+
+This module is sans-I/O like the layers below it: packets in, replies out, time passed in.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from eapkit.errors import DecodeError
+from eapkit.methods.base import Authenticator, MethodFactory
+from eapkit.packet import Failure, decode_frame
+from eapkit.policy import UserPolicy
+from eapkit.radius.dictionary import Attr, encode_integer, encode_ipv4
+from eapkit.radius.mppe import mppe_key_attributes
+from eapkit.radius.packet import Attribute, Code, Packet, eap_message_attributes
+from eapkit.rand import SYSTEM_RANDOM, RandomSource
+from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
+
+__all__ = ["AccessReply", "Decision", "EapAccess", "PolicyLookup", "policy_attributes"]
+
+REJECT_MESSAGE = b"Authentication failed"
+STATE_SIZE = 16
+
+
+def policy_attributes(policy: UserPolicy) -> list[Attribute]:
+    """Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8), Framed-Pool (RFC 2869
+    §5.18) from the user's policy."""
+    out: list[Attribute] = []
+    if policy.session_timeout is not None:
+        out.append((Attr.SESSION_TIMEOUT, encode_integer(policy.session_timeout)))
+    if policy.framed_ip is not None:
+        out.append((Attr.FRAMED_IP_ADDRESS, encode_ipv4(IPv4Address(policy.framed_ip))))
+    if policy.framed_pool is not None:
+        out.append((Attr.FRAMED_POOL, policy.framed_pool.encode()))
+    return out
+
+
+PolicyLookup = Callable[[str], UserPolicy | None]
+
+
+@dataclass(slots=True)
+class Decision:
+    """One line of the decision log (a SIEM reads these): never a secret in it."""
+
+    time: float
+    client: str
+    user: str
+    outer_identity: str
+    method: str
+    inner_method: str
+    result: str
+    reason: str
+    rounds: int
+    duration: float
+    session_id: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "time": round(self.time, 3),
+            "client": self.client,
+            "user": self.user,
+            "outer_identity": self.outer_identity,
+            "method": self.method,
+            "inner_method": self.inner_method,
+            "result": self.result,
+            "reason": self.reason,
+            "rounds": self.rounds,
+            "duration_ms": round(self.duration * 1000, 3),
+            "session_id": self.session_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class AccessReply:
+    """The reply to send: its Code and attributes (the server adds Message-Authenticator
+    and the Response Authenticator).  ``decision`` is set when the conversation ended."""
+
+    code: Code
+    attributes: list[Attribute]
+    decision: Decision | None = None
+
+
+@dataclass(slots=True)
+class _Conversation:
+    session: AuthenticatorSession
+    started: float
+    expires: float
+    client: str
+    nas_user_name: str = ""
+
+
+@dataclass
+class EapAccess:
+    """Runs EAP conversations for a RADIUS server.
+
+    ``methods`` are the authenticator factories in the order they are offered;
+    ``policy`` maps the authenticated user to what the Accept should carry.
+    """
+
+    methods: Sequence[MethodFactory[Authenticator]]
+    policy: PolicyLookup | None = None
+    session_config: SessionConfig = field(
+        default_factory=lambda: SessionConfig(identity_round=False)
+    )
+    ttl: float = 60.0
+    max_conversations: int = 10_000
+    random: RandomSource = SYSTEM_RANDOM
+    state_prefix: bytes = b""
+    _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
+    discarded: int = 0
+
+    @property
+    def live(self) -> int:
+        return len(self._table)
+
+    def expire(self, now: float) -> int:
+        """Forget conversations idle past their ``ttl``; returns how many."""
+        n = 0
+        while self._table:
+            state, conv = next(iter(self._table.items()))
+            if conv.expires > now:
+                break
+            del self._table[state]
+            n += 1
+        return n
+
+    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+        """The reply to one Access-Request with EAP-Message, or None to stay silent
+        (a discarded EAP packet: the NAS retransmits, RFC 3579 §2.6.2)."""
+        eap = request.eap_message()
+        assert eap is not None, "EapAccess.handle needs an Access-Request with EAP-Message"
+        self.expire(now)
+        state = request.get(Attr.STATE)
+        if state is not None:
+            conv = self._table.get(state)
+            if conv is None:
+                return self._reject_stray(eap, client, now, "unknown_state")
+            self._table.move_to_end(state)
+            conv.expires = now + self.ttl
+        else:
+            if len(self._table) >= self.max_conversations:
+                return self._reject_stray(eap, client, now, "too_many_conversations")
+            session = AuthenticatorSession(
+                self.methods, config=self.session_config, now=now, random=self.random
+            )
+            conv = _Conversation(session, now, now + self.ttl, client)
+            conv.nas_user_name = (request.get(Attr.USER_NAME) or b"").decode(
+                "utf-8", "backslashreplace"
+            )
+            state = self.state_prefix + self.random.random_bytes(STATE_SIZE)
+        action = conv.session.receive(eap)
+        if isinstance(action, Discard):
+            self.discarded += 1
+            if request.get(Attr.STATE) is None:
+                return self._reject_stray(eap, client, now, "not_an_identity_response")
+            return None
+        if isinstance(action, Finished):
+            self._table.pop(state, None)
+            return self._final(action, conv, request, secret, now)
+        self._table[state] = conv
+        return AccessReply(
+            Code.ACCESS_CHALLENGE,
+            [*eap_message_attributes(action.packet), (Attr.STATE, state)],
+        )
+
+    # -- endings ----------------------------------------------------------------------
+
+    def _final(
+        self, action: Finished, conv: _Conversation, request: Packet, secret: bytes, now: float
+    ) -> AccessReply:
+        result = action.result
+        assert action.packet is not None
+        attrs = eap_message_attributes(action.packet)
+        decision = _decision(result, conv, now)
+        if not result.success:
+            attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
+            return AccessReply(Code.ACCESS_REJECT, attrs, decision)
+        attrs.append((Attr.USER_NAME, result.user.encode()[:253]))
+        policy = self.policy(result.user) if self.policy else None
+        if result.keys is not None:
+            attrs += mppe_key_attributes(
+                result.keys.msk, secret, request.authenticator, self.random
+            )
+            if result.keys.session_id:
+                attrs.append((Attr.EAP_KEY_NAME, result.keys.session_id[:253]))
+        klass = (
+            policy.klass
+            if policy and policy.klass
+            else b"eapkit:" + self.random.random_bytes(8).hex().encode()
+        )
+        attrs.append((Attr.CLASS, klass))
+        if policy is not None:
+            attrs += policy_attributes(policy)
+        return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
+
+    def _reject_stray(self, eap: bytes, client: str, now: float, reason: str) -> AccessReply:
+        """Reject a request that belongs to no conversation, with an EAP Failure that
+        carries the Response's identifier when it has one."""
+        try:
+            identifier = decode_frame(eap)[0].identifier
+        except DecodeError:
+            identifier = 0
+        decision = Decision(now, client, "", "", "", "", "reject", reason, 0, 0.0, "")
+        return AccessReply(
+            Code.ACCESS_REJECT,
+            [
+                *eap_message_attributes(Failure(identifier).encode()),
+                (Attr.REPLY_MESSAGE, REJECT_MESSAGE),
+            ],
+            decision,
+        )
+
+
+def _decision(result: Result, conv: _Conversation, now: float) -> Decision:
+    outcome = result.outcome
+    inner = outcome.attributes.get("inner_method", "") if outcome else ""
+    return Decision(
+        time=now,
+        client=conv.client,
+        user=result.user,
+        outer_identity=result.identity,
+        method=str(result.method) if result.method else "",
+        inner_method=inner,
+        result="accept" if result.success else "reject",
+        reason=result.reason,
+        rounds=result.rounds,
+        duration=now - conv.started,
+        session_id=result.keys.session_id.hex() if result.keys else "",
+        detail=result.detail,
+    )

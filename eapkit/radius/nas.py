@@ -1,0 +1,273 @@
+"""The NAS side of RADIUS: send Access-Requests, carry a peer's EAP conversation over
+them, recover the keys the server sends (what ``eapkit probe`` and the load generator
+are built on).
+
+:class:`RadiusClient` is one UDP socket with up to 256 outstanding requests (one per
+RADIUS Identifier), retransmitting on timeout (RFC 2865 §2.5, RFC 5080 §2.2.1: the
+same Identifier and Request Authenticator).  :func:`authenticate` runs a
+:class:`~eapkit.session.PeerSession` over it the way a NAS does (RFC 3579 §2.1): the NAS
+asks for the identity itself, then relays EAP-Message and State until Accept or Reject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from eapkit.errors import DecodeError, EapkitError
+from eapkit.packet import Code as EapCode
+from eapkit.packet import Identity
+from eapkit.radius.dictionary import Attr, encode_integer
+from eapkit.radius.mppe import MppeKeys, recover_mppe_keys
+from eapkit.radius.packet import (
+    Attribute,
+    Code,
+    Packet,
+    decode,
+    eap_message_attributes,
+    encode_request,
+    new_request_authenticator,
+)
+from eapkit.rand import SYSTEM_RANDOM, RandomSource
+from eapkit.session import Discard, PeerSession, Result, Send
+
+__all__ = ["ProbeResult", "RadiusClient", "RadiusTimeout", "authenticate"]
+
+
+class RadiusTimeout(EapkitError):
+    """No valid reply after every retransmission."""
+
+
+class _ClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: RadiusClient) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.owner._received(data)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP port unreachable and the like: the request times out and retries
+
+
+class RadiusClient:
+    """A RADIUS client on one UDP socket (use it from one event loop)."""
+
+    def __init__(
+        self,
+        server: tuple[str, int],
+        secret: bytes,
+        *,
+        timeout: float = 3.0,
+        retries: int = 3,
+        random: RandomSource = SYSTEM_RANDOM,
+    ) -> None:
+        self.server = server
+        self.secret = secret
+        self.timeout = timeout
+        self.retries = retries
+        self.random = random
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pending: dict[int, tuple[bytes, asyncio.Future[Packet]]] = {}
+        self._next_id = random.random_bytes(1)[0]
+        self._free = asyncio.Semaphore(256)
+        self.retransmissions = 0
+
+    async def open(self) -> RadiusClient:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _ClientProtocol(self), remote_addr=self.server
+        )
+        self._transport = transport
+        return self
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> RadiusClient:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _received(self, data: bytes) -> None:
+        try:
+            reply = decode(data)
+        except DecodeError:
+            return
+        pending = self._pending.get(reply.identifier)
+        if pending is None:
+            return
+        authenticator, future = pending
+        if future.done():
+            return
+        if not reply.verify_response_authenticator(self.secret, authenticator):
+            return  # not for us, or forged: keep waiting (RFC 2865 §3)
+        if reply.message_authenticator is not None and not reply.verify_message_authenticator(
+            self.secret, authenticator, Code.ACCESS_REQUEST
+        ):
+            return
+        future.set_result(reply)
+
+    def _allocate(self) -> int:
+        for _ in range(256):
+            ident = self._next_id
+            self._next_id = (self._next_id + 1) & 0xFF
+            if ident not in self._pending:
+                return ident
+        raise RuntimeError("256 requests outstanding")  # pragma: no cover - semaphore
+
+    async def request(
+        self, attributes: Sequence[Attribute], code: int = Code.ACCESS_REQUEST
+    ) -> tuple[Packet, bytes]:
+        """Send one request and wait for its reply; returns (reply, Request Authenticator)."""
+        if self._transport is None:
+            await self.open()
+        assert self._transport is not None
+        async with self._free:
+            ident = self._allocate()
+            authenticator = new_request_authenticator(self.random)
+            wire = encode_request(
+                code, ident, list(attributes), self.secret, authenticator=authenticator
+            )
+            if code != Code.ACCESS_REQUEST:
+                authenticator = wire[4:20]
+            future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+            self._pending[ident] = (authenticator, future)
+            try:
+                for attempt in range(self.retries + 1):
+                    if attempt:
+                        self.retransmissions += 1
+                    self._transport.sendto(wire)
+                    try:
+                        reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+                    except TimeoutError:
+                        continue
+                    return reply, authenticator
+                host, port = self.server
+                raise RadiusTimeout(f"no reply from {host}:{port} after {attempt + 1} tries")
+            finally:
+                del self._pending[ident]
+                if not future.done():
+                    future.cancel()
+
+
+@dataclass
+class ProbeResult:
+    """What a NAS learns from one authentication."""
+
+    accepted: bool
+    peer: Result | None
+    reply: Packet | None = None
+    mppe: MppeKeys | None = None
+    eap_key_name: bytes | None = None
+    rounds: int = 0
+    duration: float = 0.0
+    reply_attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keys_match(self) -> bool | None:
+        """Do the MPPE keys and EAP-Key-Name the server sent equal what the peer
+        derived?  None when the method derived no keys."""
+        if self.peer is None or self.peer.keys is None:
+            return None
+        if self.mppe is None:
+            return False
+        msk = self.peer.keys.msk
+        ok = hmac.compare_digest(self.mppe.recv, msk[:32]) and hmac.compare_digest(
+            self.mppe.send, msk[32:64]
+        )
+        if self.peer.keys.session_id and self.eap_key_name is not None:
+            ok = ok and self.eap_key_name == self.peer.keys.session_id
+        return ok
+
+
+async def authenticate(
+    client: RadiusClient,
+    peer: PeerSession,
+    *,
+    nas_attributes: Sequence[Attribute] = (),
+    max_rounds: int = 100,
+) -> ProbeResult:
+    """Run ``peer``'s conversation over RADIUS to the end."""
+    started = time.perf_counter()
+    # The NAS runs the Identity round itself (RFC 3579 §2.1), as eapol_test does.
+    first = peer.receive(Identity(EapCode.REQUEST, 0).encode())
+    assert isinstance(first, Send)
+    eap = first.packet
+    user_name = peer.identity[:253]
+    state: bytes | None = None
+    rounds = 0
+    while rounds < max_rounds:
+        rounds += 1
+        attrs: list[Attribute] = [(Attr.USER_NAME, user_name)]
+        attrs += [
+            (Attr.SERVICE_TYPE, encode_integer(2)),
+            (Attr.FRAMED_MTU, encode_integer(1400)),
+            *nas_attributes,
+        ]
+        attrs += eap_message_attributes(eap)
+        if state is not None:
+            attrs.append((Attr.STATE, state))
+        reply, authenticator = await client.request(attrs)
+        eap_in = reply.eap_message()
+        if reply.code == Code.ACCESS_CHALLENGE:
+            if eap_in is None:
+                break
+            state = reply.get(Attr.STATE)
+            action = peer.receive(eap_in)
+            if isinstance(action, Send):
+                eap = action.packet
+                continue
+            if isinstance(action, Discard):
+                break
+            return _result(False, peer, reply, authenticator, client, rounds, started)
+        if eap_in is not None and not peer.finished:
+            peer.receive(eap_in)
+        return _result(
+            reply.code == Code.ACCESS_ACCEPT, peer, reply, authenticator, client, rounds, started
+        )
+    return ProbeResult(False, peer.result, None, rounds=rounds)
+
+
+def _result(
+    accepted: bool,
+    peer: PeerSession,
+    reply: Packet,
+    authenticator: bytes,
+    client: RadiusClient,
+    rounds: int,
+    started: float,
+) -> ProbeResult:
+    mppe = None
+    if accepted:
+        try:
+            mppe = recover_mppe_keys(reply, client.secret, authenticator)
+        except DecodeError:
+            mppe = None
+    shown: dict[str, str] = {}
+    for attr in (Attr.USER_NAME, Attr.REPLY_MESSAGE, Attr.CLASS, Attr.FRAMED_POOL):
+        value = reply.get(attr)
+        if value is not None:
+            shown[Attr(attr).name] = value.decode("utf-8", "backslashreplace")
+    for attr in (Attr.SESSION_TIMEOUT,):
+        raw = reply.get(attr)
+        if raw is not None and len(raw) == 4:
+            shown[Attr(attr).name] = str(int.from_bytes(raw, "big"))
+    raw_ip = reply.get(Attr.FRAMED_IP_ADDRESS)
+    if raw_ip is not None and len(raw_ip) == 4:
+        shown["FRAMED_IP_ADDRESS"] = ".".join(str(b) for b in raw_ip)
+    return ProbeResult(
+        accepted=accepted and bool(peer.result and peer.result.success),
+        peer=peer.result,
+        reply=reply,
+        mppe=mppe,
+        eap_key_name=reply.get(Attr.EAP_KEY_NAME),
+        rounds=rounds,
+        duration=time.perf_counter() - started,
+        reply_attributes=shown,
+    )
