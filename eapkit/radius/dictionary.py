@@ -50,6 +50,7 @@ __all__ = [
     "MsAttr",
     "NasPortType",
     "ServiceType",
+    "Value",
     "decode_date",
     "decode_integer",
     "decode_ipv4",
@@ -419,6 +420,7 @@ def decode_vsa(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
 # -- by dictionary entry ---------------------------------------------------------------
 
 Value = str | int | bytes | IPv4Address | IPv6Address
+"""A decoded attribute value, by :class:`DataType`."""
 
 
 def encode_value(attr: AttributeDef | str, value: Value) -> bytes:

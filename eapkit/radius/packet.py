@@ -329,7 +329,7 @@ def _vendor_subattributes(data: bytes) -> list[Attribute]:
 # -- decoding ------------------------------------------------------------------------------
 
 
-def decode(data: bytes) -> Packet:
+def decode(data: bytes | bytearray | memoryview) -> Packet:
     """Parse one RADIUS packet (RFC 2865 §3) from a datagram.
 
     Raises :class:`DecodeError` when the header is short, Length is below 20, above
