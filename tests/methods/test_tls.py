@@ -379,9 +379,12 @@ def _server_writing(payload: bytes | None) -> MethodFactory[TlsAuthenticator]:
     def create(ctx: MethodContext) -> TlsAuthenticator:
         auth = TlsAuthenticator(ctx, context, bind_identity)
         real = auth.engine.write
-        auth.engine.write = (  # type: ignore[method-assign]
-            lambda _d: real(payload) if payload is not None else None
-        )
+
+        def write(data: bytes) -> None:
+            if payload is not None:
+                real(payload)
+
+        auth.engine.write = write  # type: ignore[method-assign]
         return auth
 
     return MethodFactory(TLS, create)
