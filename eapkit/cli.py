@@ -1,23 +1,34 @@
 """The ``eapkit`` command.
 
-``eapkit methods`` lists the EAP methods this installation has; ``eapkit demo`` runs a
-conversation of each one between the two roles in one process and prints the result
-(later issues add ``serve``, ``probe``, ``user``, ``enroll``, ``verify`` and ``token``).
+- ``eapkit serve``: the reference RADIUS server (see :mod:`eapkit.serve`);
+- ``eapkit probe``: a RADIUS client running eapkit's peer methods (:mod:`eapkit.probe`);
+- ``eapkit user add|list|del``: the server's user directory (:mod:`eapkit.users`);
+- ``eapkit methods``: the EAP methods this installation has;
+- ``eapkit demo``: an EAP-GTC conversation between the two roles in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from eapkit import __version__
 from eapkit.credentials import InMemoryPasswords
+from eapkit.errors import ConfigError
 from eapkit.loopback import converse
 from eapkit.methods import registered
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
+from eapkit.policy import UserPolicy
+from eapkit.probe import METHODS, ProbeOptions, run_probe
+from eapkit.radius.server import Client, serve
+from eapkit.serve import ServeConfig, build_core, describe, ensure_demo_pki, parse_hostport
 from eapkit.session import AuthenticatorSession, PeerSession
+from eapkit.users import SECOND_FACTORS, UserDirectory
 
 
 def _load_all_methods() -> None:
@@ -54,6 +65,128 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _users(args: argparse.Namespace) -> UserDirectory:
+    return UserDirectory(Path(args.db))
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"password for {args.name}: ")
+    policy = UserPolicy(
+        session_timeout=args.session_timeout, framed_ip=args.framed_ip, framed_pool=args.framed_pool
+    )
+    _users(args).add(
+        args.name,
+        password,
+        nt_hash=not args.no_nt_hash,
+        second_factor=args.second_factor,
+        policy=policy,
+    )
+    print(f"user {args.name} stored in {args.db}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    for user in _users(args).list():
+        extras = [f"second_factor={user.second_factor}"]
+        extras.append("mschapv2" if user.nt_hash else "no-mschapv2")
+        extras += [f"{k}={v}" for k, v in user.policy.to_json().items()]
+        print(f"{user.name}\t{' '.join(extras)}")
+    return 0
+
+
+def cmd_user_del(args: argparse.Namespace) -> int:
+    if _users(args).delete(args.name):
+        print(f"user {args.name} deleted")
+        return 0
+    print(f"no user {args.name}", file=sys.stderr)
+    return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
+    if args.listen:
+        cfg.listen = [parse_hostport(x) for x in args.listen]
+    if args.db:
+        cfg.db = Path(args.db)
+    if args.log:
+        cfg.log = args.log
+    if args.methods:
+        cfg.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.secret:
+        cfg.clients = [
+            Client.of("127.0.0.0/8", args.secret, "localhost"),
+            Client.of("::1/128", args.secret, "localhost6"),
+            *[c for c in cfg.clients if not c.network.is_loopback],
+        ]
+    if args.cert:
+        cfg.tls.cert = Path(args.cert)
+    if args.key:
+        cfg.tls.key = Path(args.key)
+    if args.ca:
+        cfg.tls.ca = Path(args.ca)
+    if args.fragment_size:
+        cfg.tls.fragment_size = args.fragment_size
+    if args.tls_max:
+        cfg.tls.max_version = args.tls_max
+    if cfg.tls.cert is None and cfg.tls.key is None:
+        pki_dir = cfg.db.parent / "eapkit-pki"
+        files = ensure_demo_pki(pki_dir)
+        cfg.tls.cert, cfg.tls.key = files["cert"], files["key"]
+        cfg.tls.ca = cfg.tls.ca or files["ca"]
+        print(
+            f"eapkit serve: demo PKI in {pki_dir}: CA {files['ca']}, server {files['cert']}, "
+            f"client alice {files['client_cert']} / {files['client_key']}",
+            file=sys.stderr,
+        )
+    users = UserDirectory(cfg.db)
+    if args.demo_user:
+        name, _, password = args.demo_user.partition(":")
+        if not password:
+            raise ConfigError("--demo-user is NAME:PASSWORD")
+        if users.get(name) is None:
+            users.add(name, password)
+            print(f"eapkit serve: demo user {name} added to {cfg.db}", file=sys.stderr)
+    stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
+    try:
+        core = build_core(cfg, users, log_stream=stream)
+        assert core.eap is not None
+        names = [str(f.name or f.method) for f in core.eap.methods]
+
+        def ready(bound: list[tuple[str, int]]) -> None:
+            cfg.listen = bound
+            print(describe(cfg, names), file=sys.stderr, flush=True)
+
+        asyncio.run(serve(core, cfg.listen, ready=ready))
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    print("eapkit serve: stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    opts = ProbeOptions(
+        server=parse_hostport(args.server),
+        secret=args.secret.encode(),
+        method=args.method,
+        identity=args.identity,
+        anonymous_identity=args.anonymous_identity,
+        password=args.password,
+        cert=Path(args.cert) if args.cert else None,
+        key=Path(args.key) if args.key else None,
+        ca=Path(args.ca) if args.ca else None,
+        tls=args.tls,
+        fragment_size=args.fragment_size,
+        timeout=args.timeout,
+        server_name=args.server_name,
+    )
+    code, lines = run_probe(opts)
+    print("\n".join(lines))
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eapkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"eapkit {__version__}")
@@ -63,12 +196,71 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--user", default="alice")
     demo.add_argument("--password", default="correct horse battery staple")
     demo.set_defaults(func=cmd_demo)
+
+    srv = sub.add_parser("serve", help="run the reference RADIUS server")
+    srv.add_argument(
+        "--listen", action="append", metavar="HOST:PORT", help="default 127.0.0.1:1812"
+    )
+    srv.add_argument("--secret", help="shared secret of loopback NASes (default testing123)")
+    srv.add_argument("--db", help="SQLite file with the users (default ./eapkit.db)")
+    srv.add_argument("--cert", help="server certificate chain (PEM)")
+    srv.add_argument("--key", help="server private key (PEM)")
+    srv.add_argument("--ca", help="CAs that issue client certificates (PEM)")
+    srv.add_argument("--config", help="TOML configuration file")
+    srv.add_argument(
+        "--methods", help="comma-separated, in order (default tls,ttls,peap,mschapv2,gtc)"
+    )
+    srv.add_argument("--log", help="decision log file ('-' for stdout)")
+    srv.add_argument("--fragment-size", type=int)
+    srv.add_argument("--tls-max", choices=["1.2", "1.3"])
+    srv.add_argument("--demo-user", metavar="NAME:PASSWORD", help="add this user if missing")
+    srv.set_defaults(func=cmd_serve)
+
+    prb = sub.add_parser("probe", help="authenticate against a RADIUS server as a NAS would")
+    prb.add_argument("--server", default="127.0.0.1:1812", metavar="HOST:PORT")
+    prb.add_argument("--secret", default="testing123")
+    prb.add_argument("--method", required=True, choices=METHODS)
+    prb.add_argument("--identity", required=True)
+    prb.add_argument("--anonymous-identity")
+    prb.add_argument("--password")
+    prb.add_argument("--cert")
+    prb.add_argument("--key")
+    prb.add_argument("--ca", help="CA to verify the server certificate")
+    prb.add_argument("--server-name", help="name the server certificate must carry")
+    prb.add_argument("--tls", choices=["1.2", "1.3"])
+    prb.add_argument("--fragment-size", type=int)
+    prb.add_argument("--timeout", type=float, default=3.0)
+    prb.set_defaults(func=cmd_probe)
+
+    usr = sub.add_parser("user", help="manage the server's users")
+    usub = usr.add_subparsers(dest="user_command", required=True)
+    add = usub.add_parser("add", help="add or replace a user")
+    add.add_argument("name")
+    add.add_argument("--password", help="prompted for when left out")
+    add.add_argument("--db", default="eapkit.db")
+    add.add_argument("--no-nt-hash", action="store_true", help="no MS-CHAPv2 for this user")
+    add.add_argument("--second-factor", choices=SECOND_FACTORS, default="none")
+    add.add_argument("--session-timeout", type=int)
+    add.add_argument("--framed-ip")
+    add.add_argument("--framed-pool")
+    add.set_defaults(func=cmd_user_add)
+    lst = usub.add_parser("list", help="list users")
+    lst.add_argument("--db", default="eapkit.db")
+    lst.set_defaults(func=cmd_user_list)
+    dele = usub.add_parser("del", help="delete a user")
+    dele.add_argument("name")
+    dele.add_argument("--db", default="eapkit.db")
+    dele.set_defaults(func=cmd_user_del)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, OSError) as exc:
+        print(f"eapkit: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -1,0 +1,294 @@
+"""``eapkit serve``: the reference RADIUS server, configured from TOML and flags.
+
+With nothing configured it runs on the **embedded default**: 127.0.0.1:1812, the user
+directory in ``./eapkit.db`` (SQLite), a demo CA and server certificate made on first
+start in ``./eapkit-pki/``, the loopback NAS with the secret ``testing123``, and the
+methods EAP-TLS, EAP-TTLS, PEAP, EAP-MSCHAPv2 and EAP-GTC (those this installation has).
+
+Every setting lives in the TOML file (``--config``); the common ones are flags too::
+
+    listen = ["127.0.0.1:1812"]
+    db = "eapkit.db"
+    log = "-"                          # decision log: "-" is stdout, else a file
+    methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
+    require_message_authenticator = true
+    conversation_ttl = 60
+    max_conversations = 10000
+
+    [tls]
+    cert = "server.pem"                # chain, leaf first
+    key = "server.key"
+    ca = "ca.pem"                      # CAs for client certificates (EAP-TLS)
+    crl = ["ca.crl"]                   # revocation lists (RFC 9190 §5.3)
+    fragment_size = 1398
+    min_version = "1.2"
+    max_version = "1.3"
+
+    [[clients]]
+    address = "192.0.2.0/24"
+    secret = "a long random secret"
+    name = "vpn-gateways"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eapkit.errors import ConfigError
+from eapkit.methods.base import Authenticator, MethodFactory
+from eapkit.methods.gtc import gtc_authenticator
+from eapkit.radius.access import EapAccess
+from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
+from eapkit.users import UserDirectory
+
+__all__ = ["DEFAULT_METHODS", "ServeConfig", "build_core", "ensure_demo_pki", "parse_hostport"]
+
+DEFAULT_METHODS = ("tls", "ttls", "peap", "mschapv2", "gtc")
+DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
+
+
+def parse_hostport(text: str, default_port: int = 1812) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT`` or ``HOST``."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise ConfigError(f"not HOST:PORT: {text!r}") from None
+
+
+@dataclass
+class TlsFiles:
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    crl: list[Path] = field(default_factory=list)
+    fragment_size: int = 1398
+    min_version: str = "1.2"
+    max_version: str = "1.3"
+
+
+@dataclass
+class ServeConfig:
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 1812)])
+    db: Path = Path("eapkit.db")
+    log: str = "-"
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    require_message_authenticator: bool = True
+    conversation_ttl: float = 60.0
+    max_conversations: int = 10_000
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    clients: list[Client] = field(default_factory=list)
+    pki_dir: Path | None = None
+
+    @classmethod
+    def from_toml(cls, path: Path) -> ServeConfig:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        return cls.from_dict(data, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: Path = Path()) -> ServeConfig:
+        cfg = cls()
+
+        def p(value: str) -> Path:
+            return (base / value) if not Path(value).is_absolute() else Path(value)
+
+        if "listen" in data:
+            listen = data["listen"]
+            cfg.listen = [
+                parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
+            ]
+        if "db" in data:
+            cfg.db = p(data["db"])
+        cfg.log = str(data.get("log", cfg.log))
+        cfg.methods = list(data.get("methods", cfg.methods))
+        cfg.require_message_authenticator = bool(data.get("require_message_authenticator", True))
+        cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
+        cfg.max_conversations = int(data.get("max_conversations", cfg.max_conversations))
+        tls = data.get("tls", {})
+        cfg.tls = TlsFiles(
+            cert=p(tls["cert"]) if "cert" in tls else None,
+            key=p(tls["key"]) if "key" in tls else None,
+            ca=p(tls["ca"]) if "ca" in tls else None,
+            crl=[
+                p(c)
+                for c in ([tls["crl"]] if isinstance(tls.get("crl"), str) else tls.get("crl", []))
+            ],
+            fragment_size=int(tls.get("fragment_size", 1398)),
+            min_version=str(tls.get("min_version", "1.2")),
+            max_version=str(tls.get("max_version", "1.3")),
+        )
+        for entry in data.get("clients", []):
+            try:
+                cfg.clients.append(
+                    Client.of(entry["address"], entry["secret"], entry.get("name", ""))
+                )
+            except (KeyError, ValueError) as exc:
+                raise ConfigError(f"bad [[clients]] entry: {exc}") from None
+        return cfg
+
+
+def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[str, Path]:
+    """A demo CA, server certificate (radius.eapkit.test) and client certificate
+    (``alice``), made once; later starts reuse them.  For trying eapkit, not for service."""
+    from eapkit import pki
+
+    files = {
+        "ca": directory / "ca.pem",
+        "ca_key": directory / "ca.key",
+        "cert": directory / "server.pem",
+        "key": directory / "server.key",
+        "client_cert": directory / "alice.pem",
+        "client_key": directory / "alice.key",
+    }
+    if all(f.exists() for f in files.values()):
+        return files
+    directory.mkdir(parents=True, exist_ok=True)
+    now = now or dt.datetime.now(dt.UTC)
+    ca = pki.make_ca("eapkit demo CA", now=now)
+    server = pki.make_server(ca, ["radius.eapkit.test"], now=now)
+    client = pki.make_client(ca, "alice", email="alice@eapkit.test", now=now)
+    for name, data in (
+        ("ca", ca.cert_pem),
+        ("ca_key", ca.key_pem),
+        ("cert", server.chain_pem),
+        ("key", server.key_pem),
+        ("client_cert", client.chain_pem),
+        ("client_key", client.key_pem),
+    ):
+        files[name].write_bytes(data)
+        if name.endswith("key"):
+            files[name].chmod(0o600)
+    return files
+
+
+MethodBuilder = Callable[[ServeConfig, UserDirectory], MethodFactory[Authenticator]]
+
+
+def _tls_config(cfg: ServeConfig) -> Any:
+    from eapkit.tlsio.config import TlsConfig, TlsVersion
+    from eapkit.tlsio.framing import FramingConfig
+
+    if cfg.tls.cert is None or cfg.tls.key is None:
+        raise ConfigError("TLS-based methods need [tls] cert and key (or --cert/--key)")
+    versions = {"1.2": TlsVersion.TLS1_2, "1.3": TlsVersion.TLS1_3}
+    try:
+        min_v, max_v = versions[cfg.tls.min_version], versions[cfg.tls.max_version]
+    except KeyError:
+        raise ConfigError("TLS versions are 1.2 or 1.3") from None
+    return TlsConfig(
+        certificate=cfg.tls.cert.read_bytes(),
+        private_key=cfg.tls.key.read_bytes(),
+        ca_certificates=cfg.tls.ca.read_bytes() if cfg.tls.ca else None,
+        crls=[c.read_bytes() for c in cfg.tls.crl],
+        min_version=min_v,
+        max_version=max_v,
+        framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
+    )
+
+
+def _build_tls(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+    from eapkit.methods.tls import tls_authenticator
+
+    return tls_authenticator(_tls_config(cfg))
+
+
+def _build_mschapv2(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+    from eapkit.methods.mschapv2 import mschapv2_authenticator
+
+    return mschapv2_authenticator(users.nt_hash)
+
+
+def _build_gtc(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+    return gtc_authenticator(users.check_password)
+
+
+BUILDERS: dict[str, MethodBuilder] = {
+    "tls": _build_tls,
+    "mschapv2": _build_mschapv2,
+    "gtc": _build_gtc,
+}
+
+
+def register_builder(name: str, builder: MethodBuilder) -> None:
+    """Method modules that need the server's settings (TTLS, PEAP) add themselves."""
+    BUILDERS[name] = builder
+
+
+def _load_builders() -> None:
+    for module in ("eapkit.methods.ttls", "eapkit.methods.peap"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        hook = getattr(mod, "register_serve_builders", None)
+        if hook is not None:
+            hook(register_builder)
+
+
+def build_methods(
+    cfg: ServeConfig, users: UserDirectory, warn: Callable[[str], None]
+) -> list[MethodFactory[Authenticator]]:
+    _load_builders()
+    factories: list[MethodFactory[Authenticator]] = []
+    for name in cfg.methods:
+        builder = BUILDERS.get(name)
+        if builder is None:
+            warn(f"method {name!r} is not available in this eapkit; skipped")
+            continue
+        factories.append(builder(cfg, users))
+    if not factories:
+        raise ConfigError("no EAP method left to offer")
+    return factories
+
+
+def build_core(
+    cfg: ServeConfig,
+    users: UserDirectory,
+    *,
+    log_stream: Any = None,
+    warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
+) -> RadiusCore:
+    methods = build_methods(cfg, users, warn)
+    clients = cfg.clients or [
+        Client.of("127.0.0.0/8", DEFAULT_SECRET, "localhost"),
+        Client.of("::1/128", DEFAULT_SECRET, "localhost6"),
+    ]
+    eap = EapAccess(
+        methods,
+        policy=users.policy,
+        ttl=cfg.conversation_ttl,
+        max_conversations=cfg.max_conversations,
+    )
+    return RadiusCore(
+        ClientTable(clients),
+        eap,
+        decisions=DecisionLog(log_stream),
+        require_message_authenticator=cfg.require_message_authenticator,
+    )
+
+
+def describe(cfg: ServeConfig, methods: Sequence[str]) -> str:
+    addrs = ", ".join(f"{h}:{p}" for h, p in cfg.listen)
+    return f"eapkit serve: listening on {addrs}; methods {', '.join(methods)}; db {cfg.db}"
+
+
+def now() -> float:
+    return time.time()
