@@ -44,7 +44,6 @@ import hashlib
 import hmac
 import os
 import threading
-from collections import OrderedDict
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
@@ -106,6 +105,8 @@ _SHS_PAD2 = b"\xf2" * 40
 
 
 def _check_len(value: bytes, length: int, name: str) -> bytes:
+    if type(value) is bytes and len(value) == length:  # the hot path's case, cheaply
+        return value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
     value = bytes(value)
@@ -133,11 +134,11 @@ def strip_domain(username: str | bytes) -> bytes:
     """The user name as RFC 2759 §8.2 hashes it: bytes after the first ``\\``, if any
     (``DOMAIN\\user`` -> ``user``); text is UTF-8 encoded."""
     raw = username.encode("utf-8") if isinstance(username, str) else bytes(username)
-    _, sep, rest = raw.partition(b"\\")
-    name = rest if sep else raw
-    if len(name) > MAX_USERNAME_BYTES:
-        raise ValueError(f"user name of {len(name)} bytes: RFC 2759 allows at most 256")
-    return name
+    if b"\\" in raw:
+        raw = raw.partition(b"\\")[2]
+    if len(raw) > MAX_USERNAME_BYTES:
+        raise ValueError(f"user name of {len(raw)} bytes: RFC 2759 allows at most 256")
+    return raw
 
 
 # -- DES ---------------------------------------------------------------------------------
@@ -206,31 +207,41 @@ class NtHashKeys:
         username: str | bytes,
         nt_response: bytes,
     ) -> bool:
-        """The authenticator's check of a received NT-Response (§8.1), in constant time."""
-        expected = self.challenge_response(
-            challenge_hash(peer_challenge, authenticator_challenge, username)
-        )
-        return hmac.compare_digest(expected, _check_len(nt_response, 24, "nt_response"))
+        """The authenticator's check of a received NT-Response (§8.1), in constant time.
+
+        The server's hot path, so §8.2 and §8.5 are inlined here."""
+        challenge = hashlib.sha1(  # noqa: S324 - the RFC's hash
+            _check_len(peer_challenge, CHALLENGE_LEN, "peer_challenge")
+            + _check_len(authenticator_challenge, CHALLENGE_LEN, "authenticator_challenge")
+            + strip_domain(username)
+        ).digest()[:8]
+        nt_response = _check_len(nt_response, NT_RESPONSE_LEN, "nt_response")
+        a, b, c = self._ciphers
+        with self._lock:
+            expected = a.update(challenge) + b.update(challenge) + c.update(challenge)
+        return hmac.compare_digest(expected, nt_response)
 
 
 _CACHE_SIZE = 4096
-_cache: OrderedDict[bytes, NtHashKeys] = OrderedDict()
+# Reads take no lock (a dict lookup is atomic); inserts evict the oldest entries, so the
+# cache stays bounded whatever names and hashes come and go.
+_cache: dict[bytes, NtHashKeys] = {}
 _cache_lock = threading.Lock()
 
 
 def nt_hash_keys(nt_hash: bytes) -> NtHashKeys:
-    """The :class:`NtHashKeys` of ``nt_hash``, from a bounded LRU cache."""
+    """The :class:`NtHashKeys` of ``nt_hash``, from a bounded cache."""
+    if type(nt_hash) is not bytes:
+        nt_hash = _check_len(nt_hash, NT_HASH_LEN, "nt_hash")
+    keys = _cache.get(nt_hash)
+    if keys is not None:
+        return keys
     nt_hash = _check_len(nt_hash, NT_HASH_LEN, "nt_hash")
-    with _cache_lock:
-        keys = _cache.get(nt_hash)
-        if keys is not None:
-            _cache.move_to_end(nt_hash)
-            return keys
     keys = NtHashKeys(nt_hash)
     with _cache_lock:
-        _cache[nt_hash] = keys
+        keys = _cache.setdefault(nt_hash, keys)
         while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+            del _cache[next(iter(_cache))]
     return keys
 
 
