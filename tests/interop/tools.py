@@ -196,3 +196,76 @@ def eapol_test(
     )
     (workdir / "eapol_test.log").write_text(proc.stdout + proc.stderr)
     return EapolResult(proc.returncode, proc.stdout + proc.stderr)
+
+
+@dataclass
+class EapkitServe:
+    """``eapkit serve`` as a real process (``python -m eapkit serve``), on a free
+    loopback port, with its own database, demo PKI and decision log in ``workdir``."""
+
+    workdir: Path
+    users: Sequence[tuple[str, str]] = (("alice", "wonderland"),)
+    secret: str = "testing123"
+    extra: Sequence[str] = ()
+    port: int = 0
+    daemon: Daemon | None = field(default=None, repr=False)
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "eapkit-pki"
+
+    @property
+    def decisions(self) -> list[dict[str, object]]:
+        import json
+
+        path = self.workdir / "decisions.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def __enter__(self) -> EapkitServe:
+        import sys
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        python = sys.executable
+        for name, password in self.users:
+            subprocess.run(
+                [
+                    python,
+                    "-m",
+                    "eapkit",
+                    "user",
+                    "add",
+                    name,
+                    "--password",
+                    password,
+                    "--db",
+                    str(self.workdir / "eapkit.db"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        self.port = free_udp_port()
+        argv = [
+            python,
+            "-m",
+            "eapkit",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--secret",
+            self.secret,
+            "--db",
+            str(self.workdir / "eapkit.db"),
+            "--log",
+            str(self.workdir / "decisions.log"),
+            *self.extra,
+        ]
+        self.daemon = Daemon(
+            argv, self.workdir / "serve.log", ready=r"listening on", cwd=self.workdir
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
