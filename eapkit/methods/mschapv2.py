@@ -90,7 +90,7 @@ from eapkit.crypto.mschap import (
     old_nt_password_hash_encrypted_with_new_nt_password_hash,
     strip_domain,
 )
-from eapkit.errors import DecodeError, need
+from eapkit.errors import ConfigError, DecodeError, need
 from eapkit.methods.base import (
     Authenticator,
     Done,
@@ -478,7 +478,10 @@ def decode_response(data: bytes) -> ResponseMessage:
 
 
 class NtHashLookup(Protocol):
-    """The user's NT hash (16 bytes, RFC 2759 §8.3), or ``None`` for an unknown user."""
+    """The user's NT hash (16 bytes, RFC 2759 §8.3), or ``None`` for an unknown user.
+
+    ``user`` is the EAP Identity as the peer sent it, any ``DOMAIN\\`` prefix included;
+    the MS-CHAPv2 Name must equal it, domains aside."""
 
     def __call__(self, user: str) -> bytes | None: ...
 
@@ -643,9 +646,10 @@ class MsChapV2Authenticator:
         return Done(outcome)
 
     def _response(self, msg: MsChapV2Response) -> Step:
-        if len(msg.name) > MAX_NAME:
-            return self._end(Outcome.failed("malformed", f"Name of {len(msg.name)} bytes"))
         identity = self._ctx.identity
+        if len(msg.name) > MAX_NAME or len(identity) > MAX_NAME:
+            # RFC 2759 §4: a user name has at most 256 characters
+            return self._end(Outcome.failed("malformed", "user name longer than 256 bytes"))
         # RFC 2759 §8.2 hashes the name without its domain; like hostapd, the name must
         # be the EAP identity's (domains aside).
         if identity and strip_domain(identity) != strip_domain(msg.name):
@@ -657,7 +661,7 @@ class MsChapV2Authenticator:
         stored = self._lookup(self._user)
         stand_in = _stand_in_hash(self._user)  # computed either way: same work
         if stored is not None and len(stored) != NT_HASH_LEN:
-            raise ValueError("the NT hash lookup returned a value that is not 16 bytes")
+            raise ConfigError("the NT hash lookup returned a value that is not 16 bytes")
         nt_hash = stand_in if stored is None else stored
         valid = nt_hash_keys(nt_hash).verify_nt_response(
             self._challenge, msg.peer_challenge, msg.name, msg.nt_response
@@ -780,6 +784,8 @@ class MsChapV2Peer:
         if username is None:
             username = ctx.identity
         self._name = username.encode("utf-8") if isinstance(username, str) else bytes(username)
+        if len(self._name) > MAX_NAME:
+            raise ConfigError("MS-CHAPv2 user names have at most 256 bytes (RFC 2759 §4)")
         self._retry = retry
         self._retries_left = max_retries
         self._new_password = new_password
@@ -847,7 +853,13 @@ class MsChapV2Peer:
         ):
             new_password = self._new_password(msg)
             if new_password is not None:
-                return self._change_password(msg, msg.challenge, new_password)
+                try:
+                    return self._change_password(msg, msg.challenge, new_password)
+                except ValueError as exc:  # a new password MS-CHAPv2 cannot carry
+                    return self._end(
+                        Outcome.failed("bad_new_password", str(exc)),
+                        MsChapV2FailureResponse().encode(),
+                    )
         elif (
             msg.retry
             and msg.challenge is not None
@@ -857,7 +869,13 @@ class MsChapV2Peer:
             password = self._retry(msg)
             if password is not None:
                 self._retries_left -= 1
-                self._nt_hash = nt_password_hash(password)
+                try:
+                    self._nt_hash = nt_password_hash(password)
+                except ValueError as exc:
+                    return self._end(
+                        Outcome.failed("bad_password_input", str(exc)),
+                        MsChapV2FailureResponse().encode(),
+                    )
                 # hostapd also increments the MS-CHAPv2-ID for the retried Response
                 return self._respond((msg.ms_chap_id + 1) & 0xFF, msg.challenge)
         return self._end(Outcome.failed(msg.reason, detail), MsChapV2FailureResponse().encode())

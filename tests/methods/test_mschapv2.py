@@ -462,3 +462,35 @@ def test_peer_session_refuses_eap_success_after_bad_authenticator_response() -> 
     final = peer.receive(bytes([3, msg.identifier, 0, 4]))
     assert isinstance(final, Finished) and not final.result.success
     assert final.result.keys is None
+
+
+def test_overlong_names_end_in_failure_not_exceptions() -> None:
+    table = StaticNtHashes.from_passwords(PASSWORDS)
+    long_id = b"a" * 300
+    auth = MsChapV2Authenticator(MethodContext(identity=long_id), table)
+    challenge = decode_request(auth.start())
+    assert isinstance(challenge, MsChapV2Challenge)
+    resp = MsChapV2Response(challenge.ms_chap_id, bytes(16), bytes(24), long_id).encode()
+    done = auth.receive(resp)
+    assert isinstance(done, Done) and done.outcome.reason == "malformed"
+    from eapkit.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        MsChapV2Peer(MethodContext(identity=long_id), password="pw")
+
+
+def test_peer_retry_with_unusable_password_ends_cleanly() -> None:
+    peer, _, _ = make_peer(retry=lambda f: "x" * 300)
+    done = peer.receive(MsChapV2FailureRequest(9, 691, True, bytes(16), 3, "").encode())
+    assert isinstance(done, Done) and done.outcome.reason == "bad_password_input"
+    assert done.type_data == b"\x04"
+
+
+def test_lookup_returning_garbage_is_a_config_error() -> None:
+    from eapkit.errors import ConfigError
+
+    auth = MsChapV2Authenticator(ctx(), lambda user: b"short")
+    challenge = decode_request(auth.start())
+    assert isinstance(challenge, MsChapV2Challenge)
+    with pytest.raises(ConfigError):
+        auth.receive(good_response(challenge))

@@ -275,3 +275,17 @@ def test_peer_any_bytes_in_every_state(state: str, data: bytes) -> None:
     assert not (isinstance(step, Done) and step.outcome.success)
     if state == "done":
         assert isinstance(step, Done)
+
+
+@given(identity=st.binary(max_size=400), name=st.binary(max_size=400), nt=b24, pc=b16)
+def test_authenticator_any_identity_and_name(
+    identity: bytes, name: bytes, nt: bytes, pc: bytes
+) -> None:
+    auth = MsChapV2Authenticator(
+        MethodContext(identity=identity, random=DeterministicRandom(1)), _table()
+    )
+    challenge = decode_request(auth.start())
+    assert isinstance(challenge, MsChapV2Challenge)
+    step = auth.receive(MsChapV2Response(challenge.ms_chap_id, pc, nt, name).encode())
+    _check_step(step)
+    assert not (isinstance(step, Done) and step.outcome.success)
