@@ -178,9 +178,13 @@ class ProbeResult:
         if self.mppe is None:
             return False
         msk = self.peer.keys.msk
-        ok = hmac.compare_digest(self.mppe.recv, msk[:32]) and hmac.compare_digest(
-            self.mppe.send, msk[32:64]
-        )
+        recv, send = self.mppe.recv, self.mppe.send
+        if len(recv) == 16 and len(send) == 16:
+            # 16-byte MPPE keys (hostapd and FreeRADIUS for MS-CHAPv2, [MS-CHAP]
+            # §3.1.5.1): Recv | Send is the first half of the MSK, as eapol_test checks.
+            ok = hmac.compare_digest(recv + send, msk[:32])
+        else:
+            ok = hmac.compare_digest(recv, msk[:32]) and hmac.compare_digest(send, msk[32:64])
         if self.peer.keys.session_id and self.eap_key_name is not None:
             ok = ok and self.eap_key_name == self.peer.keys.session_id
         return ok
