@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["InMemoryPasswords", "ResponseCheck", "Verdict"]
+__all__ = [
+    "CHALLENGE",
+    "InMemoryPasswords",
+    "PasswordAndCode",
+    "PasswordThenCode",
+    "ResponseCheck",
+    "Verdict",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +71,62 @@ class InMemoryPasswords:
         if expected is None:
             return Verdict.reject("unknown_user")
         return Verdict.accept(user) if match else Verdict.reject("bad_password")
+
+
+CHALLENGE = "challenge"
+"""Verdict reason meaning "right so far: ask for the next factor" (``detail`` is the
+prompt).  EAP-GTC answers it with another GTC round; plain RADIUS with Access-Challenge."""
+
+
+class CodeLength(Protocol):
+    def __call__(self, user: str, /) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordAndCode:
+    """One response carrying the password followed by a one-time code (TTLS/PAP, plain
+    PAP, GTC in a single round): ``code_length(user)`` says how many trailing characters
+    are the code (6 or 8 for TOTP, 44 for a YubiKey OTP), or None when the user has no
+    second factor and the whole response is the password.
+
+    Both factors are always checked, so a wrong password and a wrong code are told apart
+    only in the log, never by timing or on the wire.
+    """
+
+    password: ResponseCheck
+    code: ResponseCheck
+    code_length: CodeLength
+
+    def __call__(self, user: str, response: str, now: float, /) -> Verdict:
+        length = self.code_length(user)
+        if length is None:
+            return self.password(user, response, now)
+        if len(response) <= length:
+            self.password(user, response, now)  # same cost as a full check
+            return Verdict.reject("malformed", "response shorter than a password and a code")
+        first = self.password(user, response[:-length], now)
+        second = self.code(user, response[-length:], now)
+        if not first.ok:
+            return first
+        return second if not second.ok else Verdict.accept(first.user or user)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordThenCode:
+    """The password first; when ``needs_code(user)``, a second round asks for the code
+    (EAP-GTC inside TTLS or PEAP, or RFC 2865 Access-Challenge).  Call it for the first
+    response; :meth:`second` checks the code."""
+
+    password: ResponseCheck
+    code: ResponseCheck
+    needs_code: Callable[[str], bool]
+    prompt: str = "One-time code: "
+
+    def __call__(self, user: str, response: str, now: float, /) -> Verdict:
+        verdict = self.password(user, response, now)
+        if verdict.ok and self.needs_code(user):
+            return Verdict(False, CHALLENGE, verdict.user or user, self.prompt)
+        return verdict
+
+    def second(self, user: str, code: str, now: float, /) -> Verdict:
+        return self.code(user, code, now)

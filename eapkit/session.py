@@ -379,6 +379,7 @@ class PeerSession:
         self._method: Peer | None = None
         self._method_id: MethodId | None = None
         self._outcome: Outcome | None = None
+        self._final = True
         self.notifications: list[bytes] = []
         self.counters = _Counters()
 
@@ -437,10 +438,13 @@ class PeerSession:
         elif wanted != self._method_id:
             return self._discard(f"{wanted} Request during {self._method_id}")
         elif self._outcome is not None:
-            return self._discard(f"{wanted} Request after the method finished")
+            if self._final:
+                return self._discard(f"{wanted} Request after the method finished")
+            self._outcome = None  # MAY_CONT: the method goes on
         step = _run(self._method, _type_data(msg))
         if isinstance(step, Done):
             self._outcome = step.outcome
+            self._final = step.final
             if step.type_data is None:
                 self._remember(msg, frame, None)
                 return Discard("method finished; nothing to answer")

@@ -93,10 +93,17 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The method has ended.  A peer may give a last Response to send (``type_data``)."""
+    """The method has ended.  A peer may give a last Response to send (``type_data``).
+
+    ``final`` is for the peer role: False means the method would accept a Success now
+    but may still be asked more (RFC 4137 §4.1 methodState MAY_CONT, as EAP-GTC when the
+    authenticator asks for a second factor); the session then passes a further Request of
+    the same method to it.
+    """
 
     outcome: Outcome
     type_data: bytes | None = None
+    final: bool = True
 
 
 Step = Reply | Done

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eapkit.credentials import ResponseCheck
+from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck
 from eapkit.methods.base import (
     Authenticator,
     Done,
@@ -20,6 +20,7 @@ from eapkit.methods.base import (
     MethodFactory,
     Outcome,
     Peer,
+    Reply,
     Step,
 )
 from eapkit.packet import EapType, MethodId
@@ -31,25 +32,36 @@ MAX_RESPONSE = 1024
 
 
 class GtcAuthenticator:
-    """Sends the prompt, checks the one Response it gets."""
+    """Sends the prompt and checks the Response.  When the check answers
+    :data:`~eapkit.credentials.CHALLENGE` (the password was right and a second factor is
+    due), it sends the check's prompt in another GTC Request and checks the next Response
+    with ``code_check`` (a :class:`~eapkit.credentials.PasswordThenCode` brings its own)."""
 
     method = GTC
 
     def __init__(
-        self, ctx: MethodContext, check: ResponseCheck, prompt: str = "Password: "
+        self,
+        ctx: MethodContext,
+        check: ResponseCheck,
+        prompt: str = "Password: ",
+        code_check: ResponseCheck | None = None,
     ) -> None:
         self._ctx = ctx
         self._check = check
         self._prompt = prompt
-        self._done = False
+        if code_check is None and isinstance(check, PasswordThenCode):
+            code_check = check.second
+        self._code_check = code_check
+        self._round = 0
+        self._user = ctx.identity_text
 
     def start(self) -> bytes:
         return self._prompt.encode()
 
     def receive(self, type_data: bytes) -> Step:
-        if self._done:
-            return Done(Outcome.failed("protocol_error", "GTC has a single round"))
-        self._done = True
+        self._round += 1
+        if self._round > 2 or (self._round == 2 and self._code_check is None):
+            return Done(Outcome.failed("protocol_error", "unexpected GTC Response"))
         if not type_data:
             return Done(Outcome.failed("malformed", "empty GTC Response"))
         if len(type_data) > MAX_RESPONSE:
@@ -58,19 +70,26 @@ class GtcAuthenticator:
             response = type_data.decode("utf-8")
         except UnicodeDecodeError:
             return Done(Outcome.failed("malformed", "GTC Response is not UTF-8"))
-        user = self._ctx.identity_text
-        verdict = self._check(user, response, self._ctx.now)
+        if self._round == 2:
+            assert self._code_check is not None
+            verdict = self._code_check(self._user, response, self._ctx.now)
+        else:
+            verdict = self._check(self._user, response, self._ctx.now)
+            if verdict.reason == CHALLENGE and self._code_check is not None:
+                self._user = verdict.user or self._user
+                return Reply((verdict.detail or "One-time code: ").encode())
         if verdict.ok:
-            return Done(Outcome.ok(identity=verdict.user or user))
-        return Done(Outcome.failed(verdict.reason, verdict.detail, identity=user))
+            return Done(Outcome.ok(identity=verdict.user or self._user))
+        return Done(Outcome.failed(verdict.reason, verdict.detail, identity=self._user))
 
 
 GtcAnswer = Callable[[str], str | bytes]
 
 
 class GtcPeer:
-    """Answers the prompt through a callback; the peer cannot verify the authenticator,
-    so once it has answered it accepts the authenticator's Success (RFC 4137 COND_SUCC)."""
+    """Answers each prompt through a callback.  The peer cannot verify the authenticator,
+    so once it has answered it accepts a Success (RFC 4137 COND_SUCC), and it answers a
+    further prompt (a second factor) if one comes (MAY_CONT)."""
 
     method = GTC
 
@@ -83,14 +102,14 @@ class GtcPeer:
         response = self._answer(prompt)
         if isinstance(response, str):
             response = response.encode()
-        return Done(Outcome.ok(), type_data=response)
+        return Done(Outcome.ok(), type_data=response, final=False)
 
 
 def gtc_authenticator(
-    check: ResponseCheck, prompt: str = "Password: "
+    check: ResponseCheck, prompt: str = "Password: ", code_check: ResponseCheck | None = None
 ) -> MethodFactory[Authenticator]:
     """A factory for :class:`eapkit.session.AuthenticatorSession`."""
-    return MethodFactory(GTC, lambda ctx: GtcAuthenticator(ctx, check, prompt), "gtc")
+    return MethodFactory(GTC, lambda ctx: GtcAuthenticator(ctx, check, prompt, code_check), "gtc")
 
 
 def gtc_peer(answer: GtcAnswer) -> MethodFactory[Peer]:
