@@ -511,10 +511,16 @@ def verify_assertion(
         return _refuse(MALFORMED, "clientDataJSON type is not webauthn.get")
     if not hmac.compare_digest(cd.challenge, challenge):
         return _refuse(CHALLENGE_UNKNOWN, "challenge does not match the one issued")
+    try:
+        flags, count = _validate_authenticator_data(authenticator_data)
+    except DecodeError as exc:
+        return _refuse(MALFORMED, str(exc))
     return _check_assertion(
         key,
         cd,
         authenticator_data,
+        flags,
+        count,
         client_data_json,
         signature,
         _rp_id_hash_cached(rp_id),
@@ -529,6 +535,8 @@ def _check_assertion(
     key: CredentialPublicKey,
     cd: ClientData,
     authenticator_data: bytes,
+    flags: int,
+    count: int,
     client_data_json: bytes,
     signature: bytes,
     rp_id_hash: bytes,
@@ -537,13 +545,10 @@ def _check_assertion(
     allow_cross_origin: bool,
     top_origins: Collection[str] | None,
 ) -> WebAuthnVerdict:
+    """§7.2 steps 13-21 on parsed client data and validated authenticator data."""
     refused = _check_client_data(cd, origins, allow_cross_origin, top_origins)
     if refused is not None:
         return refused
-    try:
-        flags, count = _validate_authenticator_data(authenticator_data)
-    except DecodeError as exc:
-        return _refuse(MALFORMED, str(exc))
     if not hmac.compare_digest(authenticator_data[:32], rp_id_hash):
         return _refuse(BAD_RP_ID, "rpIdHash does not match the RP ID", sign_count=count)
     refused = _check_flags(flags, count, uv_required)
@@ -1249,9 +1254,10 @@ class WebAuthnVerifier:
         self, response: Mapping[str, Any] | str | bytes, *, now: float
     ) -> WebAuthnVerdict:
         """Verify the browser's assertion JSON (§7.2); the hot path."""
-        try:
+        try:  # everything that can be malformed, before the challenge is spent
             a = _parse_assertion(response)
             cd = parse_client_data(a.client_data_json)
+            flags, count = _validate_authenticator_data(a.authenticator_data)
         except DecodeError as exc:
             return _refuse(MALFORMED, str(exc))
         if cd.type != _GET:
@@ -1280,6 +1286,8 @@ class WebAuthnVerifier:
             found.key,
             cd,
             a.authenticator_data,
+            flags,
+            count,
             a.client_data_json,
             a.signature,
             self._rp_id_hash,
