@@ -30,7 +30,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import math
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -127,7 +126,7 @@ def hotp(secret: bytes, counter: int, digits: int = 6, algorithm: str = "sha1") 
 
 def totp_step(at: float, period: int = 30, t0: int = 0) -> int:
     """T = floor((at - T0) / X), RFC 6238 §4.2."""
-    return math.floor((at - t0) / period)
+    return int((at - t0) // period)
 
 
 def totp(
@@ -216,7 +215,10 @@ class OtpPolicy:
     lockout_base: float = 30.0  # seconds, doubled for every failure past max_failures
     lockout_max: float = 900.0
     failure_ttl: float = 3600.0  # failures are forgotten this long after the last one
-    cache_ttl: float = 30.0  # a credential read from the store is reused this long
+    # A cached credential is used this long without looking at the store; then the
+    # record is read again (cheap when unchanged), so a removal or re-enrollment on
+    # another node takes effect within cache_ttl.
+    cache_ttl: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("look_back", "look_ahead", "hotp_look_ahead", "resync_window"):
@@ -258,17 +260,22 @@ class _Prepared:
         "drift_key",
         "fail_key",
         "fmt",
+        "inner",
         "is_totp",
         "loaded_at",
-        "mac",
         "mod",
+        "outer",
         "period",
+        "raw",
         "step_key",
         "t0",
         "user",
     )
 
-    def __init__(self, user: str, cid: str, cred: OtpCredential, drift: int, now: float) -> None:
+    def __init__(
+        self, user: str, cid: str, cred: OtpCredential, drift: int, now: float, raw: bytes = b""
+    ) -> None:
+        self.raw = raw  # the stored record, to tell cheaply whether it changed
         self.user = user
         self.cid = cid
         self.is_totp = cred.kind == "totp"
@@ -277,7 +284,8 @@ class _Prepared:
         self.t0 = cred.t0
         self.mod = 10**cred.digits
         self.fmt = f"%0{cred.digits}d"
-        self.mac = _KeyedHmac(cred.secret, cred.algorithm)
+        keyed = _KeyedHmac(cred.secret, cred.algorithm)
+        self.inner, self.outer = keyed._inner, keyed._outer
         self.step_key = f"otp:step:{cid}"
         self.fail_key = f"otp:fail:{cid}"
         self.drift_key = f"otp:drift:{cid}"
@@ -285,7 +293,11 @@ class _Prepared:
         self.loaded_at = now
 
     def code(self, step: int) -> str:
-        mac = self.mac.digest(step.to_bytes(8, "big"))
+        inner = self.inner.copy()
+        inner.update(step.to_bytes(8, "big"))
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        mac = outer.digest()
         offset = mac[-1] & 0x0F
         value: str = self.fmt % (
             (int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF) % self.mod
@@ -295,6 +307,9 @@ class _Prepared:
 
 def _record_key(user: str) -> str:
     return f"otp:cred:{user}"
+
+
+_compare = hmac.compare_digest
 
 
 _DUMMY = _Prepared("", "", OtpCredential(b"\x00" * 20), 0, 0.0)
@@ -327,6 +342,8 @@ class OtpVerifier:
         self._audit = audit
         self._cache: dict[str, _Prepared] = {}
         self._offsets = self.policy.offsets()
+        self._max_failures = self.policy.max_failures
+        self._cache_ttl = self.policy.cache_ttl
 
     # -- enrollment --------------------------------------------------------------------
 
@@ -363,7 +380,7 @@ class OtpVerifier:
         return self.store.delete(_record_key(user))
 
     def forget(self, user: str | None = None) -> None:
-        """Drop cached credentials (all, or one user's) so the next call rereads them."""
+        """Drop cached credentials (all, or one user's) so the next call reloads them."""
         if user is None:
             self._cache.clear()
         else:
@@ -373,7 +390,15 @@ class OtpVerifier:
         key = _record_key(user)
         raw = self.store.get(key)
         if raw is None:
+            self._cache.pop(user, None)
             return None
+        cached = self._cache.get(user)
+        if cached is not None and cached.raw == raw:
+            # Unchanged record (the usual case): skip the unsealing and the pads, but
+            # pick up the drift another node may have recorded.
+            cached.drift = self._read_drift(cached.drift_key)
+            cached.loaded_at = now
+            return cached
         try:
             record = json.loads(raw)
             if "sealed" in record:
@@ -396,18 +421,21 @@ class OtpVerifier:
             raise StoreUnavailable(
                 f"OTP record of a user does not load ({type(exc).__name__})"
             ) from None
-        raw_drift = self.store.get(f"otp:drift:{cid}")
-        try:
-            drift = int(raw_drift) if raw_drift is not None else 0
-        except ValueError:
-            drift = 0
-        prepared = _Prepared(user, cid, cred, drift, now)
+        drift = self._read_drift(f"otp:drift:{cid}")
+        prepared = _Prepared(user, cid, cred, drift, now, raw)
         self._cache[user] = prepared
         return prepared
 
+    def _read_drift(self, key: str) -> int:
+        raw = self.store.get(key)
+        try:
+            return int(raw) if raw is not None else 0
+        except ValueError:
+            return 0
+
     def _prepared(self, user: str, now: float) -> _Prepared | None:
         p = self._cache.get(user)
-        if p is not None and 0.0 <= now - p.loaded_at < self.policy.cache_ttl:
+        if p is not None and 0.0 <= now - p.loaded_at < self._cache_ttl:
             return p
         return self._load(user, now)
 
@@ -415,11 +443,15 @@ class OtpVerifier:
 
     def verify(self, user: str, code: str, now: float) -> OtpVerdict:
         """Check one code for ``user`` at time ``now``; never raises for bad input."""
+        # The common case (cached credential, TOTP, code of the expected step) runs
+        # inline: on this path Python call overhead costs as much as the HMAC.
         try:
-            p = self._prepared(user, now)
-            if p is None:
-                _DUMMY.code(0)  # roughly the cost of a known user's first candidate
-                return OtpVerdict(False, UNKNOWN_USER)
+            p = self._cache.get(user)
+            if p is None or not 0.0 <= now - p.loaded_at < self._cache_ttl:
+                p = self._load(user, now)
+                if p is None:
+                    _DUMMY.code(0)  # roughly the cost of a known user's first candidate
+                    return OtpVerdict(False, UNKNOWN_USER)
             if not (len(code) == p.digits and code.isascii() and code.isdigit()):
                 normal, why = normalise_code(code, p.digits)
                 if normal is None:
@@ -427,13 +459,28 @@ class OtpVerifier:
                 code = normal
             store = self.store
             failures, last_failure = store.tally(p.fail_key, now)
-            if failures >= self.policy.max_failures:
+            if failures >= self._max_failures:
                 until = last_failure + self.policy.lockout(failures)
                 if now < until:
                     return OtpVerdict(False, LOCKED_OUT, user=user, retry_after=until - now)
-            if p.is_totp:
-                return self._verify_totp(p, code, now, failures)
-            return self._verify_hotp(p, code, now, failures)
+            if not p.is_totp:
+                return self._verify_hotp(p, code, now, failures)
+            clock = int((now - p.t0) // p.period)
+            step = clock + p.drift
+            inner = p.inner.copy()
+            inner.update(step.to_bytes(8, "big"))
+            outer = p.outer.copy()
+            outer.update(inner.digest())
+            mac = outer.digest()
+            offset = mac[-1] & 0x0F
+            value = (int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF) % p.mod
+            if step >= 0 and _compare(p.fmt % value, code):
+                if not store.advance(p.step_key, step):
+                    return OtpVerdict(False, REPLAYED, step, user)
+                if failures:
+                    store.delete(p.fail_key)
+                return OtpVerdict(True, OK, step, user, p.drift)
+            return self._verify_totp_rest(p, code, now, clock, failures)
         except StoreUnavailable as exc:
             return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
 
@@ -442,11 +489,13 @@ class OtpVerifier:
         verify = self.verify
         return [verify(user, code, now) for user, code in items]
 
-    def _verify_totp(self, p: _Prepared, code: str, now: float, failures: int) -> OtpVerdict:
-        clock = math.floor((now - p.t0) / p.period)
+    def _verify_totp_rest(
+        self, p: _Prepared, code: str, now: float, clock: int, failures: int
+    ) -> OtpVerdict:
+        """The window after the expected step (checked inline by verify)."""
         center = clock + p.drift
-        compare = hmac.compare_digest
-        for offset in self._offsets:
+        compare = _compare
+        for offset in self._offsets[1:]:
             step = center + offset
             if step >= 0 and compare(p.code(step), code):
                 return self._accept(p, step, clock, failures)
@@ -525,7 +574,7 @@ class OtpVerifier:
             window = self.policy.resync_window
             clock: int | None
             if p.is_totp:
-                clock = math.floor((now - p.t0) / p.period)
+                clock = int((now - p.t0) // p.period)
                 order = [clock]
                 for i in range(1, window + 1):
                     order += [clock - i, clock + i]

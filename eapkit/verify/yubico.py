@@ -220,9 +220,21 @@ class YubikeyCredential:
 
 
 class _Prepared:
-    __slots__ = ("cid", "counter_key", "decrypt", "loaded_at", "lock", "private_id", "user")
+    __slots__ = (
+        "cid",
+        "counter_key",
+        "decrypt",
+        "loaded_at",
+        "lock",
+        "private_id",
+        "raw",
+        "user",
+    )
 
-    def __init__(self, user: str, cid: str, private_id: bytes, aes_key: bytes, now: float):
+    def __init__(
+        self, user: str, cid: str, private_id: bytes, aes_key: bytes, now: float, raw: bytes
+    ) -> None:
+        self.raw = raw  # the stored record, to tell cheaply whether it changed
         self.user = user
         self.cid = cid
         self.private_id = private_id
@@ -311,7 +323,12 @@ class YubicoVerifier:
         key = _record_key(public)
         raw = self.store.get(key)
         if raw is None:
+            self._cache.pop(public, None)
             return None
+        cached = self._cache.get(public)
+        if cached is not None and cached.raw == raw:
+            cached.loaded_at = now  # unchanged: keep the prepared cipher
+            return cached
         try:
             record = json.loads(raw)
             if "sealed" in record:
@@ -322,9 +339,8 @@ class YubicoVerifier:
                 secret = base64.b64decode(record["plain"])
             if len(secret) != 22:
                 raise ValueError("bad secret length")
-            prepared = _Prepared(
-                str(record["user"]), str(record["cid"]), secret[16:], secret[:16], now
-            )
+            user, cid = str(record["user"]), str(record["cid"])
+            prepared = _Prepared(user, cid, secret[16:], secret[:16], now, raw)
         except (SealError, ValueError, KeyError, TypeError) as exc:
             raise StoreUnavailable(f"YubiKey record does not load ({type(exc).__name__})") from None
         self._cache[public] = prepared
