@@ -47,9 +47,10 @@ key); the peer's send key is the authenticator's receive key.  Who does what wit
   MS-MPPE-Recv-Key / MS-MPPE-Send-Key.
 - ``eapol_test`` compares the first 32 bytes of its MSK with MS-MPPE-Recv-Key, and
   when the Recv-Key and Send-Key are 16 bytes each it compares with Recv | Send.
-- strongSwan's eap-radius rebuilds the MSK as Recv-Key | Send-Key; in IKEv2 the MSK is
-  an HMAC key, and trailing zeros up to the hash's block size do not change an HMAC, so
-  32 bytes and the zero-padded 64 give the same AUTH.
+- strongSwan's RADIUS code splits an MSK into MS-MPPE-Recv-Key = first half and
+  MS-MPPE-Send-Key = second half, and its eap-radius client joins them in that order.
+  In IKEv2 the MSK is an HMAC key, and trailing zeros up to the hash's block size do not
+  change an HMAC, so 32 bytes and the zero-padded 64 give the same AUTH.
 
 eapkit's MSK is therefore [MS-CHAP]'s 64 bytes (:func:`eapkit.crypto.mschap.mschapv2_msk`)::
 
