@@ -12,6 +12,7 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
     require_message_authenticator = true
+    pap = true                         # plain RADIUS PAP (and challenge-response)
     conversation_ttl = 60
     max_conversations = 10000
 
@@ -46,6 +47,7 @@ from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_authenticator
 from eapkit.radius.access import EapAccess
+from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.users import UserDirectory
 
@@ -94,6 +96,7 @@ class ServeConfig:
     tls: TlsFiles = field(default_factory=TlsFiles)
     clients: list[Client] = field(default_factory=list)
     pki_dir: Path | None = None
+    pap: bool = True
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -122,6 +125,7 @@ class ServeConfig:
         cfg.require_message_authenticator = bool(data.get("require_message_authenticator", True))
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
         cfg.max_conversations = int(data.get("max_conversations", cfg.max_conversations))
+        cfg.pap = bool(data.get("pap", True))
         tls = data.get("tls", {})
         cfg.tls = TlsFiles(
             cert=p(tls["cert"]) if "cert" in tls else None,
@@ -277,9 +281,11 @@ def build_core(
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
     )
+    plain = PapAccess(users.check_password, policy=users.policy) if cfg.pap else None
     return RadiusCore(
         ClientTable(clients),
         eap,
+        plain=plain,
         decisions=DecisionLog(log_stream),
         require_message_authenticator=cfg.require_message_authenticator,
     )

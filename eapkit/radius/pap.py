@@ -1,0 +1,139 @@
+"""Plain RADIUS authentication, for gateways that do not speak EAP (RFC 2865 §2, §5.2).
+
+Many SSL-VPNs, firewalls and OpenVPN plugins send User-Name and User-Password (hidden
+with the shared secret, RFC 2865 §5.2, at most 128 octets).  Two ways to add a second
+factor:
+
+- the password followed by the code in User-Password
+  (:class:`~eapkit.credentials.PasswordAndCode`);
+- RFC 2865 challenge-response (§2 "Challenge/Response", §4.4): after a right password
+  the server answers Access-Challenge with a Reply-Message prompt and a State; the NAS
+  shows the prompt and sends the code as User-Password in a new Access-Request carrying
+  that State (:class:`~eapkit.credentials.PasswordThenCode`).
+
+CHAP-Password (§5.3) needs the cleartext password on the server, which eapkit does not
+keep: such requests are rejected with the reason ``chap_unsupported``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck, Verdict
+from eapkit.errors import DecodeError
+from eapkit.radius.access import (
+    REJECT_MESSAGE,
+    AccessReply,
+    Decision,
+    PolicyLookup,
+    policy_attributes,
+)
+from eapkit.radius.dictionary import Attr
+from eapkit.radius.hiding import unhide_password
+from eapkit.radius.packet import Attribute, Code, Packet
+from eapkit.rand import SYSTEM_RANDOM, RandomSource
+
+__all__ = ["PapAccess"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    user: str
+    expires: float
+    started: float
+
+
+@dataclass
+class PapAccess:
+    """Access-Requests with User-Password.  ``check`` is the first-round check; when it
+    answers CHALLENGE (a :class:`PasswordThenCode`), the code round follows."""
+
+    check: ResponseCheck
+    policy: PolicyLookup | None = None
+    ttl: float = 120.0
+    max_pending: int = 10_000
+    random: RandomSource = SYSTEM_RANDOM
+    _pending: OrderedDict[bytes, _Pending] = field(default_factory=OrderedDict, repr=False)
+
+    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+        started = now
+        self._expire(now)
+        raw_user = request.get(Attr.USER_NAME)
+        user = (raw_user or b"").decode("utf-8", "backslashreplace")
+        hidden = request.get(Attr.USER_PASSWORD)
+        if hidden is None:
+            reason = "chap_unsupported" if request.get(Attr.CHAP_PASSWORD) else "no_password"
+            return self._reject(client, user, reason, now, started)
+        if not user:
+            return self._reject(client, user, "no_user_name", now, started)
+        try:
+            password = unhide_password(hidden, secret, request.authenticator).decode("utf-8")
+        except (DecodeError, UnicodeDecodeError):
+            return self._reject(client, user, "malformed", now, started)
+        state = request.get(Attr.STATE)
+        if state is not None:
+            pending = self._pending.pop(state, None)
+            if pending is None or pending.user != user:
+                return self._reject(client, user, "unknown_state", now, started)
+            if not isinstance(self.check, PasswordThenCode):
+                return self._reject(client, user, "unknown_state", now, started)
+            verdict = self.check.second(user, password, now)
+            return self._final(verdict, client, user, now, pending.started, "pap+challenge")
+        verdict = self.check(user, password, now)
+        if verdict.reason == CHALLENGE:
+            if len(self._pending) >= self.max_pending:
+                return self._reject(client, user, "too_many_conversations", now, started)
+            state = self.random.random_bytes(16)
+            self._pending[state] = _Pending(verdict.user or user, now + self.ttl, now)
+            prompt = (verdict.detail or "One-time code: ").encode()[:253]
+            return AccessReply(
+                Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, prompt), (Attr.STATE, state)]
+            )
+        return self._final(verdict, client, user, now, now, "pap")
+
+    def _expire(self, now: float) -> None:
+        while self._pending:
+            state, pending = next(iter(self._pending.items()))
+            if pending.expires > now:
+                return
+            del self._pending[state]
+
+    def _final(
+        self, verdict: Verdict, client: str, user: str, now: float, started: float, method: str
+    ) -> AccessReply:
+        name = verdict.user or user
+        decision = Decision(
+            now,
+            client,
+            name,
+            user,
+            method,
+            "",
+            "accept" if verdict.ok else "reject",
+            verdict.reason,
+            1 if method == "pap" else 2,
+            now - started,
+            "",
+            verdict.detail,
+        )
+        if not verdict.ok:
+            decision.user = user
+            return AccessReply(Code.ACCESS_REJECT, [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)], decision)
+        attrs: list[Attribute] = [(Attr.USER_NAME, name.encode()[:253])]
+        policy = self.policy(name) if self.policy else None
+        klass = (
+            policy.klass
+            if policy and policy.klass
+            else b"eapkit:" + self.random.random_bytes(8).hex().encode()
+        )
+        attrs.append((Attr.CLASS, klass))
+        if policy is not None:
+            attrs += policy_attributes(policy)
+        return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
+
+    def _reject(
+        self, client: str, user: str, reason: str, now: float, started: float
+    ) -> AccessReply:
+        decision = Decision(now, client, user, user, "pap", "", "reject", reason, 1, 0.0, "")
+        return AccessReply(Code.ACCESS_REJECT, [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)], decision)
