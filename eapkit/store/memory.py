@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from eapkit.store.base import check_counter, check_ttl
+from eapkit.store.base import MAX_COUNTER, check_counter, check_ttl
 
 __all__ = ["MemoryStore"]
 
@@ -52,13 +52,18 @@ class MemoryStore:
         return self._counters.get(key)
 
     def advance(self, key: str, value: int) -> bool:
-        check_counter(value)
-        with self._lock:
+        if value.__class__ is not int or not 0 <= value <= MAX_COUNTER:
+            check_counter(value)  # raises; inline test first, this is a hot path
+        lock = self._lock
+        lock.acquire()
+        try:
             current = self._counters.get(key)
             if current is not None and value <= current:
                 return False
             self._counters[key] = value
             return True
+        finally:
+            lock.release()
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)

@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -298,10 +299,7 @@ class _Prepared:
         outer = self.outer.copy()
         outer.update(inner.digest())
         mac = outer.digest()
-        offset = mac[-1] & 0x0F
-        value: str = self.fmt % (
-            (int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF) % self.mod
-        )
+        value: str = self.fmt % ((_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % self.mod)
         return value
 
 
@@ -310,6 +308,8 @@ def _record_key(user: str) -> str:
 
 
 _compare = hmac.compare_digest
+_new = tuple.__new__  # builds an OtpVerdict without NamedTuple's Python-level __new__
+_U32 = struct.Struct(">I").unpack_from
 
 
 _DUMMY = _Prepared("", "", OtpCredential(b"\x00" * 20), 0, 0.0)
@@ -472,14 +472,13 @@ class OtpVerifier:
             outer = p.outer.copy()
             outer.update(inner.digest())
             mac = outer.digest()
-            offset = mac[-1] & 0x0F
-            value = (int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF) % p.mod
+            value = (_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % p.mod
             if step >= 0 and _compare(p.fmt % value, code):
                 if not store.advance(p.step_key, step):
                     return OtpVerdict(False, REPLAYED, step, user)
                 if failures:
                     store.delete(p.fail_key)
-                return OtpVerdict(True, OK, step, user, p.drift)
+                return _new(OtpVerdict, (True, OK, step, user, p.drift, None, ""))
             return self._verify_totp_rest(p, code, now, clock, failures)
         except StoreUnavailable as exc:
             return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
