@@ -59,9 +59,10 @@ def mppe_keys_from_msk(msk: bytes) -> MppeKeys:
 
 def _salts(rng: RandomSource) -> tuple[bytes, bytes]:
     # RFC 2548 §2.4.2: high bit set, and unique among the salts of one packet.
-    first = bytes((rng.random_bytes(1)[0] | 0x80,)) + rng.random_bytes(1)
     while True:
-        second = bytes((rng.random_bytes(1)[0] | 0x80,)) + rng.random_bytes(1)
+        r = rng.random_bytes(4)
+        first = bytes((r[0] | 0x80, r[1]))
+        second = bytes((r[2] | 0x80, r[3]))
         if second != first:
             return first, second
 

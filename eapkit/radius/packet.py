@@ -380,7 +380,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _encode_attributes(attributes: Iterable[Attribute]) -> bytes:
+def _encode_attributes(attributes: Iterable[Attribute], *, signed: bool = False) -> bytes:
     parts: list[bytes] = []
     append = parts.append
     for t, v in attributes:
@@ -389,22 +389,20 @@ def _encode_attributes(attributes: Iterable[Attribute]) -> bytes:
             raise ValueError(
                 f"attribute {t}: {n} octets do not fit (at most 253; split EAP-Message)"
             )
+        if signed and t == _MA:
+            raise ValueError("Message-Authenticator is added by the encoder, not passed in")
         append(bytes((t, n + 2)))
         append(v)
     return b"".join(parts)
 
 
-def _check_header(code: int, identifier: int) -> None:
-    if not 0 <= code <= 255:
-        raise ValueError(f"code {code} does not fit one octet")
-    if not 0 <= identifier <= 255:
-        raise ValueError(f"identifier {identifier} does not fit one octet")
-
-
-def _refuse_message_authenticator(attributes: Sequence[Attribute]) -> None:
-    for t, _ in attributes:
-        if t == _MA:
-            raise ValueError("Message-Authenticator is added by the encoder, not passed in")
+def _pack_header(code: int, identifier: int, length: int) -> bytes:
+    if length > MAX_PACKET_SIZE:
+        raise ValueError(f"packet of {length} octets exceeds 4096")
+    try:
+        return _HEADER.pack(code, identifier, length)
+    except struct.error:
+        raise ValueError(f"code {code} or identifier {identifier} does not fit one octet") from None
 
 
 def encode(
@@ -415,14 +413,10 @@ def encode(
     The plain codec: :func:`decode` of the result gives the same fields back.  Use
     :func:`encode_request` / :func:`encode_reply` to send packets.
     """
-    _check_header(code, identifier)
     if len(authenticator) != AUTHENTICATOR_SIZE:
         raise ValueError(f"authenticator of {len(authenticator)} octets")
     body = _encode_attributes(attributes)
-    length = HEADER_SIZE + len(body)
-    if length > MAX_PACKET_SIZE:
-        raise ValueError(f"packet of {length} octets exceeds 4096")
-    return _HEADER.pack(code, identifier, length) + authenticator + body
+    return _pack_header(code, identifier, HEADER_SIZE + len(body)) + authenticator + body
 
 
 def new_request_authenticator(rng: RandomSource = SYSTEM_RANDOM) -> bytes:
@@ -451,8 +445,6 @@ def encode_request(
     Message-Authenticator as the first attribute (RFC 3579 §3.2, RFC 5997 §3 makes it
     mandatory for Status-Server).
     """
-    _check_header(code, identifier)
-    _refuse_message_authenticator(attributes)
     computed = code in _COMPUTED_AUTHENTICATOR
     if computed:
         if authenticator is not None:
@@ -464,11 +456,10 @@ def encode_request(
             raise ValueError(f"authenticator of {len(vector)} octets")
     if message_authenticator is None:
         message_authenticator = not computed
-    body = _encode_attributes(attributes)
-    length = HEADER_SIZE + len(body) + (18 if message_authenticator else 0)
-    if length > MAX_PACKET_SIZE:
-        raise ValueError(f"packet of {length} octets exceeds 4096")
-    head = _HEADER.pack(code, identifier, length)
+    body = _encode_attributes(attributes, signed=True)
+    head = _pack_header(
+        code, identifier, HEADER_SIZE + len(body) + (18 if message_authenticator else 0)
+    )
     if message_authenticator:
         mac = hmac_md5(secret, head + vector + _MA_ZEROED + body)
         body = _MA_HEADER + mac + body
@@ -495,23 +486,25 @@ def encode_reply(
     (RFC 2865 §3).  Proxy-State attributes of the request are copied to the end, in
     order (RFC 2865 §5.33).
     """
-    _check_header(code, request.identifier)
-    _refuse_message_authenticator(attributes)
-    body = _encode_attributes(attributes)
+    body = _encode_attributes(attributes, signed=True)
     if copy_proxy_state:
         proxied = [(t, v) for t, v in request.attributes if t == _PROXY_STATE]
         if proxied:
             body += _encode_attributes(proxied)
     if message_authenticator is None:
         message_authenticator = request.code in _RANDOM_AUTHENTICATOR
-    length = HEADER_SIZE + len(body) + (18 if message_authenticator else 0)
-    if length > MAX_PACKET_SIZE:
-        raise ValueError(f"packet of {length} octets exceeds 4096")
-    head = _HEADER.pack(code, request.identifier, length)
+    head = _pack_header(
+        code, request.identifier, HEADER_SIZE + len(body) + (18 if message_authenticator else 0)
+    )
     request_authenticator = request.authenticator
     if message_authenticator:
-        vector = _ma_vector(code, request_authenticator, request_authenticator, request.code)
-        assert vector is not None
+        # RFC 3579 §3.2: the Request Authenticator, except in an Accounting-Response
+        # to an Accounting-Request (zeros, as FreeRADIUS and pyrad compute it)
+        vector = (
+            _ZERO16
+            if code == Code.ACCOUNTING_RESPONSE and request.code != Code.STATUS_SERVER
+            else request_authenticator
+        )
         mac = hmac_md5(secret, head + vector + _MA_ZEROED + body)
         body = _MA_HEADER + mac + body
     response = _md5(head + request_authenticator + body + secret)

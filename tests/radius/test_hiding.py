@@ -173,13 +173,15 @@ def test_salts_stay_unique_when_the_random_source_repeats() -> None:
             self.calls = 0
 
         def random_bytes(self, n: int) -> bytes:
-            # the same octets for the first two salts, then different ones
+            # twice octets that make two equal salts, then distinct ones
             self.calls += 1
-            return bytes([7] * n) if self.calls <= 4 else bytes([self.calls] * n)
+            return bytes([7] * n) if self.calls <= 2 else bytes(range(self.calls, self.calls + n))
 
-    attrs = mppe_key_attributes(MSK, SECRET, AUTH, Repeating())
+    rng = Repeating()
+    attrs = mppe_key_attributes(MSK, SECRET, AUTH, rng)
     salts = [decode_vsa(v)[1][0][1][:2] for _, v in attrs]
     assert salts[0] != salts[1]
+    assert rng.calls == 3
 
 
 def test_recover_mppe_keys_without_or_with_one_key() -> None:
