@@ -24,7 +24,7 @@ from eapkit.loopback import converse
 from eapkit.methods import registered
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
-from eapkit.probe import METHODS, ProbeOptions, run_probe
+from eapkit.probe import METHODS, ProbeOptions, load, run_probe
 from eapkit.radius.server import Client, serve
 from eapkit.serve import ServeConfig, build_core, describe, ensure_demo_pki, parse_hostport
 from eapkit.session import AuthenticatorSession, PeerSession
@@ -182,6 +182,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         server_name=args.server_name,
     )
+    if args.load:
+        report = asyncio.run(
+            load(opts, concurrency=args.load, count=args.count, duration=args.duration)
+        )
+        print("\n".join(report.lines()))
+        return 0 if report.accepted == report.completed and report.completed else 1
     code, lines = run_probe(opts)
     print("\n".join(lines))
     return code
@@ -230,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--tls", choices=["1.2", "1.3"])
     prb.add_argument("--fragment-size", type=int)
     prb.add_argument("--timeout", type=float, default=3.0)
+    prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")
+    prb.add_argument("--count", type=int, help="with --load: stop after this many")
+    prb.add_argument("--duration", type=float, help="with --load: stop after this many seconds")
     prb.set_defaults(func=cmd_probe)
 
     usr = sub.add_parser("user", help="manage the server's users")

@@ -190,3 +190,105 @@ def ok(result: ProbeResult) -> bool:
 def run_probe(opts: ProbeOptions) -> tuple[int, list[str]]:
     result = asyncio.run(probe(opts))
     return (0 if ok(result) else 1), report(result)
+
+
+@dataclass
+class LoadReport:
+    """What ``eapkit probe --load`` measured."""
+
+    completed: int
+    accepted: int
+    failures: dict[str, int]
+    wall_seconds: float
+    client_cpu_seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.wall_seconds if self.wall_seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def lines(self) -> list[str]:
+        return [
+            f"completed {self.completed} ({self.accepted} accepted) in {self.wall_seconds:.2f} s:"
+            f" {self.rate:.1f} authentications/s",
+            f"latency ms: p50 {self.percentile(50):.1f}  p90 {self.percentile(90):.1f}"
+            f"  p99 {self.percentile(99):.1f}  max {max(self.latencies_ms, default=0):.1f}",
+            f"load generator CPU: {self.client_cpu_seconds:.2f} s"
+            f" ({100 * self.client_cpu_seconds / max(self.wall_seconds, 1e-9):.0f}% of one core)",
+            "failures: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.failures.items())) or "none"),
+        ]
+
+
+async def load(
+    opts: ProbeOptions,
+    *,
+    concurrency: int = 16,
+    count: int | None = None,
+    duration: float | None = None,
+) -> LoadReport:
+    """Run ``concurrency`` conversations at once until ``count`` are done or
+    ``duration`` seconds have passed (at least one of them must be given); sockets are
+    shared, one per 128 concurrent conversations, as a NAS does."""
+    import time
+
+    if count is None and duration is None:
+        raise ConfigError("give --count or --duration")
+    methods = build_peer_methods(opts)
+    outer = opts.anonymous_identity or opts.identity
+    clients = [
+        await RadiusClient(
+            opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
+        ).open()
+        for _ in range(max(1, (concurrency + 127) // 128))
+    ]
+    failures: dict[str, int] = {}
+    latencies: list[float] = []
+    done = 0
+    accepted = 0
+    started = time.perf_counter()
+    cpu_start = time.process_time()
+    deadline = started + duration if duration is not None else None
+
+    def more() -> bool:
+        if count is not None and done >= count:
+            return False
+        return deadline is None or time.perf_counter() < deadline
+
+    async def worker(i: int) -> None:
+        nonlocal done, accepted
+        client = clients[i % len(clients)]
+        while more():
+            done += 1
+            t0 = time.perf_counter()
+            try:
+                result = await authenticate(client, PeerSession(methods, outer))
+            except Exception as exc:  # a load run counts failures, it does not stop
+                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if ok(result):
+                accepted += 1
+            else:
+                reason = result.peer.reason if result.peer else "no_reply"
+                failures[reason] = failures.get(reason, 0) + 1
+
+    try:
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    finally:
+        for client in clients:
+            client.close()
+    return LoadReport(
+        completed=done,
+        accepted=accepted,
+        failures=failures,
+        wall_seconds=time.perf_counter() - started,
+        client_cpu_seconds=time.process_time() - cpu_start,
+        latencies_ms=latencies,
+    )
