@@ -19,7 +19,7 @@ from typing import Any
 from eapkit.errors import DecodeError
 from tokens.apdu import Apdu
 
-__all__ = ["Applet", "CardResponse", "SwError", "VirtualCard"]
+__all__ = ["Applet", "CardResponse", "SimLink", "SwError", "VirtualCard"]
 
 CardResponse = tuple[bytes, int]
 
@@ -164,3 +164,28 @@ class VirtualCard:
 
     def state(self) -> dict[str, Any]:
         return {applet.name: applet.state() for applet in self.applets}
+
+
+class SimLink:
+    """A :class:`tokens.pcsc.CardLink` straight to a virtual card, with no pcscd between."""
+
+    def __init__(self, card: VirtualCard) -> None:
+        self.card = card
+        self.transmitted: list[bytes] = []
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.transmitted.append(apdu)
+        return self.card.transmit(apdu)
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def end_transaction(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
