@@ -204,3 +204,23 @@ def test_mppe_round_trip(msk: bytes, secret: bytes, auth: bytes, seed: int) -> N
     keys = recover_mppe_keys(Packet(2, 0, auth, attrs), secret, auth)
     assert keys is not None
     assert keys.msk() == msk
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([16, 17, 1, 26]), st.binary(max_size=60)),
+        max_size=4,
+    ),
+    st.lists(st.binary(max_size=30), max_size=2),
+)
+def test_recover_mppe_keys_from_arbitrary_vendor_attributes(
+    subs: list[tuple[int, bytes]], raw_vsas: list[bytes]
+) -> None:
+    attrs = [vsa(VENDOR_MICROSOFT, t, v) for t, v in subs]
+    attrs += [(26, b"\x00\x00\x01\x37" + v) for v in raw_vsas]  # possibly malformed
+    try:
+        keys = recover_mppe_keys(Packet(2, 0, AUTH, attrs), SECRET, AUTH)
+    except DecodeError:
+        return
+    if keys is not None:
+        assert isinstance(keys.send, bytes) and isinstance(keys.recv, bytes)
