@@ -269,3 +269,289 @@ class EapkitServe:
     def __exit__(self, *exc: object) -> None:
         if self.daemon is not None:
             self.daemon.stop()
+
+
+_FREERADIUS_CONF = Path("/etc/freeradius/3.0")
+
+
+@dataclass
+class FreeRadius:
+    """FreeRADIUS 3.2 on a private copy of Debian's ``/etc/freeradius/3.0``.
+
+    The copy runs as root (``user``/``group`` commented out), is not group/world
+    writable (FreeRADIUS refuses that), and has its own paths (``raddbdir``, logs,
+    pidfile) so several copies can run at once.  ``sites-enabled`` holds only our own
+    ``default`` (auth on 127.0.0.1:``port``) and ``inner-tunnel`` (no listener): the
+    stock sites would bind *:1812 and 127.0.0.1:18120.  ``mods-enabled/eap`` is
+    rewritten from the fields below, ``users`` is the ``files`` module's authorize file
+    (``alice Cleartext-Password := "..."``), ``modules`` adds more ``mods-enabled``
+    files (e.g. ``{"python3": "python3 {...}"}``) and ``authorize``/``authenticate``/
+    ``post_auth`` (and their ``inner_*`` twins) add lines to the sites' sections, so a
+    test of another module or a benchmark reuses the same harness.
+
+    ``debug=True`` runs ``freeradius -X`` (single-threaded, full trace in
+    ``workdir/freeradius.log``); ``debug=False`` runs ``-f`` with its thread pool, which
+    is what a load test must measure (see ../shared/INTEROP.md).
+    """
+
+    workdir: Path
+    users: str = ""
+    secret: str = "testing123"
+    ca_cert: Path | None = None
+    server_cert: Path | None = None
+    private_key: Path | None = None
+    tls_min_version: str = "1.2"
+    tls_max_version: str = "1.3"
+    eap_types: Sequence[str] = ("md5", "gtc", "mschapv2", "tls", "ttls", "peap")
+    default_eap_type: str = "md5"
+    inner_eap_type: str = "mschapv2"
+    fragment_size: int = 1024
+    eap_extra: str = ""
+    modules: dict[str, str] = field(default_factory=dict)
+    authorize: Sequence[str] = ()
+    authenticate: Sequence[str] = ()
+    post_auth: Sequence[str] = ()
+    inner_authorize: Sequence[str] = ()
+    inner_authenticate: Sequence[str] = ()
+    inner_post_auth: Sequence[str] = ()
+    debug: bool = True
+    max_servers: int = 32
+    reject_delay: int = 0
+    port: int = 0
+    daemon: Daemon | None = field(default=None, repr=False)
+
+    @property
+    def confdir(self) -> Path:
+        return self.workdir / "raddb"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "freeradius.log"
+
+    # -- config text, one method per file so a caller can override or inspect it --
+
+    def tls_common(self) -> str:
+        if self.server_cert is None:
+            return ""
+        assert self.ca_cert is not None and self.private_key is not None
+        return f"""
+    tls-config tls-common {{
+        private_key_file = "{self.private_key}"
+        certificate_file = "{self.server_cert}"
+        ca_file = "{self.ca_cert}"
+        cipher_list = "DEFAULT"
+        cipher_server_preference = no
+        tls_min_version = "{self.tls_min_version}"
+        tls_max_version = "{self.tls_max_version}"
+        ecdh_curve = ""
+        fragment_size = {self.fragment_size}
+        cache {{
+            enable = no
+        }}
+        verify {{
+        }}
+        ocsp {{
+            enable = no
+        }}
+    }}
+"""
+
+    def eap_module(self) -> str:
+        """``mods-enabled/eap``: only the methods in ``eap_types`` (TLS-based ones only
+        when a server certificate is given)."""
+        tls_based = {"tls", "ttls", "peap"}
+        types = [t for t in self.eap_types if t not in tls_based or self.server_cert]
+        subs = {
+            "md5": "md5 {\n    }",
+            # GTC's password goes through Auth-Type PAP, checked against the
+            # Cleartext-Password the files module put in the control list.
+            "gtc": "gtc {\n        auth_type = PAP\n    }",
+            "mschapv2": "mschapv2 {\n        send_error = no\n    }",
+            "tls": "tls {\n        tls = tls-common\n    }",
+            "ttls": (
+                "ttls {\n        tls = tls-common\n"
+                f"        default_eap_type = {self.inner_eap_type}\n"
+                "        copy_request_to_tunnel = no\n        use_tunneled_reply = no\n"
+                '        virtual_server = "inner-tunnel"\n    }'
+            ),
+            "peap": (
+                "peap {\n        tls = tls-common\n"
+                f"        default_eap_type = {self.inner_eap_type}\n"
+                "        copy_request_to_tunnel = no\n        use_tunneled_reply = no\n"
+                '        virtual_server = "inner-tunnel"\n    }'
+            ),
+        }
+        body = "\n    ".join(subs[t] for t in types)
+        return (
+            "eap {\n"
+            f"    default_eap_type = {self.default_eap_type}\n"
+            "    timer_expire = 60\n"
+            "    ignore_unknown_eap_types = no\n"
+            "    cisco_accounting_username_bug = no\n"
+            "    max_sessions = ${max_requests}\n"
+            f"{self.tls_common()}\n"
+            f"    {body}\n"
+            f"{self.eap_extra}\n"
+            "}\n"
+        )
+
+    def clients(self) -> str:
+        return (
+            "client localhost {\n"
+            "    ipaddr = 127.0.0.1\n"
+            f'    secret = "{self.secret}"\n'
+            "    require_message_authenticator = no\n"
+            "    nas_type = other\n"
+            "}\n"
+        )
+
+    @staticmethod
+    def _lines(lines: Sequence[str]) -> str:
+        return "".join(f"        {line}\n" for line in lines)
+
+    def default_site(self) -> str:
+        return (
+            "server default {\n"
+            "    listen {\n"
+            "        type = auth\n"
+            "        ipaddr = 127.0.0.1\n"
+            f"        port = {self.port}\n"
+            "    }\n"
+            "    authorize {\n"
+            f"{self._lines(self.authorize)}"
+            "        mschap\n"
+            "        eap {\n            ok = return\n        }\n"
+            "        files\n"
+            "        pap\n"
+            "    }\n"
+            "    authenticate {\n"
+            f"{self._lines(self.authenticate)}"
+            "        Auth-Type PAP {\n            pap\n        }\n"
+            # Bare EAP-MSCHAPv2 calls this sub-section from the outer server.
+            "        Auth-Type MS-CHAP {\n            mschap\n        }\n"
+            "        eap\n"
+            "    }\n"
+            "    post-auth {\n"
+            f"{self._lines(self.post_auth)}"
+            "        Post-Auth-Type REJECT {\n"
+            "            attr_filter.access_reject\n"
+            "            eap\n"
+            "            remove_reply_message_if_eap\n"
+            "        }\n"
+            "    }\n"
+            "}\n"
+        )
+
+    def inner_site(self) -> str:
+        # No listen section: reachable only from the ttls/peap modules.
+        return (
+            "server inner-tunnel {\n"
+            "    authorize {\n"
+            f"{self._lines(self.inner_authorize)}"
+            "        mschap\n"
+            "        eap {\n            ok = return\n        }\n"
+            "        files\n"
+            "        pap\n"
+            "    }\n"
+            "    authenticate {\n"
+            f"{self._lines(self.inner_authenticate)}"
+            "        Auth-Type PAP {\n            pap\n        }\n"
+            "        Auth-Type MS-CHAP {\n            mschap\n        }\n"
+            "        eap\n"
+            "    }\n"
+            "    post-auth {\n"
+            f"{self._lines(self.inner_post_auth)}"
+            "        Post-Auth-Type REJECT {\n"
+            "            attr_filter.access_reject\n"
+            "        }\n"
+            "    }\n"
+            "}\n"
+        )
+
+    def radiusd_conf(self, stock: str) -> str:
+        """The stock radiusd.conf with its paths moved into ``workdir`` and root kept."""
+        run = self.workdir / "run"
+        logs = self.workdir / "log"
+        subs = [
+            (r"(?m)^raddbdir\s*=.*$", f"raddbdir = {self.confdir}"),
+            (r"(?m)^logdir\s*=.*$", f"logdir = {logs}"),
+            (r"(?m)^run_dir\s*=.*$", f"run_dir = {run}"),
+            (r"(?m)^(\s*)(user|group)\s*=\s*freerad", r"\1#\2 = freerad"),
+            (r"(?m)^(\s*)reject_delay\s*=.*$", rf"\g<1>reject_delay = {self.reject_delay}"),
+            (r"(?m)^proxy_requests\s*=.*$", "proxy_requests = no"),
+            (r"(?m)^(\s*)max_servers\s*=.*$", rf"\g<1>max_servers = {self.max_servers}"),
+        ]
+        for pattern, repl in subs:
+            stock, n = re.subn(pattern, repl, stock)
+            if n == 0:
+                raise RuntimeError(f"radiusd.conf: {pattern!r} not found; stock file changed?")
+        return stock
+
+    def configure(self) -> Path:
+        """Write the private config directory (also picks the port); returns it."""
+        import shutil
+
+        require_tool("freeradius")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.port == 0:
+            self.port = free_udp_port()
+        conf = self.confdir
+        if conf.exists():
+            shutil.rmtree(conf)
+        shutil.copytree(_FREERADIUS_CONF, conf, symlinks=True)
+        for sub in ("run", "log"):
+            (self.workdir / sub).mkdir(exist_ok=True)
+        radiusd = conf / "radiusd.conf"
+        radiusd.write_text(self.radiusd_conf(radiusd.read_text()))
+        (conf / "clients.conf").write_text(self.clients())
+        for site in (conf / "sites-enabled").iterdir():
+            site.unlink()
+        (conf / "sites-enabled" / "default").write_text(self.default_site())
+        (conf / "sites-enabled" / "inner-tunnel").write_text(self.inner_site())
+        (conf / "mods-enabled" / "eap").unlink()
+        (conf / "mods-enabled" / "eap").write_text(self.eap_module())
+        for name, text in self.modules.items():
+            target = conf / "mods-enabled" / name
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            target.write_text(text)
+        authorize = conf / "mods-config" / "files" / "authorize"
+        authorize.unlink()
+        authorize.write_text(self.users)
+        # FreeRADIUS refuses group/world-writable config (chmod -R go-w).
+        for path in [conf, *conf.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode & ~0o022)
+        return conf
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``freeradius -CX``: parse and instantiate the config, then exit."""
+        exe = require_tool("freeradius")["freeradius"]
+        self.configure()
+        return subprocess.run(
+            [exe, "-CX", "-d", str(self.confdir)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=60,
+            check=False,
+        )
+
+    def output(self) -> str:
+        return self.daemon.output() if self.daemon is not None else ""
+
+    def __enter__(self) -> FreeRadius:
+        exe = require_tool("freeradius")["freeradius"]
+        self.configure()
+        flags = ["-X"] if self.debug else ["-f", "-l", "stdout"]
+        self.daemon = Daemon(
+            [exe, *flags, "-d", str(self.confdir)],
+            self.log,
+            ready=r"Ready to process requests",
+            timeout=30,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
