@@ -6,7 +6,8 @@ instruction 01 and the slot command in P1, the same commands as its HID frames
 30 / 38 compute HMAC-SHA1 (RFC 2104) in slot 1 / 2 over a challenge of up to 64 bytes.
 A slot configured for variable-length challenges ("HMAC_LT64") ignores the trailing
 bytes equal to the last one, so a shorter challenge is padded to 64 bytes with a byte
-that differs from its last byte.
+that differs from its last byte.  The other side of that rule: a full 64-byte challenge
+whose last bytes repeat is computed without them (send 63 bytes or fewer to be exact).
 
 On a slot that requires a touch, a real key waits (and here the APDU waits) for the
 finger.

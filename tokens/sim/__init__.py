@@ -11,7 +11,7 @@ from typing import Any
 
 from tokens.sim.card import Applet, VirtualCard
 
-__all__ = ["CARD_KINDS", "build_atr", "make_card"]
+__all__ = ["ATR", "CARD_KINDS", "build_atr", "make_card"]
 
 CARD_KINDS = ("oath", "piv", "fido2", "yubikey")
 
