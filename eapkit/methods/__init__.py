@@ -66,3 +66,6 @@ register(
 register(
     MethodInfo("tls", MethodId.legacy(EapType.TLS), "eapkit.methods.tls", "RFC 5216, RFC 9190")
 )
+register(
+    MethodInfo("ttls", MethodId.legacy(EapType.TTLS), "eapkit.methods.ttls", "RFC 5281, RFC 9427")
+)
