@@ -110,3 +110,19 @@ def test_eapol_test(freeradius: tuple[FreeRadius, Path], name: str, network: str
     assert result.success and result.mppe_ok, (
         result.output[-2000:] + "\n--- FreeRADIUS ---\n" + server.output()[-3000:]
     )
+
+
+def test_threaded_mode_with_settings(tmp_path: Path) -> None:
+    """``debug=False`` (``-f``, the thread pool a benchmark must measure) and a
+    radiusd.conf override reach the running server."""
+    with FreeRadius(
+        tmp_path,
+        'carol Cleartext-Password := "pencil"\n',
+        secret=SECRET,
+        debug=False,
+        settings={"cleanup_delay": "2", "start_servers": "2"},
+    ) as server:
+        conf = (server.confdir / "radiusd.conf").read_text()
+        assert "\ncleanup_delay = 2\n" in conf and "start_servers = 2" in conf
+        good = _radclient(server.port, 'User-Name = "carol"\nUser-Password = "pencil"\n')
+        assert "Received Access-Accept" in good.stdout, good.stdout + server.output()[-2000:]

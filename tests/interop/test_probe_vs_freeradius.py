@@ -76,6 +76,11 @@ class Pki:
     def rogue_key(self) -> Path:
         return self.work / "rogue.key"
 
+    @property
+    def other_ca(self) -> Path:
+        """A CA that did not sign FreeRADIUS's certificate."""
+        return self.work / "other-ca.pem"
+
 
 def _make_pki(work: Path) -> Pki:
     now = dt.datetime.now(dt.UTC)
@@ -92,6 +97,7 @@ def _make_pki(work: Path) -> Pki:
         ("alice.key", client.key_pem),
         ("rogue.pem", rogue.chain_pem),
         ("rogue.key", rogue.key_pem),
+        ("other-ca.pem", other_ca.cert_pem),
     ):
         (work / name).write_bytes(data)
     return Pki(work)
@@ -328,3 +334,22 @@ def test_tunnelled_wrong_password(
     opts = _tunnel_opts(freeradius, certs, method, password="guess", tls=version)
     _require_peer(opts)
     _assert_rejected(freeradius, asyncio.run(probe(opts)))
+
+
+@pytest.mark.parametrize("method", ["ttls-pap", "peap-mschapv2"])
+def test_tunnelled_unknown_user(freeradius: FreeRadius, certs: Pki, method: str) -> None:
+    opts = _tunnel_opts(freeradius, certs, method, password=PASSWORD, tls="1.3")
+    opts.identity = "mallory"
+    _require_peer(opts)
+    _assert_rejected(freeradius, asyncio.run(probe(opts)))
+
+
+@pytest.mark.parametrize("method", ["ttls-pap", "peap-mschapv2"])
+def test_tunnelled_untrusted_server(freeradius: FreeRadius, certs: Pki, method: str) -> None:
+    """The peer must refuse a server certificate its CA did not sign."""
+    opts = _tunnel_opts(freeradius, certs, method, password=PASSWORD, tls="1.3")
+    opts.ca = certs.other_ca
+    _require_peer(opts)
+    result = asyncio.run(probe(opts))
+    assert not ok(result), _explain(freeradius, result)
+    assert result.peer is not None and not result.peer.success

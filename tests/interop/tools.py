@@ -289,6 +289,9 @@ class FreeRadius:
     ``post_auth`` (and their ``inner_*`` twins) add lines to the sites' sections, so a
     test of another module or a benchmark reuses the same harness.
 
+    ``settings`` overrides other ``radiusd.conf`` items by name (``max_requests``,
+    ``cleanup_delay``, ``start_servers``...).
+
     ``debug=True`` runs ``freeradius -X`` (single-threaded, full trace in
     ``workdir/freeradius.log``); ``debug=False`` runs ``-f`` with its thread pool, which
     is what a load test must measure (see ../shared/INTEROP.md).
@@ -317,6 +320,7 @@ class FreeRadius:
     debug: bool = True
     max_servers: int = 32
     reject_delay: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
     port: int = 0
     daemon: Daemon | None = field(default=None, repr=False)
 
@@ -481,8 +485,13 @@ class FreeRadius:
             (r"(?m)^proxy_requests\s*=.*$", "proxy_requests = no"),
             (r"(?m)^(\s*)max_servers\s*=.*$", rf"\g<1>max_servers = {self.max_servers}"),
         ]
+        # Any other radiusd.conf item by name, e.g. {"cleanup_delay": "2"} for a load test.
+        subs += [
+            (rf"(?m)^([ \t]*){re.escape(k)}[ \t]*=.*$", rf"\g<1>{k} = {v}")
+            for k, v in self.settings.items()
+        ]
         for pattern, repl in subs:
-            stock, n = re.subn(pattern, repl, stock)
+            stock, n = re.subn(pattern, repl, stock, count=1)
             if n == 0:
                 raise RuntimeError(f"radiusd.conf: {pattern!r} not found; stock file changed?")
         return stock
