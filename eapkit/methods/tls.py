@@ -215,6 +215,7 @@ class TlsAuthenticator:
 
     def _end(self, outcome: Outcome) -> Done:
         self._finished = True
+        self._engine.close(outcome.success)
         return Done(outcome)
 
 
@@ -282,6 +283,7 @@ class TlsPeer:
 
     def _end(self, outcome: Outcome, type_data: bytes) -> Done:
         self._finished = True
+        self._engine.close(outcome.success)
         return Done(outcome, type_data)
 
 

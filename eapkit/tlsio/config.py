@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from eapkit.errors import ConfigError
+from eapkit.tlsio.certinfo import PeerCertificate
 from eapkit.tlsio.framing import FramingConfig
 
 __all__ = [
@@ -257,6 +258,20 @@ class TlsContext:
             else ()
         )
         self.ssl_context = self._build()
+        self._described: dict[bytes, PeerCertificate] = {}
+
+    def describe(self, cert: x509.Certificate) -> PeerCertificate:
+        """The :class:`PeerCertificate` of ``cert``, cached: the same clients come back
+        and the server certificate never changes, and parsing costs more than TLS
+        resumption itself."""
+        der = cert.public_bytes(Encoding.DER)
+        info = self._described.get(der)
+        if info is None:
+            info = PeerCertificate.from_x509(cert)
+            if len(self._described) >= 512:
+                self._described.pop(next(iter(self._described)))
+            self._described[der] = info
+        return info
 
     @property
     def is_server(self) -> bool:

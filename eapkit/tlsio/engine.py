@@ -147,7 +147,7 @@ class TlsEapEngine:
             self._verify_error = (code, depth)
 
     def check_leaf(self, cert: x509.Certificate) -> int:
-        info = PeerCertificate.from_x509(cert)
+        info = self.context.describe(cert)
         self._peer_cert = info
         cfg = self.context.config
         if not self.is_server and not matches_domain(
@@ -214,7 +214,7 @@ class TlsEapEngine:
         if self._peer_cert is None:
             cert = self.conn.get_peer_certificate(as_cryptography=True)
             if cert is not None:
-                self._peer_cert = PeerCertificate.from_x509(cert)
+                self._peer_cert = self.context.describe(cert)
         return self._peer_cert
 
     def export_keying_material(self, label: bytes, length: int, context: bytes | None) -> bytes:
@@ -223,6 +223,15 @@ class TlsEapEngine:
         if not self._handshake_done:
             raise RuntimeError("keys exist only after the handshake")
         return self.conn.export_keying_material(label, length, context)
+
+    def close(self, clean: bool) -> None:
+        """End of the conversation.  ``clean`` (success) marks the TLS connection as
+        properly shut down: OpenSSL otherwise treats the session as broken when the
+        connection is freed and refuses to resume it.  Also drops the reference cycle
+        between the engine and its connection."""
+        if clean and self.failure is None:
+            self.conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        self.conn.set_app_data(None)
 
     def session(self) -> SSL.Session | None:
         """The session to resume next time (peer side), after a successful handshake."""
