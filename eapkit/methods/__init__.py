@@ -69,3 +69,8 @@ register(
 register(
     MethodInfo("ttls", MethodId.legacy(EapType.TTLS), "eapkit.methods.ttls", "RFC 5281, RFC 9427")
 )
+register(
+    MethodInfo(
+        "peap", MethodId.legacy(EapType.PEAP), "eapkit.methods.peap", "[MS-PEAP] PEAPv0, RFC 9427"
+    )
+)

@@ -1,0 +1,823 @@
+"""PEAPv0 (EAP type 25), both roles, as Windows, wpa_supplicant, hostapd and FreeRADIUS
+speak it ([MS-PEAP], draft-kamath-pppext-peapv0-00, draft-josefsson-pppext-eap-tls-eap-10;
+RFC 9427 for TLS 1.3).
+
+The story of one conversation::
+
+    S: PEAP Start (version 0)                 P: ClientHello ...
+    ... the TLS handshake, as EAP-TLS carries it (eapkit.tlsio) ...
+    S: its last handshake flight (TLS 1.2: ChangeCipherSpec, Finished; TLS 1.3: tickets)
+    P: an empty PEAP Response (the acknowledgement)
+    -- phase 2: one inner EAP conversation inside the tunnel --
+    S: [01]                 inner Identity Request, header-less
+    P: [01 alice]           inner Identity Response, header-less
+    S: [1a 01 ...]          inner EAP-MSCHAPv2 Challenge (or EAP-GTC, or a Nak round)
+    ...
+    -- the result, an EAP-TLV (type 33) Extensions message with full EAP headers --
+    S: [01 id len 21 | Result TLV = Success | Crypto-Binding TLV (Request)]
+    P: [02 id len 21 | Result TLV = Success | Crypto-Binding TLV (Response)]
+    S: EAP-Success (outside the tunnel), with the keys
+
+Header-less inner messages (PEAPv0's own twist): every inner EAP Request and Response is
+sent without its Code, Identifier and Length, only Type and Type-Data; the receiver adds
+the header back (hostapd ``eap_peap_build_phase2_req`` / ``eap_peap_process_phase2``,
+wpa_supplicant ``eap_peap_decrypt``, FreeRADIUS ``vp2eap`` / ``eap2vp``).  Two messages
+keep their header: the Extensions (EAP-TLV, type 33) messages of the result exchange, and
+the inner Identity Request FreeRADIUS sends (exactly five bytes ``01 id 00 05 01``), which
+the peer recognises as wpa_supplicant does.
+
+The inner conversation runs through :class:`eapkit.session.AuthenticatorSession` and
+:class:`eapkit.session.PeerSession`, so inner methods are ordinary eapkit methods: the
+server offers them in order (by default EAP-MSCHAPv2, then EAP-GTC) and the peer may Nak.
+PEAPv0 sends no inner EAP-Success/Failure: the Result TLV replaces it, and the peer
+acknowledges it with a Result TLV of its own ([MS-PEAP] §2.2.8.1.1, §3.2.5.4).  A Result
+"failure" always ends in Failure; the peer answers "success" only when its inner method
+finished and would accept a Success (RFC 4137 ``decision``).  Extensions TLVs that are not
+mandatory (vendor TLVs such as Microsoft's SoH) are skipped; a mandatory unknown TLV ends
+the conversation.
+
+Crypto-binding ([MS-PEAP] §3.1.5.5, as hostapd implements it): with TLS 1.2 the tunnel key
+TK is the first 60 bytes of ``TLS-PRF(master, "client EAP encryption", randoms)``; with TLS
+1.3 the first 60 bytes of ``TLS-Exporter("EXPORTER_EAP_TLS_Key_Material", 0x19, 128)``
+(RFC 9427 §3.4 keeps PEAP's derivation and says which Key_Material).  ISK is the inner
+method's MSK, first 32 bytes (zeros for EAP-GTC)::
+
+    IPMK | CMK = PRF+(TK[0:40], "Inner Methods Compound Keys" | ISK, 60)   (40 + 20 bytes)
+    Compound_MAC = HMAC-SHA1(CMK, Crypto-Binding TLV with a zero MAC | 0x19)
+    CSK = PRF+(IPMK, "Session Key Generating Function" | 0x00, 128)
+    PRF+(K, S, n) = T1 | T2 | ..., Ti = HMAC-SHA1(K, T(i-1) | S | i | 0x00 0x00)
+
+The server sends a Crypto-Binding Request with a Result Success (policy ``optional``, as
+hostapd); a peer that answers it proves it holds the same TK and ISK, and then both use
+MSK = CSK[0:64] and no EMSK (hostapd: "[MS-PEAP] does not define EMSK derivation").
+Without crypto-binding, MSK/EMSK come from the tunnel as EAP-TLS's do (RFC 5216 §2.3 with
+``client EAP encryption``; RFC 9427 §2 with type code 0x19 for TLS 1.3).  The Session-Id
+is always the tunnel's (0x19 | randoms, or 0x19 | Method-Id).
+
+hostapd 2.10 as a TLS 1.3 *server* derives its TK from a 64-byte export instead of the
+128-byte Key_Material (a TLS 1.3 export depends on its length); the peer therefore checks
+a TLS 1.3 Crypto-Binding Request against both and answers with the one that verified.
+
+The outer identity may be anonymous: the result names the inner identity as the user,
+and ``Outcome.attributes`` says which inner method ran (``inner_method``), the outer
+identity, the TLS version and whether crypto-binding was used.
+
+Not done: PEAPv1, and the "fast reconnect" that skips phase 2 on a resumed TLS session
+(the peer here keeps no TLS sessions, so it never resumes).
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
+from eapkit.errors import DecodeError
+from eapkit.methods.base import (
+    Authenticator,
+    Done,
+    KeyMaterial,
+    MethodContext,
+    MethodFactory,
+    Outcome,
+    Peer,
+    Reply,
+    Step,
+)
+from eapkit.packet import Code, EapType, MethodId
+from eapkit.session import (
+    Action,
+    AuthenticatorSession,
+    Discard,
+    Finished,
+    PeerSession,
+    Send,
+    SessionConfig,
+)
+from eapkit.session import Result as SessionResult
+from eapkit.tlsio import (
+    Continue,
+    Failed,
+    TlsConfig,
+    TlsContext,
+    TlsEapEngine,
+    TlsRole,
+    derive_keys,
+)
+from eapkit.tlsio.keys import EAP_TLS_LABEL, TLS13_KEY_LABEL
+
+if TYPE_CHECKING:
+    from eapkit.probe import PeerBuilder, ProbeOptions
+    from eapkit.serve import MethodBuilder, ServeConfig
+    from eapkit.users import UserDirectory
+
+__all__ = [
+    "PEAP",
+    "PEAP_VERSION",
+    "CryptoBindingPolicy",
+    "PeapAuthenticator",
+    "PeapPeer",
+    "compound_keys",
+    "compound_mac",
+    "compound_session_key",
+    "peap_authenticator",
+    "peap_peer",
+    "peap_prf_plus",
+    "register_probe_builders",
+    "register_serve_builders",
+    "tunnel_key",
+]
+
+PEAP = MethodId.legacy(EapType.PEAP)
+PEAP_VERSION = 0
+_TYPE_CODE = bytes([EapType.PEAP])
+_HEADER = struct.Struct("!BBH")
+_IPMK_LABEL = b"Inner Methods Compound Keys"
+_CSK_LABEL = b"Session Key Generating Function\x00"  # [MS-PEAP] §3.1.5.7: NUL included
+_TK_SIZE = 60
+_ISK_SIZE = 32
+
+CryptoBindingPolicy = Literal["off", "optional", "required"]
+"""``off``: never send or answer one; ``optional``: use it when the other side does (the
+server sends it); ``required``: fail without it."""
+
+
+# -- crypto-binding keys ([MS-PEAP] §3.1.5.5.2, §3.1.5.7) ----------------------------------
+
+
+def peap_prf_plus(key: bytes, seed: bytes, length: int) -> bytes:
+    """PEAPv0's PRF+ ([MS-PEAP] §3.1.5.5.2.2): Ti = HMAC-SHA1(K, T(i-1) | S | i | 00 00)."""
+    out = bytearray()
+    previous = b""
+    counter = 0
+    while len(out) < length:
+        counter += 1
+        previous = hmac.digest(key, previous + seed + bytes((counter, 0, 0)), "sha1")
+        out += previous
+    return bytes(out[:length])
+
+
+def tunnel_key(engine: TlsEapEngine, tls13_export_size: int = 128) -> bytes:
+    """TK: the first 60 bytes of the tunnel's Key_Material (see the module docstring)."""
+    if engine.is_tls13:
+        material = engine.export_keying_material(TLS13_KEY_LABEL, tls13_export_size, _TYPE_CODE)
+    else:
+        material = engine.export_keying_material(EAP_TLS_LABEL, 128, None)
+    return material[:_TK_SIZE]
+
+
+def compound_keys(tk: bytes, isk: bytes) -> tuple[bytes, bytes]:
+    """IPMK (40 bytes) and CMK (20 bytes) from TK and the inner method's ISK."""
+    isk = (isk[:_ISK_SIZE]).ljust(_ISK_SIZE, b"\x00")
+    imck = peap_prf_plus(tk[:40], _IPMK_LABEL + isk, 60)
+    return imck[:40], imck[40:60]
+
+
+def compound_mac(cmk: bytes, binding: CryptoBinding, mandatory: bool = False) -> bytes:
+    """HMAC-SHA1-160 over the Crypto-Binding TLV with its MAC zeroed, then the EAP type."""
+    blank = replace(binding, compound_mac=bytes(20))
+    tlv = Tlv(TlvType.CRYPTO_BINDING, blank.encode(), mandatory)
+    return hmac.digest(cmk, tlv.encode() + _TYPE_CODE, "sha1")
+
+
+def compound_session_key(ipmk: bytes) -> bytes:
+    """CSK = PRF+(IPMK, "Session Key Generating Function\\0", 128)."""
+    return peap_prf_plus(ipmk, _CSK_LABEL, 128)
+
+
+def _isk(result: SessionResult | None) -> bytes:
+    keys = result.keys if result is not None else None
+    return keys.msk[:_ISK_SIZE] if keys is not None else bytes(_ISK_SIZE)
+
+
+# -- PEAPv0 inner-message framing ------------------------------------------------------------
+
+
+def _strip_header(packet: bytes) -> bytes:
+    """What goes into the tunnel for an inner packet: Extensions messages whole, every
+    other Request/Response without its 4-byte header."""
+    if len(packet) > 4 and packet[4] == EapType.TLV:
+        return packet
+    return packet[4:]
+
+
+def _with_header(code: int, identifier: int, body: bytes) -> bytes | None:
+    if len(body) + 4 > 0xFFFF:
+        return None
+    return _HEADER.pack(code, identifier, len(body) + 4) + body
+
+
+def _is_full_request(data: bytes, eap_type: int) -> bool:
+    """A whole EAP Request of ``eap_type`` whose Length matches (wpa_supplicant's test)."""
+    return (
+        len(data) >= 5
+        and data[0] == Code.REQUEST
+        and data[4] == eap_type
+        and _HEADER.unpack_from(data)[2] == len(data)
+    )
+
+
+def _inner_method_name(method: MethodId | None) -> str:
+    if method is None:
+        return "none"
+    from eapkit.methods import lookup
+
+    try:
+        return "eap-" + lookup(method).name
+    except KeyError:
+        return f"eap-{method.vendor_id}:{method.vendor_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Tlvs:
+    """What an Extensions message said."""
+
+    result: int | None
+    binding: CryptoBinding | None
+    binding_mandatory: bool
+
+
+def _parse_extensions(body: bytes) -> _Tlvs:
+    """Result and Crypto-Binding TLVs of an Extensions message's Type-Data; other TLVs
+    are skipped unless mandatory.  Raises :class:`DecodeError`."""
+    result: int | None = None
+    binding: CryptoBinding | None = None
+    binding_mandatory = False
+    for tlv in decode_tlvs(body):
+        if tlv.type == TlvType.RESULT:
+            if len(tlv.value) != 2:
+                raise DecodeError(f"Result TLV of {len(tlv.value)} bytes", expected="2 bytes")
+            if result is not None:
+                raise DecodeError("two Result TLVs")
+            result = int.from_bytes(tlv.value, "big")
+        elif tlv.type == TlvType.CRYPTO_BINDING:
+            if binding is not None:
+                raise DecodeError("two Crypto-Binding TLVs")
+            binding = CryptoBinding.decode(tlv.value)
+            binding_mandatory = tlv.mandatory
+        elif tlv.mandatory:
+            raise DecodeError(f"unsupported mandatory TLV {tlv.type}")
+    return _Tlvs(result, binding, binding_mandatory)
+
+
+def _extensions(code: Code, identifier: int, tlvs: list[Tlv]) -> bytes:
+    body = bytes([EapType.TLV]) + encode_tlvs(tlvs)
+    packet = _with_header(code, identifier, body)
+    assert packet is not None  # a Result and a Crypto-Binding TLV are 70 bytes
+    return packet
+
+
+def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    if engine.version is not None:
+        attrs["tls_version"] = engine.version.label
+    if engine.cipher:
+        attrs["tls_cipher"] = engine.cipher
+    return attrs
+
+
+def _tls_failure(failure: Failed) -> Outcome:
+    attrs: dict[str, str] = {}
+    if failure.alert_sent:
+        attrs["tls_alert_sent"] = failure.alert_sent
+    if failure.alert_received:
+        attrs["tls_alert_received"] = failure.alert_received
+    return Outcome(False, failure.reason, None, None, failure.detail, attrs)
+
+
+# -- authenticator ---------------------------------------------------------------------------
+
+
+class _AuthState(enum.Enum):
+    HANDSHAKE = "handshake"
+    WAIT_ACK = "wait_ack"  # our last handshake flight sent; the peer acknowledges
+    PHASE2 = "phase2"
+    RESULT = "result"  # Result TLV sent; the peer's Result TLV due
+    ALERT = "alert"  # our TLS alert sent; its acknowledgement due
+    DONE = "done"
+
+
+class PeapAuthenticator:
+    """The server role of PEAPv0 (see the module docstring)."""
+
+    method = PEAP
+
+    def __init__(
+        self,
+        ctx: MethodContext,
+        context: TlsContext,
+        inner: Sequence[MethodFactory[Authenticator]],
+        *,
+        crypto_binding: CryptoBindingPolicy = "optional",
+        inner_config: SessionConfig | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._engine = TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION)
+        self._inner = AuthenticatorSession(
+            inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
+        )
+        self._binding_policy = crypto_binding
+        self._state = _AuthState.HANDSHAKE
+        self._inner_id = 0
+        self._inner_result: SessionResult | None = None
+        self._tlv_id = 0
+        self._sent_success = False
+        self._binding_sent: CryptoBinding | None = None
+        self._ipmk = b""
+        self._cmk = b""
+        self._failing: Failed | None = None
+
+    @property
+    def engine(self) -> TlsEapEngine:
+        return self._engine
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
+    def start(self) -> bytes:
+        return self._engine.start()
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._state is _AuthState.DONE:
+            return self._end(Outcome.failed("protocol_error", "PEAP has ended"))
+        engine = self._engine
+        event = engine.receive(type_data)
+        if isinstance(event, Continue):
+            return Reply(event.type_data)
+        if isinstance(event, Failed):
+            if self._failing is not None:
+                return self._end(self._failed_outcome(self._failing))
+            if engine.has_output:  # our alert goes out first (RFC 9190 §2.1.3)
+                self._failing = event
+                self._state = _AuthState.ALERT
+                return Reply(engine.next_type_data())
+            return self._end(self._failed_outcome(event))
+        if self._state is _AuthState.ALERT:
+            assert self._failing is not None
+            return self._end(self._failed_outcome(self._failing))
+        if self._state is _AuthState.HANDSHAKE:
+            if not engine.handshake_done:
+                if event.empty and not engine.has_output:
+                    return self._end(Outcome.failed("protocol_error", "empty Response"))
+                return Reply(engine.next_type_data())
+            if event.data:
+                return self._end(Outcome.failed("protocol_error", "tunnel data before phase 2"))
+            if engine.has_output:
+                self._state = _AuthState.WAIT_ACK
+                return Reply(engine.next_type_data())
+            return self._start_phase2()
+        if self._state is _AuthState.WAIT_ACK:
+            if not event.empty:
+                return self._end(
+                    Outcome.failed("protocol_error", "expected the acknowledgement of Finished")
+                )
+            return self._start_phase2()
+        if not event.data:
+            return self._end(Outcome.failed("protocol_error", "no inner message in the tunnel"))
+        if self._state is _AuthState.PHASE2:
+            return self._phase2(event.data)
+        return self._result(event.data)
+
+    # -- phase 2 -----------------------------------------------------------------------------
+
+    def _start_phase2(self) -> Step:
+        self._state = _AuthState.PHASE2
+        return self._inner_action(self._inner.start())
+
+    def _phase2(self, data: bytes) -> Step:
+        packet = _with_header(Code.RESPONSE, self._inner_id, data)
+        if packet is None:
+            return self._end(Outcome.failed("malformed", "inner message too long"))
+        return self._inner_action(self._inner.receive(packet))
+
+    def _inner_action(self, action: Action) -> Step:
+        if isinstance(action, Send):
+            self._inner_id = action.packet[1]
+            return self._send(_strip_header(action.packet))
+        if isinstance(action, Discard):
+            # The inner session would wait for another Response; in the tunnel the peer
+            # waits for us, so a message the inner session cannot use ends phase 2.
+            failed = SessionResult(False, "protocol_error", detail=f"inner: {action.reason}")
+            return self._send_result(failed)
+        return self._send_result(action.result)
+
+    def _send_result(self, inner: SessionResult) -> Step:
+        self._inner_result = inner
+        self._state = _AuthState.RESULT
+        self._tlv_id = (self._inner_id + 1) & 0xFF
+        self._sent_success = inner.success
+        tlvs = [Tlv.result(Result.SUCCESS if inner.success else Result.FAILURE)]
+        if inner.success and self._binding_policy != "off":
+            tk = tunnel_key(self._engine)
+            self._ipmk, self._cmk = compound_keys(tk, _isk(inner))
+            request = CryptoBinding(
+                PEAP_VERSION,
+                self._engine.peer_version_bits or 0,
+                CryptoBinding.REQUEST,
+                self._ctx.random.random_bytes(32),
+                bytes(20),
+            )
+            request = replace(request, compound_mac=compound_mac(self._cmk, request))
+            self._binding_sent = request
+            tlvs.append(Tlv(TlvType.CRYPTO_BINDING, request.encode(), mandatory=False))
+        return self._send(_extensions(Code.REQUEST, self._tlv_id, tlvs))
+
+    def _send(self, data: bytes) -> Step:
+        self._engine.write(data)
+        if self._engine.failure is not None:
+            return self._end(_tls_failure(self._engine.failure))
+        return Reply(self._engine.next_type_data())
+
+    # -- the result exchange ----------------------------------------------------------------
+
+    def _result(self, data: bytes) -> Step:
+        inner = self._inner_result
+        assert inner is not None
+        if not self._sent_success:  # whatever the peer says, a Failure it is
+            return self._end(self._inner_failure(inner))
+        if not _is_full_response(data, self._tlv_id):
+            return self._end(self._refused("protocol_error", "expected an Extensions Response"))
+        try:
+            tlvs = _parse_extensions(data[5:])
+        except DecodeError as exc:
+            return self._end(self._refused("malformed", str(exc)))
+        if tlvs.result != Result.SUCCESS:
+            return self._end(self._refused("peer_refused_success", "peer's Result TLV"))
+        binding_used = False
+        if tlvs.binding is not None and self._binding_sent is not None:
+            problem = self._check_binding(tlvs.binding, tlvs.binding_mandatory)
+            if problem is not None:
+                return self._end(self._refused("crypto_binding_failed", problem))
+            binding_used = True
+        elif self._binding_policy == "required":
+            return self._end(self._refused("crypto_binding_missing", "no Crypto-Binding TLV"))
+        return self._end(self._success(inner, binding_used))
+
+    def _check_binding(self, got: CryptoBinding, mandatory: bool) -> str | None:
+        sent = self._binding_sent
+        assert sent is not None
+        if got.version != PEAP_VERSION or got.subtype != CryptoBinding.RESPONSE:
+            return "Crypto-Binding Response with the wrong version or subtype"
+        if not hmac.compare_digest(got.nonce, sent.nonce):
+            return "Crypto-Binding Response with another nonce"
+        if not hmac.compare_digest(got.compound_mac, compound_mac(self._cmk, got, mandatory)):
+            return "Compound MAC does not verify"
+        return None
+
+    def _success(self, inner: SessionResult, binding_used: bool) -> Outcome:
+        engine = self._engine
+        tunnel = derive_keys(engine)
+        if binding_used:
+            csk = compound_session_key(self._ipmk)
+            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
+        else:
+            keys = tunnel
+        return Outcome(
+            True, "ok", keys, inner.user or None, "", self._attributes(inner, binding_used)
+        )
+
+    def _attributes(self, inner: SessionResult | None, binding_used: bool) -> dict[str, str]:
+        attrs = _tls_attributes(self._engine)
+        attrs["outer_identity"] = self._ctx.identity_text
+        attrs["crypto_binding"] = "yes" if binding_used else "no"
+        if inner is not None:
+            attrs["inner_method"] = _inner_method_name(inner.method)
+            attrs["inner_identity"] = inner.identity
+        return attrs
+
+    def _inner_failure(self, inner: SessionResult) -> Outcome:
+        return Outcome(
+            False,
+            inner.reason,
+            None,
+            inner.user or None,
+            inner.detail,
+            self._attributes(inner, False),
+        )
+
+    def _refused(self, reason: str, detail: str) -> Outcome:
+        inner = self._inner_result
+        user = inner.user if inner is not None and inner.user else None
+        return Outcome(False, reason, None, user, detail, self._attributes(inner, False))
+
+    def _failed_outcome(self, failure: Failed) -> Outcome:
+        outcome = _tls_failure(failure)
+        if self._state in (_AuthState.PHASE2, _AuthState.RESULT, _AuthState.ALERT):
+            attrs = dict(outcome.attributes)
+            attrs["phase"] = "2" if self._engine.handshake_done else "1"
+            return replace(outcome, attributes=attrs)
+        return outcome
+
+    def _end(self, outcome: Outcome) -> Done:
+        self._state = _AuthState.DONE
+        return Done(outcome)
+
+
+def _is_full_response(data: bytes, identifier: int) -> bool:
+    return (
+        len(data) >= 5
+        and data[0] == Code.RESPONSE
+        and data[1] == identifier
+        and data[4] == EapType.TLV
+        and _HEADER.unpack_from(data)[2] == len(data)
+    )
+
+
+# -- peer --------------------------------------------------------------------------------------
+
+
+class PeapPeer:
+    """The peer role of PEAPv0 (see the module docstring)."""
+
+    method = PEAP
+
+    def __init__(
+        self,
+        ctx: MethodContext,
+        context: TlsContext,
+        inner: Sequence[MethodFactory[Peer]],
+        identity: bytes,
+        *,
+        crypto_binding: CryptoBindingPolicy = "optional",
+        inner_config: SessionConfig | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._engine = TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION)
+        self._inner = PeerSession(
+            inner,
+            identity,
+            config=inner_config or SessionConfig(),
+            now=ctx.now,
+            random=ctx.random,
+        )
+        self._binding_policy = crypto_binding
+        self._inner_id: int | None = None
+        self._final: Outcome | None = None
+        self._finished = False
+
+    @property
+    def engine(self) -> TlsEapEngine:
+        return self._engine
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._finished:
+            return Done(Outcome.failed("protocol_error", "PEAP has ended"))
+        engine = self._engine
+        event = engine.receive(type_data)
+        if isinstance(event, Continue):
+            if self._final is not None and not engine.awaiting_ack:
+                return self._end(self._final, event.type_data)
+            return Reply(event.type_data)
+        if isinstance(event, Failed):
+            return self._send_last(_tls_failure(event))
+        if self._final is not None:
+            return self._end(
+                Outcome.failed("protocol_error", "more after the result"), engine.ack()
+            )
+        if not engine.handshake_done or not event.data:
+            # Handshake flights, tickets, empty Requests: answer with our next flight or
+            # an acknowledgement.
+            return Reply(engine.next_type_data())
+        return self._tunnel_data(event.data)
+
+    def _tunnel_data(self, data: bytes) -> Step:
+        if _is_full_request(data, EapType.TLV):
+            return self._extensions(data)
+        if len(data) == 5 and _is_full_request(data, EapType.IDENTITY):
+            packet = data  # FreeRADIUS sends the inner Identity Request whole
+        else:
+            identifier = ((self._inner_id if self._inner_id is not None else -1) + 1) & 0xFF
+            full = _with_header(Code.REQUEST, identifier, data)
+            if full is None:
+                return self._send_last(Outcome.failed("malformed", "inner message too long"))
+            packet = full
+        self._inner_id = packet[1]
+        action = self._inner.receive(packet)
+        if isinstance(action, Send):
+            return self._write(_strip_header(action.packet))
+        if isinstance(action, Finished):
+            return self._send_last(self._inner_outcome(action.result))
+        return self._send_last(Outcome.failed("protocol_error", f"inner: {action.reason}"))
+
+    def _extensions(self, data: bytes) -> Step:
+        identifier = data[1]
+        try:
+            tlvs = _parse_extensions(data[5:])
+        except DecodeError as exc:
+            return self._answer(identifier, False, None, Outcome.failed("malformed", str(exc)))
+        if tlvs.result is None:
+            # Only TLVs we may ignore (vendor TLVs, SoH): acknowledge with none.
+            return self._write(_extensions(Code.RESPONSE, identifier, []))
+        inner = self._finish_inner(tlvs.result == Result.SUCCESS)
+        if tlvs.result != Result.SUCCESS:
+            return self._answer(identifier, False, None, self._inner_failed(inner))
+        if inner is None or not inner.success:
+            reason = inner.reason if inner is not None else "no_inner_method"
+            detail = "the server sent Success before the inner method succeeded"
+            return self._answer(identifier, False, None, Outcome.failed(reason, detail))
+        if tlvs.binding is None or self._binding_policy == "off":
+            if self._binding_policy == "required":
+                return self._answer(
+                    identifier,
+                    False,
+                    None,
+                    Outcome.failed("crypto_binding_missing", "no Crypto-Binding TLV"),
+                )
+            return self._answer(identifier, True, None, self._success(inner, None))
+        verified = self._verify_binding(tlvs.binding, tlvs.binding_mandatory, _isk(inner))
+        if verified is None:
+            return self._answer(
+                identifier,
+                False,
+                None,
+                Outcome.failed("crypto_binding_failed", "Compound MAC does not verify"),
+            )
+        ipmk, cmk = verified
+        response = CryptoBinding(
+            PEAP_VERSION, PEAP_VERSION, CryptoBinding.RESPONSE, tlvs.binding.nonce, bytes(20)
+        )
+        response = replace(response, compound_mac=compound_mac(cmk, response))
+        return self._answer(identifier, True, response, self._success(inner, ipmk))
+
+    def _verify_binding(
+        self, request: CryptoBinding, mandatory: bool, isk: bytes
+    ) -> tuple[bytes, bytes] | None:
+        if request.version != PEAP_VERSION or request.subtype != CryptoBinding.REQUEST:
+            return None
+        sizes = (128, 64) if self._engine.is_tls13 else (128,)
+        for size in sizes:  # 64: hostapd 2.10's TLS 1.3 server (module docstring)
+            ipmk, cmk = compound_keys(tunnel_key(self._engine, size), isk)
+            expected = compound_mac(cmk, request, mandatory)
+            if hmac.compare_digest(expected, request.compound_mac):
+                return ipmk, cmk
+        return None
+
+    def _finish_inner(self, success: bool) -> SessionResult | None:
+        """Tell the inner session the outcome the Result TLV carries, as an EAP Success or
+        Failure would (PEAPv0 sends neither inside the tunnel)."""
+        if self._inner.finished:
+            return self._inner.result
+        if self._inner_id is None:
+            return None
+        code = Code.SUCCESS if success else Code.FAILURE
+        action = self._inner.receive(_HEADER.pack(code, self._inner_id, 4))
+        return action.result if isinstance(action, Finished) else None
+
+    def _inner_failed(self, inner: SessionResult | None) -> Outcome:
+        if inner is not None and inner.reason not in ("eap_failure", "ok"):
+            return Outcome.failed(inner.reason, inner.detail)
+        return Outcome.failed("eap_failure", "the server's Result TLV says failure")
+
+    def _inner_outcome(self, inner: SessionResult) -> Outcome:
+        return Outcome.failed(inner.reason, f"inner conversation ended: {inner.detail}")
+
+    def _success(self, inner: SessionResult, ipmk: bytes | None) -> Outcome:
+        tunnel = derive_keys(self._engine)
+        if ipmk is not None:
+            csk = compound_session_key(ipmk)
+            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
+        else:
+            keys = tunnel
+        attrs = _tls_attributes(self._engine)
+        attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
+        attrs["inner_method"] = _inner_method_name(inner.method)
+        return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
+
+    def _answer(
+        self,
+        identifier: int,
+        success: bool,
+        binding: CryptoBinding | None,
+        outcome: Outcome,
+    ) -> Step:
+        tlvs = [Tlv.result(Result.SUCCESS if success else Result.FAILURE)]
+        if binding is not None:
+            tlvs.append(Tlv(TlvType.CRYPTO_BINDING, binding.encode(), mandatory=False))
+        self._engine.write(_extensions(Code.RESPONSE, identifier, tlvs))
+        return self._send_last(outcome)
+
+    def _write(self, data: bytes) -> Step:
+        self._engine.write(data)
+        if self._engine.failure is not None:
+            return self._end(_tls_failure(self._engine.failure), self._engine.ack())
+        return Reply(self._engine.next_type_data())
+
+    def _send_last(self, outcome: Outcome) -> Step:
+        """Send what is left (fragments if need be), then end with ``outcome``."""
+        engine = self._engine
+        type_data = engine.next_type_data()
+        if engine.awaiting_ack:
+            self._final = outcome
+            return Reply(type_data)
+        return self._end(outcome, type_data)
+
+    def _end(self, outcome: Outcome, type_data: bytes) -> Done:
+        self._finished = True
+        return Done(outcome, type_data)
+
+
+# -- factories ---------------------------------------------------------------------------------
+
+
+def peap_authenticator(
+    config: TlsConfig,
+    inner: Sequence[MethodFactory[Authenticator]],
+    *,
+    crypto_binding: CryptoBindingPolicy = "optional",
+    inner_config: SessionConfig | None = None,
+) -> MethodFactory[Authenticator]:
+    """A factory for :class:`eapkit.session.AuthenticatorSession`: PEAPv0 offering the
+    ``inner`` EAP methods in order.  The TLS context is built once and shared.  PEAP
+    servers usually ask no client certificate: give ``TlsConfig(verify_peer=False)``."""
+    if not inner:
+        raise ValueError("PEAP needs at least one inner method")
+    if crypto_binding not in ("off", "optional", "required"):
+        raise ValueError(f"crypto_binding {crypto_binding!r}")
+    context = TlsContext(config, TlsRole.SERVER)
+    methods = list(inner)
+
+    def create(ctx: MethodContext) -> Authenticator:
+        return PeapAuthenticator(
+            ctx, context, methods, crypto_binding=crypto_binding, inner_config=inner_config
+        )
+
+    return MethodFactory(PEAP, create, "peap")
+
+
+def peap_peer(
+    config: TlsConfig,
+    inner: Sequence[MethodFactory[Peer]],
+    identity: str | bytes,
+    *,
+    crypto_binding: CryptoBindingPolicy = "optional",
+    inner_config: SessionConfig | None = None,
+) -> MethodFactory[Peer]:
+    """A factory for :class:`eapkit.session.PeerSession`: PEAPv0 with the ``inner`` EAP
+    methods and the inner ``identity`` (the outer one is the session's, e.g.
+    ``anonymous@realm``).  The peer keeps no TLS session: every conversation runs phase 2."""
+    if not inner:
+        raise ValueError("PEAP needs at least one inner method")
+    if crypto_binding not in ("off", "optional", "required"):
+        raise ValueError(f"crypto_binding {crypto_binding!r}")
+    context = TlsContext(replace(config, resumption=False), TlsRole.PEER)
+    methods = list(inner)
+    inner_identity = identity.encode() if isinstance(identity, str) else bytes(identity)
+
+    def create(ctx: MethodContext) -> Peer:
+        return PeapPeer(
+            ctx,
+            context,
+            methods,
+            inner_identity,
+            crypto_binding=crypto_binding,
+            inner_config=inner_config,
+        )
+
+    return MethodFactory(PEAP, create, "peap")
+
+
+# -- eapkit serve / eapkit probe hooks -------------------------------------------------------
+
+
+def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> None:
+    """``eapkit serve``: "peap" offers EAP-MSCHAPv2 then EAP-GTC inside, checked against
+    the user directory; no client certificate is asked."""
+
+    def build(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+        from eapkit.methods.gtc import gtc_authenticator
+        from eapkit.methods.mschapv2 import mschapv2_authenticator
+        from eapkit.serve import _tls_config
+
+        tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
+        inner = [mschapv2_authenticator(users.nt_hash), gtc_authenticator(users.check_password)]
+        return peap_authenticator(tls, inner)
+
+    register("peap", build)
+
+
+def register_probe_builders(register: Callable[[str, PeerBuilder], None]) -> None:
+    """``eapkit probe``: "peap-mschapv2" and "peap-gtc" (``--identity`` inside the tunnel,
+    ``--anonymous-identity`` outside)."""
+
+    def mschapv2(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+        from eapkit.methods.mschapv2 import mschapv2_peer
+        from eapkit.probe import _need_password, tls_config
+
+        inner = [mschapv2_peer(_need_password(opts))]
+        return [peap_peer(tls_config(opts), inner, opts.identity)]
+
+    def gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+        from eapkit.methods.gtc import gtc_peer
+        from eapkit.probe import _need_password, tls_config
+
+        password = _need_password(opts)
+        inner = [gtc_peer(lambda prompt: password)]
+        return [peap_peer(tls_config(opts), inner, opts.identity)]
+
+    register("peap-mschapv2", mschapv2)
+    register("peap-gtc", gtc)
