@@ -135,6 +135,13 @@ def freeradius_small(certs: Pki) -> Iterator[FreeRadius]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def freeradius_cache(certs: Pki) -> Iterator[FreeRadius]:
+    """The same server with its TLS session cache on: it sends NewSessionTickets."""
+    with _server(certs.work / "cache", certs, tls_cache=True) as server:
+        yield server
+
+
 def _run(server: FreeRadius, method: str, identity: str, **kw: Any) -> ProbeResult:
     opts = ProbeOptions(
         server=("127.0.0.1", server.port),
@@ -353,3 +360,31 @@ def test_tunnelled_untrusted_server(freeradius: FreeRadius, certs: Pki, method: 
     result = asyncio.run(probe(opts))
     assert not ok(result), _explain(freeradius, result)
     assert result.peer is not None and not result.peer.success
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+@pytest.mark.parametrize("method", ["tls", "ttls-pap", "peap-mschapv2"])
+def test_server_with_session_cache(
+    freeradius_cache: FreeRadius, certs: Pki, method: str, version: str
+) -> None:
+    """A server that issues tickets (RFC 9190 §2.1.2): the peer does not resume, but must
+    take the NewSessionTicket messages in its stride."""
+    server = freeradius_cache
+    if method == "tls":
+        opts = ProbeOptions(
+            server=("127.0.0.1", server.port),
+            secret=SECRET.encode(),
+            method="tls",
+            identity="alice",
+            cert=certs.cert,
+            key=certs.key,
+            ca=certs.ca,
+            tls=version,
+            server_name=SERVER_NAME,
+        )
+    else:
+        opts = _tunnel_opts(server, certs, method, password=PASSWORD, tls=version)
+        _require_peer(opts)
+    _assert_accepted_with_keys(server, asyncio.run(probe(opts)))
+    if version == "1.3":
+        assert "NewSessionTicket" in server.output()

@@ -289,8 +289,10 @@ class FreeRadius:
     ``post_auth`` (and their ``inner_*`` twins) add lines to the sites' sections, so a
     test of another module or a benchmark reuses the same harness.
 
-    ``settings`` overrides other ``radiusd.conf`` items by name (``max_requests``,
-    ``cleanup_delay``, ``start_servers``...).
+    ``tls_cache=True`` turns on FreeRADIUS's TLS session cache, so it sends TLS 1.3
+    NewSessionTickets and offers resumption.  ``settings`` overrides other
+    ``radiusd.conf`` items by name (``max_requests``, ``cleanup_delay``,
+    ``start_servers``...).
 
     ``debug=True`` runs ``freeradius -X`` (single-threaded, full trace in
     ``workdir/freeradius.log``); ``debug=False`` runs ``-f`` with its thread pool, which
@@ -309,6 +311,7 @@ class FreeRadius:
     default_eap_type: str = "md5"
     inner_eap_type: str = "mschapv2"
     fragment_size: int = 1024
+    tls_cache: bool = False
     eap_extra: str = ""
     modules: dict[str, str] = field(default_factory=dict)
     authorize: Sequence[str] = ()
@@ -350,7 +353,8 @@ class FreeRadius:
         ecdh_curve = ""
         fragment_size = {self.fragment_size}
         cache {{
-            enable = no
+            enable = {"yes" if self.tls_cache else "no"}
+            lifetime = 1
         }}
         verify {{
         }}
