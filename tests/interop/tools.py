@@ -4,6 +4,7 @@ by the test, on loopback ports the test picked (see ../shared/INTEROP.md).
 - :class:`Daemon` starts a program, waits until its output says it is ready, and stops
   it by process id (SIGTERM, then SIGKILL), keeping the output for the failure report.
 - :class:`HostapdRadius` runs hostapd's integrated RADIUS/EAP server (no radio).
+- :class:`FreeRadius` runs FreeRADIUS 3.2 on a private copy of its config directory.
 - :func:`eapol_test` runs wpa_supplicant's ``eapol_test`` as the EAP peer and parses what
   it reports: the verdict, the MSK/EMSK/Session-Id it derived and whether the MPPE keys
   and EAP-Key-Name the server sent agree with them.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import free_udp_port, require_tool
+from tests.conftest import IN_CI, free_udp_port, require_tool
 
 
 class Daemon:
@@ -505,6 +506,14 @@ class FreeRadius:
         import shutil
 
         require_tool("freeradius")
+        if not os.access(_FREERADIUS_CONF / "radiusd.conf", os.R_OK):
+            # Debian's config is readable by root and freerad only.
+            import pytest
+
+            message = f"{_FREERADIUS_CONF} is not readable (run as root or in group freerad)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port == 0:
             self.port = free_udp_port()
