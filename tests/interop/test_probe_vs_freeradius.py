@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,3 +390,29 @@ def test_server_with_session_cache(
     _assert_accepted_with_keys(server, asyncio.run(probe(opts)))
     if version == "1.3":
         assert "NewSessionTicket" in server.output()
+
+
+# -- the command line, as a user runs it -----------------------------------------------------
+
+
+def _cli(server: FreeRadius, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "eapkit", "probe", "--server", f"127.0.0.1:{server.port}"]
+    return subprocess.run(
+        [*argv, "--secret", SECRET, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_probe_exit_codes(freeradius: FreeRadius, certs: Pki) -> None:
+    """``eapkit probe`` exits 0 only on an Accept with matching keys (issue 6)."""
+    tls = ["--method", "tls", "--identity", "alice", "--cert", str(certs.cert)]
+    tls += ["--key", str(certs.key), "--ca", str(certs.ca), "--server-name", SERVER_NAME]
+    good = _cli(freeradius, *tls, "--tls", "1.3", "--fragment-size", "300")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "MPPE keys OK" in good.stdout and "ACCEPT" in good.stdout
+    bad = _cli(freeradius, "--method", "mschapv2", "--identity", "alice", "--password", "guess")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "Access-Reject" in bad.stdout
