@@ -13,22 +13,35 @@ import argparse
 import asyncio
 import getpass
 import importlib
+import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eapkit import __version__
 from eapkit.credentials import InMemoryPasswords
-from eapkit.errors import ConfigError
+from eapkit.errors import ConfigError, DecodeError
 from eapkit.loopback import converse
 from eapkit.methods import registered
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
 from eapkit.probe import METHODS, ProbeOptions, load, run_probe
 from eapkit.radius.server import Client, serve
-from eapkit.serve import ServeConfig, build_core, describe, ensure_demo_pki, parse_hostport
+from eapkit.second_factor import SecondFactors
+from eapkit.serve import (
+    ServeConfig,
+    build_core,
+    describe,
+    ensure_demo_pki,
+    open_second_factors,
+    parse_hostport,
+)
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.users import SECOND_FACTORS, UserDirectory
+from eapkit.verify.otp import OtpCredential, otpauth_uri
+from eapkit.verify.yubico import YubikeyCredential
 
 
 def _load_all_methods() -> None:
@@ -181,6 +194,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         fragment_size=args.fragment_size,
         timeout=args.timeout,
         server_name=args.server_name,
+        otp=args.otp,
     )
     if args.load:
         report = asyncio.run(
@@ -191,6 +205,83 @@ def cmd_probe(args: argparse.Namespace) -> int:
     code, lines = run_probe(opts)
     print("\n".join(lines))
     return code
+
+
+def _audit_line(event: dict[str, object]) -> None:
+    print(json.dumps({"time": round(time.time(), 3), **event}), file=sys.stderr)
+
+
+def _second_factors(args: argparse.Namespace) -> SecondFactors:
+    cfg = (
+        ServeConfig.from_toml(Path(args.config)) if getattr(args, "config", None) else ServeConfig()
+    )
+    if args.db:
+        cfg.db = Path(args.db)
+    return open_second_factors(cfg, UserDirectory(cfg.db), audit=_audit_line)
+
+
+def _need_user(second: SecondFactors, name: str) -> None:
+    if second.users.get(name) is None:
+        raise ConfigError(f"no user {name}: add it first with 'eapkit user add {name}'")
+
+
+def cmd_enroll_totp(args: argparse.Namespace) -> int:
+    second = _second_factors(args)
+    _need_user(second, args.user)
+    secret = os.urandom(
+        20 if args.algorithm == "sha1" else 32 if args.algorithm == "sha256" else 64
+    )
+    credential = OtpCredential(secret, "totp", args.algorithm, args.digits, args.period)
+    now = time.time()
+    second.totp.enroll(args.user, credential, now)
+    second.users.set_second_factor(args.user, "totp")
+    uri = otpauth_uri(args.user, credential, issuer=args.issuer)
+    print(uri)
+    try:
+        import segno
+    except ImportError:
+        print("(install eapkit[qr] for a QR code)", file=sys.stderr)
+        return 0
+    qr = segno.make(uri, error="m")
+    if not args.no_terminal:
+        qr.terminal(compact=True)
+    for out in (args.png, args.svg):
+        if out:
+            qr.save(out, scale=6)
+            print(f"QR code written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_enroll_yubikey(args: argparse.Namespace) -> int:
+    second = _second_factors(args)
+    _need_user(second, args.user)
+    if not args.aes_key:
+        raise ConfigError("--aes-key HEX is needed for local validation")
+    try:
+        key = bytes.fromhex(args.aes_key)
+        credential, token = YubikeyCredential.from_otp(args.otp, key)
+    except (ValueError, DecodeError) as exc:
+        raise ConfigError(f"the OTP does not decrypt under that AES key: {exc}") from None
+    second.yubikey.enroll(args.user, credential, time.time(), seen=token)
+    second.users.set_second_factor(args.user, "yubikey")
+    print(f"YubiKey {credential.public_id} enrolled for {args.user}")
+    return 0
+
+
+def cmd_enroll_recovery(args: argparse.Namespace) -> int:
+    second = _second_factors(args)
+    _need_user(second, args.user)
+    for code in second.recovery.issue(args.user, time.time(), args.count):
+        print(code)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Helpdesk: is this code right for this user now?  Uses it up like a login."""
+    second = _second_factors(args)
+    verdict = second.check_code(args.user, args.code, time.time())
+    print(f"{'ok' if verdict.ok else 'refused'}: {verdict.reason}")
+    return 0 if verdict.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--identity", required=True)
     prb.add_argument("--anonymous-identity")
     prb.add_argument("--password")
+    prb.add_argument("--otp", help="one-time code for a server that asks in a second round")
     prb.add_argument("--cert")
     prb.add_argument("--key")
     prb.add_argument("--ca", help="CA to verify the server certificate")
@@ -260,6 +352,37 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("name")
     dele.add_argument("--db", default="eapkit.db")
     dele.set_defaults(func=cmd_user_del)
+
+    enr = sub.add_parser("enroll", help="enroll a second factor for a user")
+    esub = enr.add_subparsers(dest="enroll_command", required=True)
+    et = esub.add_parser("totp", help="a TOTP authenticator app: prints the otpauth:// URI and QR")
+    et.add_argument("user")
+    et.add_argument("--issuer", default="eapkit")
+    et.add_argument("--algorithm", choices=["sha1", "sha256", "sha512"], default="sha1")
+    et.add_argument("--digits", type=int, choices=[6, 8], default=6)
+    et.add_argument("--period", type=int, default=30)
+    et.add_argument("--png", help="also write the QR code as PNG")
+    et.add_argument("--svg", help="also write the QR code as SVG")
+    et.add_argument("--no-terminal", action="store_true", help="no QR code on the terminal")
+    et.set_defaults(func=cmd_enroll_totp)
+    ey = esub.add_parser("yubikey", help="a YubiKey slot programmed for Yubico OTP")
+    ey.add_argument("user")
+    ey.add_argument("--otp", required=True, help="one OTP from the key")
+    ey.add_argument("--aes-key", help="the slot's AES key (hex), for local validation")
+    ey.set_defaults(func=cmd_enroll_yubikey)
+    er = esub.add_parser("recovery", help="single-use recovery codes (replaces old ones)")
+    er.add_argument("user")
+    er.add_argument("--count", type=int, default=10)
+    er.set_defaults(func=cmd_enroll_recovery)
+    for p in (et, ey, er):
+        p.add_argument("--db", default="eapkit.db")
+        p.add_argument("--config")
+    ver = sub.add_parser("verify", help="helpdesk: check a user's one-time code now")
+    ver.add_argument("user")
+    ver.add_argument("code")
+    ver.add_argument("--db", default="eapkit.db")
+    ver.add_argument("--config")
+    ver.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -54,6 +54,7 @@ class ProbeOptions:
     timeout: float = 3.0
     retries: int = 3
     server_name: str | None = None
+    otp: str | None = None
 
 
 def tls_config(opts: ProbeOptions) -> Any:
@@ -91,9 +92,23 @@ def _need_password(opts: ProbeOptions) -> str:
 PeerBuilder = Callable[[ProbeOptions], list[MethodFactory[Peer]]]
 
 
-def _gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+def gtc_answers(opts: ProbeOptions) -> Callable[[str], str]:
+    """The GTC answers: the password to the first prompt, the one-time code (``--otp``)
+    to a second one (a server asking for the second factor in its own round)."""
     password = _need_password(opts)
-    return [gtc_peer(lambda prompt: password)]
+    asked: list[str] = []
+
+    def answer(prompt: str) -> str:
+        asked.append(prompt)
+        if len(asked) > 1 and opts.otp is not None:
+            return opts.otp
+        return password
+
+    return answer
+
+
+def _gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+    return [gtc_peer(gtc_answers(opts))]
 
 
 def _mschapv2(opts: ProbeOptions) -> list[MethodFactory[Peer]]:

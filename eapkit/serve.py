@@ -12,6 +12,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
     require_message_authenticator = true
+    store = "sqlite:eapkit.db"         # second-factor state: sqlite:FILE or redis://host:port/0
+    store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
+                                       # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
     pap = true                         # plain RADIUS PAP (and challenge-response)
     conversation_ttl = 60
     max_conversations = 10000
@@ -33,8 +36,10 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import importlib
+import os
 import sys
 import time
 import tomllib
@@ -43,12 +48,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eapkit.credentials import ResponseCheck
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_authenticator
 from eapkit.radius.access import EapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
+from eapkit.second_factor import SecondFactors
+from eapkit.store import open_store
+from eapkit.store.sealing import ENV_VAR, Sealer
 from eapkit.users import UserDirectory
 
 __all__ = ["DEFAULT_METHODS", "ServeConfig", "build_core", "ensure_demo_pki", "parse_hostport"]
@@ -97,6 +106,9 @@ class ServeConfig:
     clients: list[Client] = field(default_factory=list)
     pki_dir: Path | None = None
     pap: bool = True
+    store: str | None = None
+    store_keys_file: Path | None = None
+    checks: Checks | None = None
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -126,6 +138,10 @@ class ServeConfig:
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
         cfg.max_conversations = int(data.get("max_conversations", cfg.max_conversations))
         cfg.pap = bool(data.get("pap", True))
+        if "store" in data:
+            cfg.store = str(data["store"])
+        if "store_keys_file" in data:
+            cfg.store_keys_file = p(data["store_keys_file"])
         tls = data.get("tls", {})
         cfg.tls = TlsFiles(
             cert=p(tls["cert"]) if "cert" in tls else None,
@@ -183,6 +199,45 @@ def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[
     return files
 
 
+@dataclass
+class Checks:
+    """The credential checks the methods get: the password checks already carry the
+    users' second factors (:mod:`eapkit.second_factor`)."""
+
+    pap: ResponseCheck  # one response: password, or password followed by the code
+    gtc: ResponseCheck  # password, then a second GTC round for the code
+    code: ResponseCheck  # the code alone
+    second_factors: SecondFactors
+
+
+def open_second_factors(
+    cfg: ServeConfig, users: UserDirectory, audit: Callable[[dict[str, Any]], None] | None = None
+) -> SecondFactors:
+    """The store and sealing keys of ``cfg`` (defaults: the user database's file and a
+    key file beside it, made on first use)."""
+    store = open_store(cfg.store or f"sqlite:{cfg.db}")
+    spec = os.environ.get(ENV_VAR)
+    if not spec:
+        keyfile = cfg.store_keys_file or cfg.db.with_name(cfg.db.stem + "-store.key")
+        if not keyfile.exists():
+            keyfile.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("k1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+        spec = keyfile.read_text().strip()
+    return SecondFactors(users, store, Sealer.from_config(spec), audit=audit)
+
+
+def make_checks(second: SecondFactors) -> Checks:
+    users = second.users
+    return Checks(
+        pap=second.pap(users.check_password),
+        gtc=second.gtc(users.check_password),
+        code=second.check_code,
+        second_factors=second,
+    )
+
+
 MethodBuilder = Callable[[ServeConfig, UserDirectory], MethodFactory[Authenticator]]
 
 
@@ -221,7 +276,12 @@ def _build_mschapv2(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Aut
 
 
 def _build_gtc(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
-    return gtc_authenticator(users.check_password)
+    # The first GTC answer may be the password followed by the code (one round, what
+    # wpa_supplicant's GTC can do) or the password alone, after which a second GTC
+    # round asks for the code (peers that read the prompt, eapkit probe among them).
+    if cfg.checks is None:
+        return gtc_authenticator(users.check_password)
+    return gtc_authenticator(cfg.checks.pap, code_check=cfg.checks.code)
 
 
 BUILDERS: dict[str, MethodBuilder] = {
@@ -269,7 +329,11 @@ def build_core(
     *,
     log_stream: Any = None,
     warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
+    audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> RadiusCore:
+    decisions = DecisionLog(log_stream)
+    second = open_second_factors(cfg, users, audit=audit or decisions.write)
+    cfg.checks = make_checks(second)
     methods = build_methods(cfg, users, warn)
     clients = cfg.clients or [
         Client.of("127.0.0.0/8", DEFAULT_SECRET, "localhost"),
@@ -281,12 +345,16 @@ def build_core(
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
     )
-    plain = PapAccess(users.check_password, policy=users.policy) if cfg.pap else None
+    plain = (
+        PapAccess(cfg.checks.pap, policy=users.policy, code_check=cfg.checks.code)
+        if cfg.pap
+        else None
+    )
     return RadiusCore(
         ClientTable(clients),
         eap,
         plain=plain,
-        decisions=DecisionLog(log_stream),
+        decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
     )
 

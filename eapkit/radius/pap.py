@@ -47,10 +47,12 @@ class _Pending:
 @dataclass
 class PapAccess:
     """Access-Requests with User-Password.  ``check`` is the first-round check; when it
-    answers CHALLENGE (a :class:`PasswordThenCode`), the code round follows."""
+    answers CHALLENGE, the code round follows, checked by ``code_check`` (a
+    :class:`PasswordThenCode` brings its own)."""
 
     check: ResponseCheck
     policy: PolicyLookup | None = None
+    code_check: ResponseCheck | None = None
     ttl: float = 120.0
     max_pending: int = 10_000
     random: RandomSource = SYSTEM_RANDOM
@@ -76,9 +78,12 @@ class PapAccess:
             pending = self._pending.pop(state, None)
             if pending is None or pending.user != user:
                 return self._reject(client, user, "unknown_state", now, started)
-            if not isinstance(self.check, PasswordThenCode):
+            code_check = self.code_check
+            if code_check is None and isinstance(self.check, PasswordThenCode):
+                code_check = self.check.second
+            if code_check is None:
                 return self._reject(client, user, "unknown_state", now, started)
-            verdict = self.check.second(user, password, now)
+            verdict = code_check(user, password, now)
             return self._final(verdict, client, user, now, pending.started, "pap+challenge")
         verdict = self.check(user, password, now)
         if verdict.reason == CHALLENGE:

@@ -599,3 +599,20 @@ class OtpVerifier:
     def _emit(self, event: dict[str, Any]) -> None:
         if self._audit is not None:
             self._audit(event)
+
+
+def otpauth_uri(account: str, credential: OtpCredential, *, issuer: str = "eapkit") -> str:
+    """The Key URI an authenticator app scans (Google Authenticator Key Uri Format):
+    ``otpauth://totp/ISSUER:ACCOUNT?secret=BASE32&issuer=...&algorithm=...&digits=...&period=...``."""
+    from urllib.parse import quote, urlencode
+
+    label = quote(f"{issuer}:{account}", safe=":@")
+    params = {
+        "secret": base64.b32encode(credential.secret).decode().rstrip("="),
+        "issuer": issuer,
+        "algorithm": credential.algorithm.upper(),
+        "digits": str(credential.digits),
+    }
+    if credential.kind == "totp":
+        params["period"] = str(credential.period)
+    return f"otpauth://{credential.kind}/{label}?{urlencode(params, quote_via=quote)}"

@@ -1,0 +1,212 @@
+"""Second factors per user, for ``eapkit serve`` and the helpdesk commands.
+
+Each user in the directory (:mod:`eapkit.users`) names a second factor: ``none``,
+``totp`` (an OATH token enrolled in :class:`~eapkit.verify.otp.OtpVerifier`) or
+``yubikey`` (Yubico OTP, :class:`~eapkit.verify.yubico.YubicoVerifier`).  Single-use
+recovery codes stand in for either.  All state lives in the shared
+:class:`~eapkit.store.base.Store`, so replay protection holds on every node.
+
+The checks the methods use:
+
+- :meth:`SecondFactors.pap`: one response = password followed by the code (TTLS/PAP,
+  plain PAP, single-round GTC).  The code is the last 6/8 digits (TOTP), the last 44
+  modhex characters (YubiKey) or a recovery code ``xxxx-xxxx-xxxx``.  A plain-RADIUS
+  response that is the password alone, for a user who needs a code, is answered with
+  an Access-Challenge asking for it (RFC 2865 challenge-response).
+- :meth:`SecondFactors.gtc`: the password in a first GTC round, the code in a second
+  (EAP-GTC inside TTLS or PEAP, or bare).
+
+Every enrollment, recovery-code use and lockout is one JSON audit line (no secret, no
+code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck, Verdict
+from eapkit.rand import SYSTEM_RANDOM, RandomSource
+from eapkit.store.base import Store, StoreUnavailable
+from eapkit.store.sealing import Sealer
+from eapkit.users import UserDirectory
+from eapkit.verify.otp import OtpPolicy, OtpVerifier
+from eapkit.verify.yubico import YubicoVerifier
+
+__all__ = ["RECOVERY_PATTERN", "RecoveryCodes", "SecondFactors"]
+
+AuditSink = Callable[[dict[str, Any]], None]
+RECOVERY_PATTERN = re.compile(r"[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}")
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_TEN_YEARS = 10 * 365 * 86400.0
+YUBIKEY_OTP_LENGTH = 44
+
+
+class RecoveryCodes:
+    """Single-use recovery codes (60 random bits each), stored as salted SHA-256 and
+    consumed atomically through the store's single-use tokens."""
+
+    def __init__(
+        self, store: Store, *, random: RandomSource = SYSTEM_RANDOM, audit: AuditSink | None = None
+    ) -> None:
+        self.store = store
+        self.random = random
+        self.audit = audit
+
+    def _digest(self, user: str, salt: bytes, code: str) -> str:
+        return hmac.digest(salt, f"{user}\x00{code}".encode(), "sha256").hex()
+
+    def issue(self, user: str, now: float, count: int = 10) -> list[str]:
+        """New codes for ``user`` (the old ones stop working)."""
+        self.revoke(user, now)
+        salt = self.random.random_bytes(16)
+        codes = []
+        digests = []
+        for _ in range(count):
+            raw = self.random.random_bytes(12)
+            text = "".join(_B32[b & 31] for b in raw)
+            code = f"{text[0:4]}-{text[4:8]}-{text[8:12]}"
+            codes.append(code)
+            digest = self._digest(user, salt, code)
+            digests.append(digest)
+            self.store.put_once(f"recovery:{user}:{digest}", b"1", _TEN_YEARS, now)
+        record = {"salt": salt.hex(), "digests": digests, "issued": now}
+        self.store.put(f"recovery:{user}", json.dumps(record).encode())
+        self._emit({"event": "recovery_codes_issued", "user": user, "count": count})
+        return codes
+
+    def revoke(self, user: str, now: float) -> None:
+        raw = self.store.get(f"recovery:{user}")
+        if raw is None:
+            return
+        for digest in json.loads(raw).get("digests", []):
+            self.store.take(f"recovery:{user}:{digest}", now)
+        self.store.delete(f"recovery:{user}")
+
+    def remaining(self, user: str, now: float) -> int:
+        raw = self.store.get(f"recovery:{user}")
+        if raw is None:
+            return 0
+        digests = json.loads(raw).get("digests", [])
+        return sum(1 for d in digests if self.store.peek(f"recovery:{user}:{d}", now) is not None)
+
+    def use(self, user: str, code: str, now: float) -> Verdict:
+        """Consume ``code`` if it is one of ``user``'s unused codes."""
+        raw = self.store.get(f"recovery:{user}")
+        if raw is None:
+            return Verdict.reject("bad_code")
+        salt = bytes.fromhex(json.loads(raw)["salt"])
+        digest = self._digest(user, salt, code.strip().lower())
+        if self.store.take(f"recovery:{user}:{digest}", now) is None:
+            return Verdict.reject("bad_code")
+        self._emit({"event": "recovery_code_used", "user": user})
+        return Verdict.accept(user)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit(event)
+
+
+@dataclass
+class SecondFactors:
+    """The per-user second factor of a deployment."""
+
+    users: UserDirectory
+    store: Store
+    sealer: Sealer
+    otp_policy: OtpPolicy | None = None
+    audit: AuditSink | None = None
+    random: RandomSource = SYSTEM_RANDOM
+
+    def __post_init__(self) -> None:
+        self.totp = OtpVerifier(self.store, self.sealer, self.otp_policy, audit=self.audit)
+        self.yubikey = YubicoVerifier(self.store, self.sealer, audit=self.audit)
+        self.recovery = RecoveryCodes(self.store, random=self.random, audit=self.audit)
+
+    def kind(self, user: str) -> str:
+        record = self.users.get(user)
+        return record.second_factor if record is not None else "none"
+
+    def needs_code(self, user: str) -> bool:
+        return self.kind(user) != "none"
+
+    def check_code(self, user: str, code: str, now: float, /) -> Verdict:
+        """One code (TOTP, YubiKey OTP or recovery code) for ``user``; store failures
+        fail closed with ``store_unavailable``."""
+        kind = self.kind(user)
+        try:
+            if RECOVERY_PATTERN.fullmatch(code.strip().lower()):
+                return self.recovery.use(user, code, now)
+            if kind == "totp":
+                return self.totp.verify(user, code, now).to_verdict()
+            if kind == "yubikey":
+                return self.yubikey.verify(user, code, now).to_verdict()
+        except StoreUnavailable as exc:
+            return Verdict.reject("store_unavailable", str(exc))
+        return Verdict.reject("no_second_factor")
+
+    def _code_length(self, user: str, response: str) -> int | None:
+        kind = self.kind(user)
+        if kind == "none":
+            return None
+        if len(response) > 14 and RECOVERY_PATTERN.fullmatch(response[-14:].lower()):
+            return 14
+        if kind == "yubikey":
+            return YUBIKEY_OTP_LENGTH
+        digits = 6
+        match = re.search(r"\d+$", response)
+        if match is not None and len(match.group()) >= 8 and self._totp_digits(user) == 8:
+            digits = 8
+        return digits
+
+    def _totp_digits(self, user: str) -> int:
+        raw = self.store.get(f"otp:cred:{user}")
+        try:
+            return int(json.loads(raw)["digits"]) if raw is not None else 6
+        except (ValueError, KeyError, TypeError):
+            return 6
+
+    def pap(self, password: ResponseCheck) -> ResponseCheck:
+        """Password followed by the code, in one response; the password alone gets a
+        CHALLENGE (plain RADIUS turns it into Access-Challenge)."""
+
+        def check(user: str, response: str, now: float, /) -> Verdict:
+            if not self.needs_code(user):
+                return password(user, response, now)
+            length = self._code_length(user, response)
+            assert length is not None
+            # Both readings are always checked, so timing does not tell a right
+            # password with a wrong code from a wrong password.
+            split = len(response) > length
+            first = password(user, response[:-length] if split else "", now)
+            alone = password(user, response, now)
+            if split and first.ok:
+                second = self.check_code(user, response[-length:], now)
+                return second if not second.ok else Verdict.accept(first.user or user)
+            if alone.ok:
+                return Verdict(False, CHALLENGE, alone.user or user, self.prompt(user))
+            return Verdict.reject(alone.reason)
+
+        return check
+
+    def prompt(self, user: str) -> str:
+        return "YubiKey OTP: " if self.kind(user) == "yubikey" else "One-time code: "
+
+    def gtc(self, password: ResponseCheck) -> PasswordThenCode:
+        """The password in one GTC round, the code in the next."""
+        return PasswordThenCode(password, self.check_code, self.needs_code)
+
+    def code_only(self) -> ResponseCheck:
+        """GTC whose only answer is the code: for a deployment where the device already
+        proved itself (a certificate in IKE_AUTH) and EAP carries the second factor."""
+        return self.check_code
+
+
+def code_digest(code: str) -> str:
+    """A short non-reversible tag of a code for logs that must correlate replays."""
+    return hashlib.sha256(code.encode()).hexdigest()[:12]
