@@ -32,6 +32,7 @@ from fido2.webauthn import (
     PublicKeyCredentialRequestOptions,
 )
 
+from eapkit.store.base import Store
 from eapkit.store.memory import MemoryStore
 from eapkit.verify.webauthn import RegistrationVerdict, WebAuthnVerdict, WebAuthnVerifier
 from tokens.errors import NoReaderError, TokenError
@@ -148,12 +149,13 @@ class BenchRelyingParty:
     rp_id: str = "bench.eapkit.test"
     origin: str = ""
     user_verification: str = "preferred"
+    store: Store | None = None  # where credentials live; memory unless given
     verifier: WebAuthnVerifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.origin = self.origin or f"https://{self.rp_id}"
         self.verifier = WebAuthnVerifier(
-            MemoryStore(),
+            self.store if self.store is not None else MemoryStore(),
             rp_id=self.rp_id,
             origins=[self.origin],
             rp_name="eapkit bench",
