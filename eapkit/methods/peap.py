@@ -637,16 +637,20 @@ class PeapPeer:
                 None,
                 Outcome.failed("crypto_binding_failed", "Compound MAC does not verify"),
             )
-        ipmk, cmk = verified
+        ipmk, cmk, export_size = verified
         response = CryptoBinding(
             PEAP_VERSION, PEAP_VERSION, CryptoBinding.RESPONSE, tlvs.binding.nonce, bytes(20)
         )
         response = replace(response, compound_mac=compound_mac(cmk, response))
-        return self._answer(identifier, True, response, self._success(inner, ipmk))
+        outcome = self._success(inner, ipmk)
+        if self._engine.is_tls13:
+            attrs = {**outcome.attributes, "tk_export_bytes": str(export_size)}
+            outcome = replace(outcome, attributes=attrs)
+        return self._answer(identifier, True, response, outcome)
 
     def _verify_binding(
         self, request: CryptoBinding, mandatory: bool, isk: bytes
-    ) -> tuple[bytes, bytes] | None:
+    ) -> tuple[bytes, bytes, int] | None:
         if request.version != PEAP_VERSION or request.subtype != CryptoBinding.REQUEST:
             return None
         sizes = (128, 64) if self._engine.is_tls13 else (128,)
@@ -654,7 +658,7 @@ class PeapPeer:
             ipmk, cmk = compound_keys(tunnel_key(self._engine, size), isk)
             expected = compound_mac(cmk, request, mandatory)
             if hmac.compare_digest(expected, request.compound_mac):
-                return ipmk, cmk
+                return ipmk, cmk, size
         return None
 
     def _finish_inner(self, success: bool) -> SessionResult | None:

@@ -182,6 +182,8 @@ def test_probe_against_hostapd(
     # hostapd sends a Crypto-Binding Request; answering it makes the MSK the CSK
     assert peer.outcome.attributes["crypto_binding"] == "yes"
     assert peer.keys.session_id[0] == 25 and len(peer.keys.session_id) == 65
+    if version == "1.3":  # hostapd 2.10 derives its TLS 1.3 TK from a 64-byte export
+        assert peer.outcome.attributes["tk_export_bytes"] == "64"
     assert server.daemon is not None
     assert "EAP-PEAP: Valid cryptobinding TLV received" in server.daemon.output()
 
