@@ -144,6 +144,14 @@ def freeradius_cache(certs: Pki) -> Iterator[FreeRadius]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def freeradius_send_error(certs: Pki) -> Iterator[FreeRadius]:
+    """The same server sending an MS-CHAPv2 Failure request (RFC 2759 §6, "E=691 R=1 ...")
+    before the EAP-Failure, as Windows servers do."""
+    with _server(certs.work / "send-error", certs, mschapv2_send_error=True) as server:
+        yield server
+
+
 def _run(server: FreeRadius, method: str, identity: str, **kw: Any) -> ProbeResult:
     opts = ProbeOptions(
         server=("127.0.0.1", server.port),
@@ -198,6 +206,26 @@ def test_mschapv2_wrong_password(freeradius: FreeRadius) -> None:
     result = _run(freeradius, "mschapv2", "alice", password="guess")
     _assert_rejected(freeradius, result)
     assert result.peer is None or not result.peer.success
+
+
+@pytest.mark.parametrize("method", ["mschapv2", "peap-mschapv2", "ttls-eap-mschapv2"])
+def test_mschapv2_failure_request(
+    freeradius_send_error: FreeRadius, certs: Pki, method: str
+) -> None:
+    server = freeradius_send_error
+    sent = "eap_mschapv2: ERROR: MSCHAP Failure"  # logged as the Failure request goes out
+    before = server.output().count(sent)
+    if method == "mschapv2":
+        result = _run(server, "mschapv2", "alice", password="guess")
+    else:
+        opts = _tunnel_opts(server, certs, method, password="guess", tls="1.3")
+        _require_peer(opts)
+        result = asyncio.run(probe(opts))
+    _assert_rejected(server, result)
+    assert server.output().count(sent) == before + 1, _explain(server, result)
+    assert result.peer is not None and not result.peer.success, _explain(server, result)
+    good = _run(server, "mschapv2", "alice", password=PASSWORD)
+    _assert_accepted_with_keys(server, good)
 
 
 def test_mschapv2_unknown_user(freeradius: FreeRadius) -> None:

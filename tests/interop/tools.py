@@ -313,6 +313,7 @@ class FreeRadius:
     inner_eap_type: str = "mschapv2"
     fragment_size: int = 1024
     tls_cache: bool = False
+    mschapv2_send_error: bool = False
     eap_extra: str = ""
     modules: dict[str, str] = field(default_factory=dict)
     authorize: Sequence[str] = ()
@@ -375,7 +376,11 @@ class FreeRadius:
             # GTC's password goes through Auth-Type PAP, checked against the
             # Cleartext-Password the files module put in the control list.
             "gtc": "gtc {\n        auth_type = PAP\n    }",
-            "mschapv2": "mschapv2 {\n        send_error = no\n    }",
+            # send_error = yes: an MS-CHAPv2 Failure packet before the EAP-Failure.
+            "mschapv2": (
+                "mschapv2 {\n"
+                f"        send_error = {'yes' if self.mschapv2_send_error else 'no'}\n    }}"
+            ),
             "tls": "tls {\n        tls = tls-common\n    }",
             "ttls": (
                 "ttls {\n        tls = tls-common\n"
