@@ -41,7 +41,7 @@ PASSWORD = "wonderland"
 USERS = (
     f'alice Cleartext-Password := "{PASSWORD}"\n'
     f'gtc-user Cleartext-Password := "{PASSWORD}"\n'
-    # Refused even with the right password: checks that a Reject is FreeRADIUS's verdict.
+    # Refused by policy even with the right password: a Reject after the Identity round.
     f'locked Auth-Type := Reject, Cleartext-Password := "{PASSWORD}"\n'
 )
 # FreeRADIUS derives the Session-Id but sends it only if told to.
