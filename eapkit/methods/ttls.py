@@ -911,7 +911,7 @@ class TtlsPeer:
 
 
 def ttls_authenticator(
-    config: TlsConfig,
+    config: TlsConfig | TlsContext,
     *,
     pap: ResponseCheck | None = None,
     chap: CleartextLookup | None = None,
@@ -927,7 +927,8 @@ def ttls_authenticator(
     two-factor combinator), ``chap`` (cleartext passwords), ``mschapv2`` (NT hashes),
     ``eap`` (inner EAP method factories, in order of preference).  ``config`` is the
     server's TLS configuration; TTLS servers usually set ``verify_peer=False`` (no
-    client certificate).  The TLS context is built once and shared by conversations.
+    client certificate).  The TLS context is built once and shared by conversations (a
+    built :class:`~eapkit.tlsio.TlsContext` may be given instead of the configuration).
     """
     if pap is None and chap is None and mschapv2 is None and not eap:
         raise ConfigError("EAP-TTLS needs at least one inner method")
@@ -941,7 +942,9 @@ def ttls_authenticator(
     )
     if inner_session is not None:
         inner = replace(inner, inner_session=replace(inner_session, identity_round=False))
-    context = TlsContext(config, TlsRole.SERVER)
+    context = config if isinstance(config, TlsContext) else TlsContext(config, TlsRole.SERVER)
+    if not context.is_server:
+        raise ConfigError("the authenticator needs a server TLS context")
     return MethodFactory(TTLS, lambda ctx: TtlsAuthenticator(ctx, context, inner), "ttls")
 
 
