@@ -10,7 +10,7 @@ or a password.
 
 from __future__ import annotations
 
-from eapkit.errors import EapkitError
+from eapkit.errors import DecodeError, EapkitError
 
 __all__ = [
     "CardRemovedError",
@@ -58,8 +58,11 @@ class TransportError(TokenError):
         self.code = code
 
 
-class ProtocolError(TokenError):
-    """The card answered with bytes that do not follow the applet's protocol."""
+class ProtocolError(TokenError, DecodeError):
+    """The card answered with bytes that do not follow the applet's protocol.
+
+    A :class:`~eapkit.errors.DecodeError` too: a card's answer is untrusted input.
+    """
 
 
 # ISO/IEC 7816-4:2013 section 5.1.3 (table 5 and 6), plus the CTAP-over-NFC 9100.

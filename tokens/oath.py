@@ -111,7 +111,7 @@ class OathCredential:
         period = DEFAULT_PERIOD
         if oath_type == "totp" and "/" in text:
             head, rest = text.split("/", 1)
-            if head.isdigit() and int(head) > 0:
+            if head.isascii() and head.isdigit() and int(head) > 0:
                 period, text = int(head), rest
         issuer, _, name = text.rpartition(":")
         return cls(cred_id, oath_type, algorithm, period, issuer or None, name)
