@@ -220,8 +220,8 @@ def _refuse(reason: str, detail: str = "", **fields: Any) -> WebAuthnVerdict:
 
 
 # -- base64url (RFC 4648 §5, no padding: what PublicKeyCredential.toJSON() emits) --------
-_B64_TR: Final = bytes.maketrans(b"-_", b"+/")
-_B64_PAD: Final = ("", "===", "==", "=")
+_B64_TR: Final = bytes.maketrans(b"-_+/", b"+/!!")
+_B64_PAD: Final = (b"", b"===", b"==", b"=")
 
 
 def b64url_decode(text: object) -> bytes:
@@ -229,24 +229,19 @@ def b64url_decode(text: object) -> bytes:
     if not isinstance(text, str):
         raise DecodeError("base64url value is not a string", expected="string")
     try:
-        raw = text.rstrip("=").encode("ascii")
-    except UnicodeEncodeError:
-        raise DecodeError("base64url value is not ASCII", expected="base64url") from None
-    if b"+" in raw or b"/" in raw:
-        raise DecodeError("base64 alphabet where base64url was expected", expected="base64url")
-    try:
-        return binascii.a2b_base64(
-            raw.translate(_B64_TR) + _B64_PAD[len(raw) % 4].encode(), strict_mode=True
-        )
-    except binascii.Error:
+        # "+" and "/" become "!", which strict_mode refuses like any non-alphabet byte
+        raw = text.encode("ascii").translate(_B64_TR)
+        return binascii.a2b_base64(raw + _B64_PAD[len(raw) % 4], strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error):
         raise DecodeError("bad base64url value", expected="base64url") from None
 
 
 def b64url_encode(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).decode().translate(_B64_ENC).rstrip("=")
+    # bytes.translate with a 256-byte table: str.translate with a dict is ~10x slower
+    return binascii.b2a_base64(data, newline=False).translate(_B64_ENC).rstrip(b"=").decode()
 
 
-_B64_ENC: Final = str.maketrans("+/", "-_")
+_B64_ENC: Final = bytes.maketrans(b"+/", b"-_")
 
 
 # -- credential public keys (COSE, RFC 9052/9053, RFC 8230, WebAuthn §5.8.5) -------------
@@ -407,6 +402,7 @@ class ClientData(NamedTuple):
     origin: str
     cross_origin: bool
     top_origin: str | None
+    challenge_text: str  # as sent (unpadded base64url): the challenge token's store key
 
 
 def parse_client_data(raw: bytes) -> ClientData:
@@ -423,7 +419,8 @@ def parse_client_data(raw: bytes) -> ClientData:
         raise DecodeError("clientDataJSON type/origin missing", expected="strings")
     if not isinstance(cross, bool) or not (top is None or isinstance(top, str)):
         raise DecodeError("clientDataJSON crossOrigin/topOrigin malformed")
-    return ClientData(typ, b64url_decode(challenge), origin, cross, top)
+    raw_challenge = b64url_decode(challenge)
+    return ClientData(typ, raw_challenge, origin, cross, top, str(challenge).rstrip("="))
 
 
 def _validate_authenticator_data(ad: bytes) -> tuple[int, int]:
@@ -515,7 +512,7 @@ def verify_assertion(
         flags, count = _validate_authenticator_data(authenticator_data)
     except DecodeError as exc:
         return _refuse(MALFORMED, str(exc))
-    return _check_assertion(
+    refused = _check_assertion(
         key,
         cd,
         authenticator_data,
@@ -528,6 +525,22 @@ def verify_assertion(
         user_verification_required,
         allow_cross_origin,
         top_origins,
+    )
+    return refused or _accept(flags, count)
+
+
+def _accept(
+    flags: int, count: int, user: str | None = None, credential_id: bytes | None = None
+) -> WebAuthnVerdict:
+    return WebAuthnVerdict(
+        True,
+        OK,
+        count,
+        user,
+        credential_id,
+        bool(flags & _UV),
+        bool(flags & _BE),
+        bool(flags & _BS),
     )
 
 
@@ -544,8 +557,9 @@ def _check_assertion(
     uv_required: bool,
     allow_cross_origin: bool,
     top_origins: Collection[str] | None,
-) -> WebAuthnVerdict:
-    """§7.2 steps 13-21 on parsed client data and validated authenticator data."""
+) -> WebAuthnVerdict | None:
+    """§7.2 steps 13-21 on parsed client data and validated authenticator data:
+    a refusal, or None when the assertion is good."""
     refused = _check_client_data(cd, origins, allow_cross_origin, top_origins)
     if refused is not None:
         return refused
@@ -555,10 +569,9 @@ def _check_assertion(
     if refused is not None:
         return refused
     signed = bytes(authenticator_data) + hashlib.sha256(client_data_json).digest()
-    uv, be, bs = bool(flags & _UV), bool(flags & _BE), bool(flags & _BS)
     if not key.verify(bytes(signature), signed):
         return _refuse(BAD_SIGNATURE, "signature does not verify", sign_count=count)
-    return WebAuthnVerdict(True, OK, count, user_verified=uv, backup_eligible=be, backup_state=bs)
+    return None
 
 
 # -- registration (§7.1) ------------------------------------------------------------------
@@ -838,7 +851,7 @@ def _as_mapping(response: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
             response = json.loads(response)
         except (ValueError, RecursionError):
             raise DecodeError("response is not JSON", expected="PublicKeyCredential JSON") from None
-    if not isinstance(response, Mapping):
+    if type(response) is not dict and not isinstance(response, Mapping):
         raise DecodeError("response is not a JSON object", expected="PublicKeyCredential JSON")
     return response
 
@@ -847,7 +860,8 @@ def _credential_id(resp: Mapping[str, Any]) -> bytes:
     if resp.get("type") != "public-key":
         raise DecodeError("credential type is not public-key")
     raw_id = b64url_decode(resp.get("rawId"))
-    if "id" in resp and b64url_decode(resp["id"]) != raw_id:
+    text_id = resp.get("id")
+    if text_id is not None and text_id != resp["rawId"] and b64url_decode(text_id) != raw_id:
         raise DecodeError("id and rawId differ")
     if not 1 <= len(raw_id) <= _MAX_CREDENTIAL_ID:
         raise DecodeError("credential ID length", expected="1..1023 bytes")
@@ -858,7 +872,7 @@ def _parse_assertion(response: Mapping[str, Any] | str | bytes) -> _Assertion:
     resp = _as_mapping(response)
     raw_id = _credential_id(resp)
     r = resp.get("response")
-    if not isinstance(r, Mapping):
+    if type(r) is not dict and not isinstance(r, Mapping):
         raise DecodeError("no response member", expected="AuthenticatorAssertionResponseJSON")
     uh = r.get("userHandle")
     return _Assertion(
@@ -879,31 +893,29 @@ class _Ceremony(NamedTuple):
     user_handle: bytes | None
 
 
+# A challenge token: purpose, UV policy, expiry, user handle (hex, may be empty), then
+# "u" + the user name or "-" for none; unit-separated, the user last (names may hold
+# anything).  Read on every login, so it is not JSON.
+_SEP: Final = "\x1f"
+
+
 def _encode_ceremony(c: _Ceremony) -> bytes:
-    return json.dumps(
-        {
-            "p": c.purpose,
-            "u": c.user,
-            "uv": c.uv,
-            "x": c.expires,
-            "uh": None if c.user_handle is None else b64url_encode(c.user_handle),
-        },
-        separators=(",", ":"),
-    ).encode()
+    handle = "" if c.user_handle is None else c.user_handle.hex()
+    user = "-" if c.user is None else "u" + c.user
+    return _SEP.join((c.purpose, c.uv, repr(c.expires), handle, user)).encode()
 
 
 def _decode_ceremony(data: bytes) -> _Ceremony:
     try:
-        d = json.loads(data)
-        uh = d["uh"]
+        purpose, uv, expires, handle, user = data.decode().split(_SEP, 4)
         return _Ceremony(
-            str(d["p"]),
-            None if d["u"] is None else str(d["u"]),
-            str(d["uv"]),
-            float(d["x"]),
-            None if uh is None else b64url_decode(uh),
+            purpose,
+            None if user == "-" else user.removeprefix("u"),
+            uv,
+            float(expires),
+            bytes.fromhex(handle) if handle else None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError("corrupt WebAuthn challenge token") from exc
 
 
@@ -978,20 +990,27 @@ class WebAuthnVerifier:
         self._cache_size = cache_size
 
     # store keys
-    def _cred_key(self, credential_id: bytes) -> str:
-        return f"{self.ns}:cred:{b64url_encode(hashlib.sha256(credential_id).digest())}"
+    @staticmethod
+    def _tag(credential_id: bytes) -> str:
+        """Credential IDs are up to 1023 bytes: store keys carry their SHA-256."""
+        return b64url_encode(hashlib.sha256(credential_id).digest())
 
-    def _count_key(self, credential_id: bytes) -> str:
-        return f"{self.ns}:count:{b64url_encode(hashlib.sha256(credential_id).digest())}"
+    def _cred_key(self, credential_id: bytes, tag: str | None = None) -> str:
+        return f"{self.ns}:cred:{tag or self._tag(credential_id)}"
+
+    def _count_key(self, credential_id: bytes, tag: str | None = None) -> str:
+        return f"{self.ns}:count:{tag or self._tag(credential_id)}"
 
     def _user_key(self, user: str) -> str:
         return f"{self.ns}:user:{user}"
 
-    def _chal_key(self, challenge: bytes) -> str:
-        return f"{self.ns}:chal:{b64url_encode(challenge)}"
+    # Challenge tokens are keyed by the challenge's unpadded base64url text, as issued and
+    # as browsers echo it; a non-canonical spelling finds nothing (challenge_unknown).
+    def _chal_key(self, text: str) -> str:
+        return f"{self.ns}:chal:{text}"
 
-    def _used_key(self, challenge: bytes) -> str:
-        return f"{self.ns}:used:{b64url_encode(challenge)}"
+    def _used_key(self, text: str) -> str:
+        return f"{self.ns}:used:{text}"
 
     # -- users and credentials ------------------------------------------------------------
     def _user_record(self, user: str) -> tuple[bytes | None, list[bytes]]:
@@ -1038,8 +1057,8 @@ class WebAuthnVerifier:
             self._put_user_record(user, handle, [c for c in ids if c != credential_id])
         return True
 
-    def _lookup(self, credential_id: bytes) -> _Cached | None:
-        raw = self.store.get(self._cred_key(credential_id))
+    def _lookup(self, credential_id: bytes, tag: str) -> _Cached | None:
+        raw = self.store.get(self._cred_key(credential_id, tag))
         if raw is None:
             return None
         entry = self._cache.get(raw)
@@ -1059,7 +1078,7 @@ class WebAuthnVerifier:
         for _ in range(4):
             challenge = self.rand.random_bytes(32)
             if self.store.put_once(
-                self._chal_key(challenge),
+                self._chal_key(b64url_encode(challenge)),
                 _encode_ceremony(ceremony),
                 self.timeout + self.grace,
                 now,
@@ -1068,18 +1087,19 @@ class WebAuthnVerifier:
         raise StoreUnavailable("could not store a fresh challenge")  # pragma: no cover
 
     def _consume(
-        self, challenge: bytes, purpose: str, now: float
+        self, cd: ClientData, purpose: str, now: float
     ) -> tuple[_Ceremony | None, str, str]:
         """Take the challenge token once: (ceremony, reason, detail)."""
-        if not 1 <= len(challenge) <= _MAX_CHALLENGE:
+        if not 1 <= len(cd.challenge) <= _MAX_CHALLENGE:
             return None, CHALLENGE_UNKNOWN, "challenge length"
-        raw = self.store.take(self._chal_key(challenge), now)
+        text = cd.challenge_text
+        raw = self.store.take(self._chal_key(text), now)
         if raw is None:
-            if self.store.peek(self._used_key(challenge), now) is not None:
+            if self.store.peek(self._used_key(text), now) is not None:
                 return None, REPLAYED, "challenge already used"
             return None, CHALLENGE_UNKNOWN, "challenge not issued or long expired"
         if self.grace > 0:
-            self.store.put_once(self._used_key(challenge), b"1", self.grace, now)
+            self.store.put_once(self._used_key(text), b"1", self.grace, now)
         ceremony = _decode_ceremony(raw)
         if ceremony.purpose != purpose:
             return None, CHALLENGE_UNKNOWN, "challenge issued for another ceremony"
@@ -1162,7 +1182,7 @@ class WebAuthnVerifier:
         if cd.type != _CREATE:
             return RegistrationVerdict(False, MALFORMED, detail="clientDataJSON type")
         try:
-            ceremony, reason, detail = self._consume(cd.challenge, "create", now)
+            ceremony, reason, detail = self._consume(cd, "create", now)
         except (StoreUnavailable, DecodeError) as exc:
             return RegistrationVerdict(False, STORE_UNAVAILABLE, detail=str(exc))
         if ceremony is None or ceremony.user is None or ceremony.user_handle is None:
@@ -1263,16 +1283,16 @@ class WebAuthnVerifier:
         if cd.type != _GET:
             return _refuse(MALFORMED, "clientDataJSON type is not webauthn.get")
         try:
-            ceremony, reason, detail = self._consume(cd.challenge, "get", now)
+            ceremony, reason, detail = self._consume(cd, "get", now)
             if ceremony is None:
                 return _refuse(reason, detail)
-            found = self._lookup(a.raw_id)
+            tag = self._tag(a.raw_id)
+            found = self._lookup(a.raw_id, tag)
         except (StoreUnavailable, DecodeError) as exc:
             return _refuse(STORE_UNAVAILABLE, str(exc))
         if found is None:
             return _refuse(UNKNOWN_CREDENTIAL, "credential not registered")
         cred = found.cred
-        ids: dict[str, Any] = {"user": cred.user, "credential_id": cred.credential_id}
         # §7.2 step 6: the credential must belong to the user the ceremony was for, and
         # a userHandle, when given (always, for a usernameless login), must be its owner's.
         if ceremony.user is not None and ceremony.user != cred.user:
@@ -1282,7 +1302,7 @@ class WebAuthnVerifier:
                 return _refuse(UNKNOWN_CREDENTIAL, "no userHandle for a usernameless login")
         elif not hmac.compare_digest(a.user_handle, cred.user_handle):
             return _refuse(UNKNOWN_CREDENTIAL, "userHandle is not the credential owner's")
-        v = _check_assertion(
+        refused = _check_assertion(
             found.key,
             cd,
             a.authenticator_data,
@@ -1296,16 +1316,19 @@ class WebAuthnVerifier:
             self.allow_cross_origin,
             self.top_origins,
         )
-        if not v.ok:
-            return v._replace(**ids)
+        if refused is not None:
+            return refused._replace(user=cred.user, credential_id=cred.credential_id)
+        v = _accept(flags, count, cred.user, cred.credential_id)
         try:
-            return self._after_signature(cred, v._replace(**ids))
+            return self._after_signature(cred, v, tag)
         except StoreUnavailable as exc:
-            return _refuse(STORE_UNAVAILABLE, str(exc), **ids)
+            return v._replace(ok=False, reason=STORE_UNAVAILABLE, detail=str(exc))
 
-    def _after_signature(self, cred: StoredCredential, v: WebAuthnVerdict) -> WebAuthnVerdict:
+    def _after_signature(
+        self, cred: StoredCredential, v: WebAuthnVerdict, tag: str
+    ) -> WebAuthnVerdict:
         count = v.sign_count or 0
-        key = self._count_key(cred.credential_id)
+        key = self._count_key(cred.credential_id, tag)
         # §6.1.1 / §7.2 step 22: either counter non-zero -> the new one must be greater
         if count == 0:
             if self.store.counter(key):
@@ -1329,5 +1352,5 @@ class WebAuthnVerifier:
                 backup_state=v.backup_state,
                 uv_initialized=cred.uv_initialized or v.user_verified,
             )
-            self.store.put(self._cred_key(cred.credential_id), updated.to_record())
+            self.store.put(self._cred_key(cred.credential_id, tag), updated.to_record())
         return v
