@@ -348,7 +348,7 @@ class TtlsAuthenticator:
             self._phase = _AuthPhase.AWAIT_AVPS
         if self._phase in (_AuthPhase.CLOSING, _AuthPhase.MSCHAPV2_RESULT):
             assert self._pending is not None
-            if event.data:
+            if not event.empty:  # like hostapd: the acknowledgement carries no TLS data
                 return self._end(
                     Outcome.failed("protocol_error", "data where an acknowledgement was due")
                 )
