@@ -7,6 +7,7 @@ skipped that check would accept and the test would fail.  python-fido2's
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -601,3 +602,52 @@ def test_configuration_errors() -> None:
         make_verifier(origins=[])
     with pytest.raises(ConfigError):
         make_verifier(user_verification="always")
+
+
+# -- caching and shared state -----------------------------------------------------------------
+def test_public_key_parsed_once_per_credential(
+    rp: WebAuthnVerifier, enrolled: SoftAuthenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w.cached_public_key.cache_clear()
+    rp._cache.clear()
+    calls: list[bytes] = []
+    real = w.parse_credential_public_key
+
+    def counting(cose: bytes) -> w.CredentialPublicKey:
+        calls.append(cose)
+        return real(cose)
+
+    monkeypatch.setattr(w, "parse_credential_public_key", counting)
+    for _ in range(3):
+        assert login(rp, enrolled).ok
+    assert len(calls) == 1
+
+
+def test_removal_is_seen_by_every_node(rp: WebAuthnVerifier, enrolled: SoftAuthenticator) -> None:
+    node2 = make_verifier(rp.store, rand=DeterministicRandom("node2"))
+    assert login(node2, enrolled).ok  # node2 has the credential cached now
+    (cid,) = enrolled.credentials
+    assert rp.remove_credential("alice", cid)
+    assert login(node2, enrolled, credential_id=cid).reason == "unknown_credential"
+
+
+@pytest.mark.interop
+def test_redis_store_shared_by_two_nodes(redis_url: str) -> None:
+    from eapkit.store.redis_store import RedisStore
+
+    prefix = f"wa{uuid.uuid4().hex}:"
+    s1, s2 = RedisStore(redis_url, prefix=prefix), RedisStore(redis_url, prefix=prefix)
+    try:
+        node1 = make_verifier(s1, rand=DeterministicRandom("n1"))
+        node2 = make_verifier(s2, rand=DeterministicRandom("n2"))
+        a = SoftAuthenticator(rand=DeterministicRandom(21))
+        assert register(node1, a).ok
+        opts = node1.begin_authentication("alice", now=T0)
+        resp = a.get(opts, origin=ORIGIN)
+        assert node2.finish_authentication(resp, now=T0 + 1).ok  # challenge from node1
+        assert node1.finish_authentication(resp, now=T0 + 2).reason == "replayed"
+        assert login(node1, a, sign_count=1).reason == "counter_regressed"
+        assert login(node2, a, None).user == "alice"
+    finally:
+        s1.close()
+        s2.close()
