@@ -6,7 +6,8 @@
    ``MPPE keys OK`` and ``Session-Id matches EAP-Key-Name``; a wrong password and an
    unknown inner user end in Access-Reject.
 2. eapkit's peer (``eapkit probe``'s code) against hostapd 2.10's RADIUS/EAP server over
-   TLS 1.2 and TLS 1.3 (RFC 9427): the MPPE keys hostapd sends equal the peer's MSK.
+   TLS 1.2 and TLS 1.3 (RFC 9427): the MPPE keys hostapd sends equal the peer's MSK
+   (also TTLS/CHAP, which is not a probe method).
 3. eapkit's peer against ``eapkit serve``, both TLS versions.
 """
 
@@ -21,8 +22,10 @@ from typing import Any
 import pytest
 
 from eapkit import pki
-from eapkit.probe import ProbeOptions, ok, probe
-from eapkit.radius.nas import ProbeResult
+from eapkit.methods.ttls import InnerChap, ttls_peer
+from eapkit.probe import ProbeOptions, ok, probe, tls_config
+from eapkit.radius.nas import ProbeResult, RadiusClient, authenticate
+from eapkit.session import PeerSession
 from tests.interop.tools import EapkitServe, HostapdRadius, eapol_test
 
 pytestmark = pytest.mark.interop
@@ -158,7 +161,7 @@ def hostapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostapdR
         ("server.key", server_cert.key_pem),
     ):
         (work / name).write_bytes(data)
-    users = '* TTLS\n"alice" TTLS-PAP,TTLS-MSCHAPV2,MSCHAPV2,GTC "wonderland" [2]\n'
+    users = '* TTLS\n"alice" TTLS-PAP,TTLS-CHAP,TTLS-MSCHAPV2,MSCHAPV2,GTC "wonderland" [2]\n'
     with HostapdRadius(
         work,
         users,
@@ -189,6 +192,29 @@ def test_peer_against_hostapd(
     _check_keys(result, version)
     assert result.peer is not None and result.peer.outcome is not None
     assert result.peer.outcome.attributes["inner_method"] == PROBE_INNER[method]
+
+
+@pytest.mark.parametrize("password", ["wonderland", "guess"])
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_chap_peer_against_hostapd(
+    hostapd: tuple[HostapdRadius, Path], version: str, password: str
+) -> None:
+    """TTLS/CHAP (RFC 5281 §11.2.2) is not a probe method; run the peer directly."""
+    proc, work = hostapd
+    opts = _opts(proc.port, HOSTAPD_SECRET, "ttls-pap", ca=work / "ca.pem", tls=version)
+    factory = ttls_peer(tls_config(opts), InnerChap(password), identity="alice")
+
+    async def go() -> ProbeResult:
+        peer = PeerSession([factory], "anonymous@example.org")
+        async with RadiusClient(("127.0.0.1", proc.port), HOSTAPD_SECRET.encode()) as client:
+            return await authenticate(client, peer)
+
+    result = asyncio.run(go())
+    if password == "guess":
+        assert not result.accepted
+        return
+    assert ok(result), result
+    _check_keys(result, version)
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
