@@ -23,7 +23,7 @@ from fido2.webauthn import (
     UserVerificationRequirement,
 )
 
-from eapkit.errors import ConfigError
+from eapkit.errors import ConfigError, DecodeError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore, SqliteStore, StoreUnavailable
 from eapkit.store.base import Store
@@ -651,3 +651,127 @@ def test_redis_store_shared_by_two_nodes(redis_url: str) -> None:
     finally:
         s1.close()
         s2.close()
+
+
+# -- every algorithm python-fido2 supports, through the stateless core ----------------------
+def _keypair(alg: int) -> tuple[Callable[[bytes], bytes], bytes]:
+    """(sign, COSE public key) for ``alg``, the COSE key built by python-fido2."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+    from fido2 import cose
+
+    cls = cose.CoseKey.for_alg(alg)
+    ec_algs = {
+        -7: (ec.SECP256R1(), hashes.SHA256()),
+        -9: (ec.SECP256R1(), hashes.SHA256()),
+        -35: (ec.SECP384R1(), hashes.SHA384()),
+        -51: (ec.SECP384R1(), hashes.SHA384()),
+        -36: (ec.SECP521R1(), hashes.SHA512()),
+        -52: (ec.SECP521R1(), hashes.SHA512()),
+        -47: (ec.SECP256K1(), hashes.SHA256()),
+    }
+    if alg in ec_algs:
+        curve, h = ec_algs[alg]
+        ek = ec.generate_private_key(curve)
+        return lambda d: ek.sign(d, ec.ECDSA(h)), cbor.encode(
+            cls.from_cryptography_key(ek.public_key())
+        )
+    if alg in (-8, -19):
+        k25 = ed25519.Ed25519PrivateKey.generate()
+        return k25.sign, cbor.encode(cls.from_cryptography_key(k25.public_key()))
+    if alg == -53:
+        k448 = ed448.Ed448PrivateKey.generate()
+        return k448.sign, cbor.encode(cls.from_cryptography_key(k448.public_key()))
+    if alg in (-257, -37):
+        rk = rsa.generate_private_key(65537, 2048)
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if alg == -257
+            else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        )
+        return lambda d: rk.sign(d, pad, hashes.SHA256()), cbor.encode(
+            cls.from_cryptography_key(rk.public_key())
+        )
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    private: dict[int, Any] = {
+        -48: mldsa.MLDSA44PrivateKey,
+        -49: mldsa.MLDSA65PrivateKey,
+        -50: mldsa.MLDSA87PrivateKey,
+    }
+    mk = private[alg].generate()
+    return mk.sign, cbor.encode(cls.from_cryptography_key(mk.public_key()))
+
+
+def _fido2_algorithms() -> list[int]:
+    from fido2 import cose
+
+    algs = set(cose.CoseKey.supported_algorithms()) | {-9, -19, -51, -52, -53}
+    return sorted(a for a in algs if cose.CoseKey.for_alg(a) is not cose.UnsupportedKey)
+
+
+@pytest.mark.parametrize("alg", _fido2_algorithms())
+def test_every_python_fido2_algorithm(alg: int) -> None:
+    import hashlib
+
+    from fido2 import cose
+
+    sign, cose_key = _keypair(alg)
+    challenge = b"\x07" * 32
+    cdj = SoftAuthenticator.client_data("webauthn.get", b64url_encode(challenge), ORIGIN)
+    ad = hashlib.sha256(RP.encode()).digest() + b"\x05\x00\x00\x00\x2a"
+    sig = sign(ad + hashlib.sha256(cdj).digest())
+    args: dict[str, Any] = {
+        "credential_public_key": cose_key,
+        "authenticator_data": ad,
+        "client_data_json": cdj,
+        "signature": sig,
+        "rp_id": RP,
+        "origin": ORIGIN,
+        "challenge": challenge,
+    }
+    v = w.verify_assertion(**args)
+    assert (v.ok, v.sign_count, v.user_verified) == (True, 42, True), v
+    # python-fido2 agrees on the signature
+    cose.CoseKey.parse(cbor.decode(cose_key)).verify(ad + hashlib.sha256(cdj).digest(), sig)  # type: ignore[arg-type]
+    assert w.verify_assertion(**{**args, "signature": _flip_last(sig)}).reason == "bad_signature"
+
+
+def test_eddsa_alg_with_ed448_curve() -> None:
+    """COSE alg -8 (EdDSA) with crv 7 (Ed448): python-fido2's EdDSA class refuses it."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed448
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    k = ed448.Ed448PrivateKey.generate()
+    raw = k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    cose_key = cbor.encode({1: 1, 3: -8, -1: 7, -2: raw})
+    key = w.parse_credential_public_key(cose_key)
+    assert key.verify(k.sign(b"m"), b"m") and not key.verify(k.sign(b"m"), b"n")
+    assert hashlib.sha256(cose_key).digest()  # a real COSE key, not a placeholder
+    # the fully specified Ed25519 alg on an Ed448 curve is refused
+    with pytest.raises(DecodeError):
+        w.parse_credential_public_key(cbor.encode({1: 1, 3: -19, -1: 7, -2: raw}))
+
+
+def test_refused_algorithms() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def rsa_cose(alg: int, bits: int) -> bytes:
+        pn = rsa.generate_private_key(65537, bits).public_key().public_numbers()
+        return cbor.encode({1: 3, 3: alg, -1: pn.n.to_bytes(bits // 8, "big"), -2: b"\x01\x00\x01"})
+
+    for cose_key in (rsa_cose(-65535, 2048), rsa_cose(-257, 1024), cbor.encode({1: 2, 3: -999})):
+        with pytest.raises(w.UnsupportedAlgorithm):
+            w.parse_credential_public_key(cose_key)
+    v = w.verify_assertion(
+        credential_public_key=rsa_cose(-65535, 2048),
+        authenticator_data=b"",
+        client_data_json=b"",
+        signature=b"",
+        rp_id=RP,
+        origin=ORIGIN,
+        challenge=b"",
+    )
+    assert v.reason == "unsupported_algorithm"
