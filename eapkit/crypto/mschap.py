@@ -45,7 +45,10 @@ import hmac
 import os
 import threading
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
+try:
+    from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
+except ImportError:  # cryptography < 43 (Debian 12's, inside FreeRADIUS's rlm_python3)
+    from cryptography.hazmat.primitives.ciphers.algorithms import ARC4, TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
 
 from eapkit.crypto.md4 import md4
@@ -420,7 +423,7 @@ def mschapv2_msk(master_key: bytes) -> bytes:
 
 
 def _rc4(key: bytes, data: bytes) -> bytes:
-    return Cipher(ARC4(key), mode=None).encryptor().update(data)
+    return Cipher(ARC4(key), mode=None).encryptor().update(data)  # noqa: S304 - MPPE is RC4
 
 
 def encrypt_pw_block_with_password_hash(
