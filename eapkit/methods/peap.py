@@ -39,8 +39,8 @@ the conversation.
 Crypto-binding ([MS-PEAP] §3.1.5.5, as hostapd implements it): with TLS 1.2 the tunnel key
 TK is the first 60 bytes of ``TLS-PRF(master, "client EAP encryption", randoms)``; with TLS
 1.3 the first 60 bytes of ``TLS-Exporter("EXPORTER_EAP_TLS_Key_Material", 0x19, 128)``
-(RFC 9427 §3.4 keeps PEAP's derivation and says which Key_Material).  ISK is the inner
-method's MSK, first 32 bytes (zeros for EAP-GTC)::
+(RFC 9427 keeps PEAP's derivation and takes TK from its TLS 1.3 Key_Material).  ISK is
+the inner method's MSK, first 32 bytes (zeros for EAP-GTC)::
 
     IPMK | CMK = PRF+(TK[0:40], "Inner Methods Compound Keys" | ISK, 60)   (40 + 20 bytes)
     Compound_MAC = HMAC-SHA1(CMK, Crypto-Binding TLV with a zero MAC | 0x19)
@@ -51,8 +51,8 @@ The server sends a Crypto-Binding Request with a Result Success (policy ``option
 hostapd); a peer that answers it proves it holds the same TK and ISK, and then both use
 MSK = CSK[0:64] and no EMSK (hostapd: "[MS-PEAP] does not define EMSK derivation").
 Without crypto-binding, MSK/EMSK come from the tunnel as EAP-TLS's do (RFC 5216 §2.3 with
-``client EAP encryption``; RFC 9427 §2 with type code 0x19 for TLS 1.3).  The Session-Id
-is always the tunnel's (0x19 | randoms, or 0x19 | Method-Id).
+``client EAP encryption``; for TLS 1.3 RFC 9427's exporters with type code 0x19).  The
+Session-Id is always the tunnel's (0x19 | randoms, or 0x19 | Method-Id).
 
 hostapd 2.10 as a TLS 1.3 *server* derives its TK from a 64-byte export instead of the
 128-byte Key_Material (a TLS 1.3 export depends on its length); the peer therefore checks

@@ -335,6 +335,21 @@ def test_extensions_request_with_only_ignorable_tlvs_is_acknowledged() -> None:
     assert isinstance(plain, Message) and plain.data == _response(b"", 77)
 
 
+def test_soh_request_as_an_expanded_inner_method_is_refused_with_a_nak() -> None:
+    """FreeRADIUS's SoH request: Expanded type, Microsoft (311), type 33, header-less."""
+    auth = make_authenticator(tls_server(), inner_authenticators())
+    peer = make_peer(tls_peer(), [inner_peer("mschapv2")])
+    peer.engine.receive(_until_phase2(auth, peer))  # the real Identity Request, unseen
+    soh = b"\xfe\x00\x01\x37\x00\x00\x00\x21" + b"\x00\x07\x00\x08\x00\x00\x01\x37\x00\x02\x00\x00"
+    step = peer.receive(through_tunnel(auth.engine, soh))
+    assert isinstance(step, Reply)
+    answer = auth.engine.receive(step.type_data)
+    assert isinstance(answer, Message)
+    # header-less Expanded Nak (RFC 3748 §5.3.2) offering what the peer has: MS-CHAPv2
+    assert answer.data[:8] == b"\xfe\x00\x00\x00\x00\x00\x00\x03"
+    assert answer.data[8:] == b"\xfe\x00\x00\x00\x00\x00\x00\x1a"
+
+
 def test_peer_refuses_success_before_the_inner_method() -> None:
     auth = make_authenticator(tls_server(), inner_authenticators())
     peer = make_peer(tls_peer(), [inner_peer("mschapv2")])
