@@ -96,7 +96,8 @@ def test_gtc_one_round_and_two_rounds(server: tuple[EapkitServe, str], tmp_path:
     first = code(secret, 2)
     ok = eapol_test(network.format(first), srv.port, tmp_path / "ok", no_mppe=True)
     assert ok.success, ok.output[-2000:]
-    assert srv.decisions[-1]["rounds"] == 1
+    one_round = srv.decisions[-1]
+    assert one_round["rounds"] == 1
     again = eapol_test(network.format(first), srv.port, tmp_path / "again", no_mppe=True)
     assert not again.success and srv.decisions[-1]["reason"] == "replayed"
     opts = ProbeOptions(
@@ -109,4 +110,5 @@ def test_gtc_one_round_and_two_rounds(server: tuple[EapkitServe, str], tmp_path:
     )
     result = asyncio.run(probe(opts))
     assert ok_result(result), result
-    assert srv.decisions[-1]["method"] == "GTC" and srv.decisions[-1]["rounds"] == 2
+    two_rounds = srv.decisions[-1]
+    assert two_rounds["method"] == "GTC" and two_rounds["rounds"] == 2
