@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from eapkit import __version__
 from eapkit.credentials import InMemoryPasswords
@@ -383,7 +384,31 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--db", default="eapkit.db")
     ver.add_argument("--config")
     ver.set_defaults(func=cmd_verify)
+    _add_plugins(sub)
     return parser
+
+
+def _add_plugins(sub: Any) -> None:
+    """Sub-commands from the ``eapkit.commands`` entry points (``eapkit token`` from the
+    ``tokens`` package): eapkit finds them by name, it does not import them itself."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="eapkit.commands"):
+        try:
+            register = ep.load()
+        except ImportError as exc:  # an optional dependency (pyscard) is missing
+            broken = sub.add_parser(ep.name, help=f"unavailable: {exc}")
+            broken.set_defaults(func=_unavailable(ep.name, str(exc)))
+            continue
+        register(sub)
+
+
+def _unavailable(name: str, why: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"eapkit {name}: unavailable here: {why}", file=sys.stderr)
+        return 2
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "CHALLENGE",
@@ -20,6 +20,7 @@ __all__ = [
     "PasswordAndCode",
     "PasswordThenCode",
     "ResponseCheck",
+    "TwoRoundCheck",
     "Verdict",
 ]
 
@@ -76,6 +77,17 @@ class InMemoryPasswords:
 CHALLENGE = "challenge"
 """Verdict reason meaning "right so far: ask for the next factor" (``detail`` is the
 prompt).  EAP-GTC answers it with another GTC round; plain RADIUS with Access-Challenge."""
+
+
+@runtime_checkable
+class TwoRoundCheck(Protocol):
+    """A check that may answer :data:`CHALLENGE` to the first response and then checks
+    the code of the second round with :meth:`second` (EAP-GTC, TTLS/PAP's Reply-Message
+    challenge, RFC 2865 Access-Challenge)."""
+
+    def __call__(self, user: str, response: str, now: float, /) -> Verdict: ...
+
+    def second(self, user: str, code: str, now: float, /) -> Verdict: ...
 
 
 class CodeLength(Protocol):

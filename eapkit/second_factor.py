@@ -30,7 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck, Verdict
+from eapkit.credentials import (
+    CHALLENGE,
+    PasswordThenCode,
+    ResponseCheck,
+    TwoRoundCheck,
+    Verdict,
+)
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.store.sealing import Sealer
@@ -171,28 +177,10 @@ class SecondFactors:
         except (ValueError, KeyError, TypeError):
             return 6
 
-    def pap(self, password: ResponseCheck) -> ResponseCheck:
+    def pap(self, password: ResponseCheck) -> TwoRoundCheck:
         """Password followed by the code, in one response; the password alone gets a
-        CHALLENGE (plain RADIUS turns it into Access-Challenge)."""
-
-        def check(user: str, response: str, now: float, /) -> Verdict:
-            if not self.needs_code(user):
-                return password(user, response, now)
-            length = self._code_length(user, response)
-            assert length is not None
-            # Both readings are always checked, so timing does not tell a right
-            # password with a wrong code from a wrong password.
-            split = len(response) > length
-            first = password(user, response[:-length] if split else "", now)
-            alone = password(user, response, now)
-            if split and first.ok:
-                second = self.check_code(user, response[-length:], now)
-                return second if not second.ok else Verdict.accept(first.user or user)
-            if alone.ok:
-                return Verdict(False, CHALLENGE, alone.user or user, self.prompt(user))
-            return Verdict.reject(alone.reason)
-
-        return check
+        CHALLENGE and :meth:`check_code` checks the second round."""
+        return _PasswordWithCode(self, password)
 
     def prompt(self, user: str) -> str:
         return "YubiKey OTP: " if self.kind(user) == "yubikey" else "One-time code: "
@@ -205,6 +193,33 @@ class SecondFactors:
         """GTC whose only answer is the code: for a deployment where the device already
         proved itself (a certificate in IKE_AUTH) and EAP carries the second factor."""
         return self.check_code
+
+
+@dataclass(frozen=True)
+class _PasswordWithCode:
+    factors: SecondFactors
+    password: ResponseCheck
+
+    def __call__(self, user: str, response: str, now: float, /) -> Verdict:
+        factors, password = self.factors, self.password
+        if not factors.needs_code(user):
+            return password(user, response, now)
+        length = factors._code_length(user, response)
+        assert length is not None
+        # Both readings are always checked, so timing does not tell a right password
+        # with a wrong code from a wrong password.
+        split = len(response) > length
+        first = password(user, response[:-length] if split else "", now)
+        alone = password(user, response, now)
+        if split and first.ok:
+            second = factors.check_code(user, response[-length:], now)
+            return second if not second.ok else Verdict.accept(first.user or user)
+        if alone.ok:
+            return Verdict(False, CHALLENGE, alone.user or user, factors.prompt(user))
+        return Verdict.reject(alone.reason)
+
+    def second(self, user: str, code: str, now: float, /) -> Verdict:
+        return self.factors.check_code(user, code, now)
 
 
 def code_digest(code: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck
+from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck
 from eapkit.methods.base import (
     Authenticator,
     Done,
@@ -49,7 +49,7 @@ class GtcAuthenticator:
         self._ctx = ctx
         self._check = check
         self._prompt = prompt
-        if code_check is None and isinstance(check, PasswordThenCode):
+        if code_check is None and isinstance(check, TwoRoundCheck):
             code_check = check.second
         self._code_check = code_check
         self._round = 0

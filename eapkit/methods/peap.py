@@ -798,7 +798,14 @@ def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> N
         from eapkit.serve import _tls_config
 
         tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
-        inner = [mschapv2_authenticator(users.nt_hash), gtc_authenticator(users.check_password)]
+        # With the server's checks, GTC carries each user's second factor (the
+        # password followed by the code, or the code in a second GTC round).
+        gtc = (
+            gtc_authenticator(cfg.checks.pap, code_check=cfg.checks.code)
+            if cfg.checks
+            else gtc_authenticator(users.check_password)
+        )
+        inner = [mschapv2_authenticator(users.nt_hash), gtc]
         return peap_authenticator(tls, inner)
 
     register("peap", build)

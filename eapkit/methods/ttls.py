@@ -69,7 +69,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck, Verdict
+from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.crypto.mschap import (
     NT_HASH_LEN,
     authenticator_response_digest,
@@ -422,12 +422,12 @@ class TtlsAuthenticator:
         if check is None:
             return self._fail("inner_method_not_allowed", "PAP is not offered")
         verdict = check(user, self._password_text(data), self._ctx.now)
-        if verdict.reason == CHALLENGE and isinstance(check, PasswordThenCode):
+        if verdict.reason == CHALLENGE and isinstance(check, TwoRoundCheck):
             # RFC 5281 §11.2.5: a challenge goes to the peer as a Reply-Message.
             self._user = verdict.user or user
             self._code_check = check.second
             self._phase = _AuthPhase.PAP_CODE
-            prompt = (verdict.detail or check.prompt).encode()
+            prompt = (verdict.detail or "One-time code: ").encode()
             return self._send_avps([Avp(AvpCode.REPLY_MESSAGE, prompt)])
         return self._verdict(verdict, user)
 
@@ -972,11 +972,14 @@ def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> N
 
     def build(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
         tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
+        # With the server's checks, PAP and GTC carry each user's second factor.
+        pap = cfg.checks.pap if cfg.checks else users.check_password
+        code = cfg.checks.code if cfg.checks else None
         return ttls_authenticator(
             tls,
-            pap=users.check_password,
+            pap=pap,
             mschapv2=users.nt_hash,
-            eap=[mschapv2_authenticator(users.nt_hash), gtc_authenticator(users.check_password)],
+            eap=[mschapv2_authenticator(users.nt_hash), gtc_authenticator(pap, code_check=code)],
         )
 
     register("ttls", build)

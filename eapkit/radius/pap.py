@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from eapkit.credentials import CHALLENGE, PasswordThenCode, ResponseCheck, Verdict
+from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.errors import DecodeError
 from eapkit.radius.access import (
     REJECT_MESSAGE,
@@ -79,7 +79,7 @@ class PapAccess:
             if pending is None or pending.user != user:
                 return self._reject(client, user, "unknown_state", now, started)
             code_check = self.code_check
-            if code_check is None and isinstance(self.check, PasswordThenCode):
+            if code_check is None and isinstance(self.check, TwoRoundCheck):
                 code_check = self.check.second
             if code_check is None:
                 return self._reject(client, user, "unknown_state", now, started)
