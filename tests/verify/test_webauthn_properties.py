@@ -12,6 +12,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 from fido2 import cbor
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from eapkit.verify.webauthn import (
     WebAuthnVerifier,
     b64url_decode,
     b64url_encode,
+    decode_cose_key_map,
     parse_client_data,
     parse_credential_public_key,
     verify_assertion,
@@ -135,6 +137,39 @@ cose_maps = st.dictionaries(
 def test_cose_key_decoder_bytes(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         assert isinstance(parse_credential_public_key(data), CredentialPublicKey)
+
+
+@given(
+    m=st.dictionaries(
+        st.integers(-(2**63), 2**64 - 1),
+        st.one_of(st.integers(-(2**63), 2**64 - 1), st.binary(max_size=300), st.text()),
+        max_size=8,
+    )
+)
+def test_cose_map_decoder_round_trip(m: dict[int, Any]) -> None:
+    """Our strict decoder reads what python-fido2's encoder writes."""
+    assert decode_cose_key_map(cbor.encode(m)) == m
+
+
+def test_cose_map_decoder_is_strict() -> None:
+    good = _CRED.public_key
+    assert decode_cose_key_map(good)[3] == -7
+    bad = [
+        good[:-1],  # a byte string shorter than its length (python-fido2 accepts this)
+        good + b"\x00",
+        bytes([good[0] + 1]) + good[1:],  # one more pair announced than present
+        b"\xbf\x01\x02\xff",  # indefinite-length map
+        b"\xa2\x01\x02\x01\x03",  # repeated label
+        b"\xa1\x61a\x01",  # text label
+        b"\xa1\x01\x81\x01",  # array value
+        b"\x81\x01",
+        b"",
+    ]
+    for data in bad:
+        with pytest.raises(DecodeError):
+            decode_cose_key_map(data)
+        with pytest.raises(DecodeError):
+            parse_credential_public_key(data)
 
 
 @given(m=cose_maps)
