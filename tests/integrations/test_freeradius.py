@@ -56,22 +56,16 @@ def yubikey_otp(usage: int, session: int) -> str:
     return encode_otp(YubikeyToken(UID, usage, 0x010203, session, 0x4242), AES, PUBLIC)
 
 
-def module_conf(db: Path, *, challenge: bool) -> str:
-    functions = "".join(
-        f"    mod_{f} = ${{.module}}\n    func_{f} = {f}\n"
-        for f in ("instantiate", "authorize", "authenticate", "detach")
-    )
-    return (
-        "python3 eapkit {\n"
-        f'    python_path = "{REPO}"\n'
-        '    module = "eapkit.integrations.freeradius"\n'
-        f"{functions}"
-        "    config {\n"
-        f'        db = "{db}"\n'
-        f"        challenge = {'yes' if challenge else 'no'}\n"
-        "    }\n"
-        "}\n"
-    )
+DOC = REPO / "docs" / "freeradius.md"
+
+
+def module_conf(db: Path) -> str:
+    """docs/freeradius.md's module instance, with this checkout and database."""
+    found = re.search(r"```\n(python3 eapkit \{\n.*?\n\})\n```", DOC.read_text(), re.S)
+    assert found is not None, "docs/freeradius.md lost its module instance"
+    text = found.group(1).replace('"/opt/eapkit"', f'"{REPO}"')
+    assert "challenge = yes" in text  # the challenge test relies on it
+    return text.replace('"/srv/eapkit/eapkit.db"', f'"{db}"') + "\n"
 
 
 AUTH_TYPE = ("Auth-Type eapkit {", "    eapkit", "}")
@@ -135,7 +129,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         eap_types=("ttls",),
         default_eap_type="ttls",
         inner_eap_type="gtc",
-        modules={"eapkit": module_conf(db, challenge=True)},
+        modules={"eapkit": module_conf(db)},
         authorize=("eapkit",),
         authenticate=AUTH_TYPE,
         inner_authorize=("eapkit",),
