@@ -24,33 +24,44 @@ from tests.interop.tools import EapkitServe, eapol_test
 pytestmark = pytest.mark.interop
 
 
+TOTP_USERS = ("tom", "tim", "tess", "tia")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EapkitServe, str]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[EapkitServe, dict[str, str]]]:
+    """eapkit serve with TOTP users (one per test, so each test's codes stand alone:
+    an accepted step makes every earlier step of that user a replay) and a YubiKey user."""
     work = tmp_path_factory.mktemp("serve2fa")
-    srv = EapkitServe(work, users=(("tom", "pencil"),), extra=["--methods", "gtc"])
+    users = (*tuple((name, "pencil") for name in TOTP_USERS), ("yuki", "paper"))
+    srv = EapkitServe(work, users=users, extra=["--methods", "gtc,ttls,peap"])
+    secrets: dict[str, str] = {}
     with srv:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "eapkit",
-                "enroll",
-                "totp",
-                "tom",
-                "--no-terminal",
-                "--db",
-                str(work / "eapkit.db"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=work,
-        )
-        uri = out.stdout.strip().splitlines()[0]
-        secret = re.search(r"secret=([A-Z2-7]+)", uri)
-        assert secret is not None and uri.startswith("otpauth://totp/eapkit:tom?")
-        assert '"event": "otp_enrolled"' in out.stderr
-        yield srv, secret.group(1)
+        for name in TOTP_USERS:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "eapkit",
+                    "enroll",
+                    "totp",
+                    name,
+                    "--no-terminal",
+                    "--db",
+                    str(work / "eapkit.db"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=work,
+            )
+            uri = out.stdout.strip().splitlines()[0]
+            found = re.search(r"secret=([A-Z2-7]+)", uri)
+            assert found is not None and uri.startswith(f"otpauth://totp/eapkit:{name}?")
+            assert '"event": "otp_enrolled"' in out.stderr
+            secrets[name] = found.group(1)
+        yield srv, secrets
 
 
 def code(secret: str, offset_steps: int = 0) -> str:
@@ -69,8 +80,11 @@ def pap(port: int, password: str, state: str | None = None) -> str:
     return radclient(port, attrs).stdout
 
 
-def test_password_and_code_then_replay_then_challenge(server: tuple[EapkitServe, str]) -> None:
-    srv, secret = server
+def test_password_and_code_then_replay_then_challenge(
+    server: tuple[EapkitServe, dict[str, str]],
+) -> None:
+    srv, secrets = server
+    secret = secrets["tom"]
     now_code = code(secret)
     assert "Received Access-Accept" in pap(srv.port, "pencil" + now_code)
     assert "Received Access-Reject" in pap(srv.port, "pencil" + now_code)
@@ -87,13 +101,16 @@ def test_password_and_code_then_replay_then_challenge(server: tuple[EapkitServe,
     assert srv.decisions[-1]["method"] == "pap+challenge"
 
 
-def test_gtc_one_round_and_two_rounds(server: tuple[EapkitServe, str], tmp_path: Path) -> None:
+def test_gtc_one_round_and_two_rounds(
+    server: tuple[EapkitServe, dict[str, str]], tmp_path: Path
+) -> None:
     """eapol_test's GTC answers once (wpa_supplicant ends the method after its first
     response), so it sends the password followed by the code; eapkit probe reads the
     prompts and answers the code in a second GTC round."""
-    srv, secret = server
-    network = 'key_mgmt=IEEE8021X\neap=GTC\nidentity="tom"\npassword="pencil{}"\n'
-    first = code(secret, 2)
+    srv, secrets = server
+    secret = secrets["tim"]
+    network = 'key_mgmt=IEEE8021X\neap=GTC\nidentity="tim"\npassword="pencil{}"\n'
+    first = code(secret)
     ok = eapol_test(network.format(first), srv.port, tmp_path / "ok", no_mppe=True)
     assert ok.success, ok.output[-2000:]
     one_round = srv.decisions[-1]
@@ -104,11 +121,83 @@ def test_gtc_one_round_and_two_rounds(server: tuple[EapkitServe, str], tmp_path:
         server=("127.0.0.1", srv.port),
         secret=b"testing123",
         method="gtc",
-        identity="tom",
+        identity="tim",
         password="pencil",
-        otp=code(secret, 3),
+        otp=code(secret, 1),
     )
     result = asyncio.run(probe(opts))
     assert ok_result(result), result
     two_rounds = srv.decisions[-1]
     assert two_rounds["method"] == "GTC" and two_rounds["rounds"] == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "network"),
+    [
+        ("TTLS", 'eap=TTLS\nphase2="auth=PAP"\nanonymous_identity="anonymous"'),
+        ("PEAP", 'eap=PEAP\nphase1="peapver=0"\nphase2="auth=GTC"\nanonymous_identity="anonymous"'),
+    ],
+)
+def test_tunnelled_password_and_totp(
+    server: tuple[EapkitServe, dict[str, str]], tmp_path: Path, method: str, network: str
+) -> None:
+    """TTLS/PAP and PEAP/GTC carrying password + TOTP from eapol_test; the same code
+    again is refused as a replay."""
+    srv, secrets = server
+    user = "tess" if method == "TTLS" else "tia"
+    block = (
+        f'key_mgmt=IEEE8021X\n{network}\nidentity="{user}"\n'
+        f'password="pencil{code(secrets[user])}"\nca_cert="{srv.pki / "ca.pem"}"\n'
+    )
+    ok = eapol_test(block, srv.port, tmp_path / "ok")
+    assert ok.success and ok.mppe_ok, ok.output[-2000:]
+    decision = srv.decisions[-1]
+    assert decision["user"] == user and decision["outer_identity"] == "anonymous"
+    again = eapol_test(block, srv.port, tmp_path / "again")
+    assert not again.success
+    assert srv.decisions[-1]["reason"] == "replayed"
+
+
+def test_gtc_with_a_yubikey_otp(server: tuple[EapkitServe, dict[str, str]], tmp_path: Path) -> None:
+    """A YubiKey (Yubico OTP) enrolled with ``eapkit enroll yubikey``; EAP-GTC from
+    eapol_test with the password followed by a 44-character OTP."""
+    from eapkit.verify.yubico import YubikeyCredential, YubikeyToken, encode_otp
+
+    srv, _ = server
+    aes = bytes(range(100, 116))
+    cred = YubikeyCredential("vvccccjjkkll", bytes.fromhex("a1a2a3a4a5a6"), aes)
+
+    def otp(counter: int, session: int) -> str:
+        return encode_otp(
+            YubikeyToken(cred.private_id, counter, 1000, session), aes, cred.public_id
+        )
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eapkit",
+            "enroll",
+            "yubikey",
+            "yuki",
+            "--otp",
+            otp(3, 0),
+            "--aes-key",
+            aes.hex(),
+            "--db",
+            str(srv.workdir / "eapkit.db"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=srv.workdir,
+    )
+    network = 'key_mgmt=IEEE8021X\neap=GTC\nidentity="yuki"\npassword="paper{}"\n'
+    fresh = otp(3, 1)
+    ok = eapol_test(network.format(fresh), srv.port, tmp_path / "ok", no_mppe=True)
+    assert ok.success, ok.output[-2000:]
+    again = eapol_test(network.format(fresh), srv.port, tmp_path / "again", no_mppe=True)
+    assert not again.success and srv.decisions[-1]["reason"] == "replayed"
+    enrolment = otp(3, 0)  # the OTP typed at enrollment cannot be used afterwards
+    old = eapol_test(network.format(enrolment), srv.port, tmp_path / "old", no_mppe=True)
+    assert not old.success and srv.decisions[-1]["reason"] == "replayed"
