@@ -22,12 +22,15 @@ code).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eapkit.credentials import (
@@ -37,14 +40,22 @@ from eapkit.credentials import (
     TwoRoundCheck,
     Verdict,
 )
+from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
+from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
-from eapkit.store.sealing import Sealer
+from eapkit.store.sealing import ENV_VAR, Sealer
 from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpPolicy, OtpVerifier
 from eapkit.verify.yubico import YubicoVerifier
 
-__all__ = ["RECOVERY_PATTERN", "RecoveryCodes", "SecondFactors"]
+__all__ = [
+    "RECOVERY_PATTERN",
+    "RecoveryCodes",
+    "SecondFactors",
+    "open_second_factors",
+    "sealing_keys",
+]
 
 AuditSink = Callable[[dict[str, Any]], None]
 RECOVERY_PATTERN = re.compile(r"[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}")
@@ -220,6 +231,51 @@ class _PasswordWithCode:
 
     def second(self, user: str, code: str, now: float, /) -> Verdict:
         return self.factors.check_code(user, code, now)
+
+
+def sealing_keys(
+    db: Path,
+    *,
+    keys_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    create: bool = True,
+) -> Sealer:
+    """The keys that seal second-factor secrets: ``$EAPKIT_STORE_KEYS`` when set (and
+    no ``keys_file`` is named), else ``keys_file``, by default ``<db stem>-store.key``
+    beside the user database, made (mode 0600) on first use when ``create``."""
+    env = os.environ if environ is None else environ
+    spec = None if keys_file else env.get(ENV_VAR)
+    if not spec:
+        path = keys_file or db.with_name(db.stem + "-store.key")
+        if create and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("k1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+        try:
+            spec = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"sealing keys: set {ENV_VAR} or a keys file ({path}: {exc.strerror})"
+            ) from None
+    return Sealer.from_config(spec)
+
+
+def open_second_factors(
+    users: UserDirectory,
+    db: Path,
+    *,
+    store_url: str | None = None,
+    keys_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    create_keys: bool = True,
+    audit: AuditSink | None = None,
+) -> SecondFactors:
+    """Second factors on ``store_url`` (default: the user database's own SQLite file)
+    with the keys of :func:`sealing_keys`."""
+    store = open_store(store_url or f"sqlite:{db}")
+    sealer = sealing_keys(db, keys_file=keys_file, environ=environ, create=create_keys)
+    return SecondFactors(users, store, sealer, audit=audit)
 
 
 def code_digest(code: str) -> str:

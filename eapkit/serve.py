@@ -16,6 +16,11 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
     pap = true                         # plain RADIUS PAP (and challenge-response)
+    gtc = "password"                   # EAP-GTC's first answer: the password (followed
+                                       # by the code, or the code in a second round);
+                                       # "code": the code alone, for a NAS that already
+                                       # authenticated the device or user in an earlier
+                                       # round (strongSwan remote-1, RFC 4739)
     conversation_ttl = 60
     max_conversations = 10000
 
@@ -36,10 +41,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import importlib
-import os
 import sys
 import time
 import tomllib
@@ -56,14 +59,14 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.second_factor import SecondFactors
-from eapkit.store import open_store
-from eapkit.store.sealing import ENV_VAR, Sealer
+from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.users import UserDirectory
 
 __all__ = ["DEFAULT_METHODS", "ServeConfig", "build_core", "ensure_demo_pki", "parse_hostport"]
 
 DEFAULT_METHODS = ("tls", "ttls", "peap", "mschapv2", "gtc")
 DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
+GTC_MODES = ("password", "code")
 
 
 def parse_hostport(text: str, default_port: int = 1812) -> tuple[str, int]:
@@ -106,6 +109,7 @@ class ServeConfig:
     clients: list[Client] = field(default_factory=list)
     pki_dir: Path | None = None
     pap: bool = True
+    gtc: str = "password"
     store: str | None = None
     store_keys_file: Path | None = None
     checks: Checks | None = None
@@ -138,6 +142,9 @@ class ServeConfig:
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
         cfg.max_conversations = int(data.get("max_conversations", cfg.max_conversations))
         cfg.pap = bool(data.get("pap", True))
+        cfg.gtc = str(data.get("gtc", cfg.gtc))
+        if cfg.gtc not in GTC_MODES:
+            raise ConfigError(f"gtc is one of {', '.join(GTC_MODES)}, not {cfg.gtc!r}")
         if "store" in data:
             cfg.store = str(data["store"])
         if "store_keys_file" in data:
@@ -215,17 +222,9 @@ def open_second_factors(
 ) -> SecondFactors:
     """The store and sealing keys of ``cfg`` (defaults: the user database's file and a
     key file beside it, made on first use)."""
-    store = open_store(cfg.store or f"sqlite:{cfg.db}")
-    spec = os.environ.get(ENV_VAR)
-    if not spec:
-        keyfile = cfg.store_keys_file or cfg.db.with_name(cfg.db.stem + "-store.key")
-        if not keyfile.exists():
-            keyfile.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write("k1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
-        spec = keyfile.read_text().strip()
-    return SecondFactors(users, store, Sealer.from_config(spec), audit=audit)
+    return _open_second_factors(
+        users, cfg.db, store_url=cfg.store, keys_file=cfg.store_keys_file, audit=audit
+    )
 
 
 def make_checks(second: SecondFactors) -> Checks:
@@ -281,6 +280,11 @@ def _build_gtc(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenti
     # round asks for the code (peers that read the prompt, eapkit probe among them).
     if cfg.checks is None:
         return gtc_authenticator(users.check_password)
+    if cfg.gtc == "code":
+        # Only safe behind a NAS that enforces an earlier authentication round: this
+        # conversation alone proves possession of the token, not the password.
+        second = cfg.checks.second_factors
+        return gtc_authenticator(second.code_only(), prompt="One-time code: ")
     return gtc_authenticator(cfg.checks.pap, code_check=cfg.checks.code)
 
 

@@ -49,10 +49,8 @@ from typing import Any
 from eapkit.credentials import CHALLENGE, ResponseCheck, Verdict
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
-from eapkit.second_factor import SecondFactors
-from eapkit.store import open_store
+from eapkit.second_factor import SecondFactors, open_second_factors
 from eapkit.store.base import StoreUnavailable
-from eapkit.store.sealing import ENV_VAR, Sealer
 from eapkit.users import UserDirectory
 
 __all__ = ["Adapter", "authenticate", "authorize", "detach", "instantiate"]
@@ -124,23 +122,21 @@ class Adapter:
         if not db.exists():
             raise ConfigError(f"user database {db} does not exist")
         users = UserDirectory(db)
-        store = open_store(str(config.get("store") or f"sqlite:{db}"))
-        spec = env.get(ENV_VAR)
-        keyfile = config.get("store_keys_file")
-        if keyfile or not spec:
-            path = Path(str(keyfile)) if keyfile else db.with_name(db.stem + "-store.key")
-            try:
-                spec = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"sealing keys: set {ENV_VAR} or store_keys_file ({path}: {exc.strerror})"
-                ) from None
         sink = log or _no_log
 
         def audit(event: dict[str, Any]) -> None:  # lockouts, recovery-code use
             sink(L_AUTH, "eapkit: " + json.dumps(event, sort_keys=True))
 
-        second = SecondFactors(users, store, Sealer.from_config(spec), audit=audit)
+        keyfile = config.get("store_keys_file")
+        second = open_second_factors(
+            users,
+            db,
+            store_url=str(config.get("store") or "") or None,
+            keys_file=Path(str(keyfile)) if keyfile else None,
+            environ=env,
+            create_keys=False,
+            audit=audit,
+        )
         return cls(
             second,
             auth_type=str(config.get("auth_type") or "eapkit"),
