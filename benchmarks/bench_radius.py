@@ -8,6 +8,7 @@ encoded and signed.  The packets are shaped like ``eapol_test``'s:
 - Access-Challenge: Message-Authenticator, a 200-octet EAP-Message, State.
 - Access-Accept: Message-Authenticator, User-Name, EAP-Message (Success),
   MS-MPPE-Send-Key / -Recv-Key (salt-encrypted), EAP-Key-Name.
+- one EAP round: the request decoded and verified, then the Challenge encoded.
 
 Columns:
 
@@ -191,6 +192,20 @@ def floor_accept() -> Any:
     )
 
 
+def eapkit_round() -> bytes:
+    eapkit_decode_verify()
+    return eapkit_challenge()
+
+
+def pyrad_round() -> bytes:
+    pyrad_decode_verify()
+    return pyrad_challenge()
+
+
+def floor_round() -> Any:
+    return floor_decode_verify(), floor_challenge()
+
+
 # -- timing ------------------------------------------------------------------------------
 
 
@@ -235,6 +250,12 @@ def run(quick: bool = False) -> list[dict[str, object]]:
             eapkit_challenge,
             pyrad_challenge,
             floor_challenge,
+        ),
+        (
+            "EAP round: Access-Request decode + Challenge encode",
+            eapkit_round,
+            pyrad_round,
+            floor_round,
         ),
         (
             "Access-Accept encode (MPPE keys, EAP-Key-Name, M-A)",
