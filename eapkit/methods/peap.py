@@ -824,10 +824,9 @@ def register_probe_builders(register: Callable[[str, PeerBuilder], None]) -> Non
 
     def gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
         from eapkit.methods.gtc import gtc_peer
-        from eapkit.probe import _need_password, tls_config
+        from eapkit.probe import gtc_answers, tls_config
 
-        password = _need_password(opts)
-        inner = [gtc_peer(lambda prompt: password)]
+        inner = [gtc_peer(gtc_answers(opts))]  # password, then --otp if a code is asked
         return [peap_peer(tls_config(opts), inner, opts.identity)]
 
     register("peap-mschapv2", mschapv2)

@@ -975,12 +975,13 @@ def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> N
         # With the server's checks, PAP and GTC carry each user's second factor.
         pap = cfg.checks.pap if cfg.checks else users.check_password
         code = cfg.checks.code if cfg.checks else None
-        return ttls_authenticator(
-            tls,
-            pap=pap,
-            mschapv2=users.nt_hash,
-            eap=[mschapv2_authenticator(users.nt_hash), gtc_authenticator(pap, code_check=code)],
-        )
+        inner = [mschapv2_authenticator(users.nt_hash), gtc_authenticator(pap, code_check=code)]
+        if cfg.checks:
+            # GTC first: it can carry the code, and a peer that answers whatever inner
+            # method is asked (strongSwan's TTLS peer cannot Nak to another) must be
+            # asked GTC; a peer that wants MS-CHAPv2 Naks to it.
+            inner.reverse()
+        return ttls_authenticator(tls, pap=pap, mschapv2=users.nt_hash, eap=inner)
 
     register("ttls", build)
 
@@ -1005,5 +1006,12 @@ def register_probe_builders(register: Callable[[str, PeerBuilder], None]) -> Non
 
     register("ttls-pap", builder(lambda pw: InnerPap(pw)))
     register("ttls-mschapv2", builder(lambda pw: InnerMsChapV2(pw)))
-    register("ttls-gtc", builder(lambda pw: InnerEap([gtc_peer(lambda _prompt: pw)])))
+
+    def gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+        from eapkit.probe import gtc_answers  # password, then --otp if a code is asked
+
+        inner = InnerEap([gtc_peer(gtc_answers(opts))])
+        return [ttls_peer(tls_config(opts), inner, identity=opts.identity)]
+
+    register("ttls-gtc", gtc)
     register("ttls-eap-mschapv2", builder(lambda pw: InnerEap([mschapv2_peer(pw)])))

@@ -24,7 +24,8 @@ from tests.interop.tools import EapkitServe, eapol_test
 pytestmark = pytest.mark.interop
 
 
-TOTP_USERS = ("tom", "tim", "tess", "tia")
+ROUND_USERS = tuple(f"{m}{v}" for m in ("peap", "ttls", "gtc") for v in ("12", "13"))
+TOTP_USERS = ("tom", "tim", "tess", "tia", *ROUND_USERS)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +202,34 @@ def test_gtc_with_a_yubikey_otp(server: tuple[EapkitServe, dict[str, str]], tmp_
     enrolment = otp(3, 0)  # the OTP typed at enrollment cannot be used afterwards
     old = eapol_test(network.format(enrolment), srv.port, tmp_path / "old", no_mppe=True)
     assert not old.success and srv.decisions[-1]["reason"] == "replayed"
+
+
+@pytest.mark.parametrize("method", ["peap-gtc", "ttls-gtc", "gtc"])
+@pytest.mark.parametrize("tls", ["1.2", "1.3"])
+def test_gtc_code_round_inside_tunnels(
+    server: tuple[EapkitServe, dict[str, str]], tmp_path: Path, method: str, tls: str
+) -> None:
+    """The password in one inner GTC round and the TOTP code in a second, from eapkit's
+    peer (which reads the prompts), for PEAP and TTLS over both TLS versions: success,
+    then the same code again refused."""
+    srv, secrets = server
+    user = method.split("-")[0] + tls.replace(".", "")
+    otp = code(secrets[user])
+    opts = ProbeOptions(
+        server=("127.0.0.1", srv.port),
+        secret=b"testing123",
+        method=method,
+        identity=user,
+        anonymous_identity="anonymous" if method != "gtc" else None,
+        password="pencil",
+        otp=otp,
+        ca=srv.pki / "ca.pem",
+        tls=tls,
+    )
+    result = asyncio.run(probe(opts))
+    assert ok_result(result), result
+    decision = srv.decisions[-1]
+    assert decision["user"] == user and decision["result"] == "accept"
+    again = asyncio.run(probe(opts))
+    assert not ok_result(again)
+    assert srv.decisions[-1]["reason"] == "replayed"
