@@ -172,7 +172,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.listen = bound
             print(describe(cfg, names), file=sys.stderr, flush=True)
 
-        asyncio.run(serve(core, cfg.listen, ready=ready))
+        radius = serve(core, cfg.listen, ready=ready)
+        if core.approval is not None:
+            from eapkit.bridge.gate import Bridge
+            from eapkit.bridge.run import serve_with_bridge
+
+            assert isinstance(core.approval, Bridge)
+            radius = serve_with_bridge(radius, core.approval)
+        asyncio.run(radius)
     finally:
         if stream is not sys.stdout:
             stream.close()
@@ -277,6 +284,26 @@ def cmd_enroll_recovery(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enroll_webauthn(args: argparse.Namespace) -> int:
+    """A one-time link to the approval bridge's page that registers a security key."""
+    from eapkit.bridge.config import BridgeConfig
+    from eapkit.bridge.gate import Bridge
+
+    cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
+    if args.db:
+        cfg.db = Path(args.db)
+    bridge_cfg = cfg.bridge or BridgeConfig()
+    if args.url:
+        bridge_cfg.url = args.url
+    second = open_second_factors(cfg, UserDirectory(cfg.db), audit=_audit_line)
+    _need_user(second, args.user)
+    bridge = Bridge(bridge_cfg, second.users, second.store, audit=_audit_line)
+    print(bridge.enrollment_link(args.user, time.time(), args.ttl))
+    if cfg.bridge is None:
+        print("(eapkit serve needs a [bridge] table for this link to work)", file=sys.stderr)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Helpdesk: is this code right for this user now?  Uses it up like a login."""
     second = _second_factors(args)
@@ -375,7 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("user")
     er.add_argument("--count", type=int, default=10)
     er.set_defaults(func=cmd_enroll_recovery)
-    for p in (et, ey, er):
+    ew = esub.add_parser("webauthn", help="a security key or passkey: prints a one-time link")
+    ew.add_argument("user")
+    ew.add_argument("--ttl", type=float, help="seconds the link stays valid (default 1 day)")
+    ew.add_argument("--url", help="the approval page's address (default from [bridge])")
+    ew.set_defaults(func=cmd_enroll_webauthn)
+    for p in (et, ey, er, ew):
         p.add_argument("--db", default="eapkit.db")
         p.add_argument("--config")
     ver = sub.add_parser("verify", help="helpdesk: check a user's one-time code now")

@@ -139,6 +139,7 @@ class SecondFactors:
     otp_policy: OtpPolicy | None = None
     audit: AuditSink | None = None
     random: RandomSource = SYSTEM_RANDOM
+    approval_bridge: bool = False  # eapkit serve runs the WebAuthn approval bridge
 
     def __post_init__(self) -> None:
         self.totp = OtpVerifier(self.store, self.sealer, self.otp_policy, audit=self.audit)
@@ -150,7 +151,10 @@ class SecondFactors:
         return record.second_factor if record is not None else "none"
 
     def needs_code(self, user: str) -> bool:
-        return self.kind(user) != "none"
+        kind = self.kind(user)
+        # A ``webauthn`` user's second step is the bridge's approval, after the password;
+        # without the bridge they need a code (a recovery code): fail closed.
+        return kind != "none" and not (kind == "webauthn" and self.approval_bridge)
 
     def check_code(self, user: str, code: str, now: float, /) -> Verdict:
         """One code (TOTP, YubiKey OTP or recovery code) for ``user``; store failures

@@ -37,6 +37,11 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     address = "192.0.2.0/24"
     secret = "a long random secret"
     name = "vpn-gateways"
+
+    [bridge]                           # the security-key approval bridge (eapkit.bridge):
+    listen = "127.0.0.1:8812"          # logins of users whose second factor is "webauthn"
+    url = "http://localhost:8812"      # wait for approval on this web page
+    timeout = 60                       # (all settings: eapkit/bridge/config.py)
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eapkit.bridge.config import BridgeConfig
 from eapkit.credentials import ResponseCheck
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
@@ -113,6 +119,7 @@ class ServeConfig:
     store: str | None = None
     store_keys_file: Path | None = None
     checks: Checks | None = None
+    bridge: BridgeConfig | None = None
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -149,6 +156,8 @@ class ServeConfig:
             cfg.store = str(data["store"])
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
+        if "bridge" in data:
+            cfg.bridge = BridgeConfig.from_dict(dict(data["bridge"]))
         tls = data.get("tls", {})
         cfg.tls = TlsFiles(
             cert=p(tls["cert"]) if "cert" in tls else None,
@@ -337,6 +346,7 @@ def build_core(
 ) -> RadiusCore:
     decisions = DecisionLog(log_stream)
     second = open_second_factors(cfg, users, audit=audit or decisions.write)
+    second.approval_bridge = cfg.bridge is not None
     cfg.checks = make_checks(second)
     methods = build_methods(cfg, users, warn)
     clients = cfg.clients or [
@@ -354,13 +364,18 @@ def build_core(
         if cfg.pap
         else None
     )
-    return RadiusCore(
+    core = RadiusCore(
         ClientTable(clients),
         eap,
         plain=plain,
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
     )
+    if cfg.bridge is not None:
+        from eapkit.bridge.gate import Bridge  # needs the bridge extra
+
+        core.approval = Bridge(cfg.bridge, users, second.store, audit=audit or decisions.write)
+    return core
 
 
 def describe(cfg: ServeConfig, methods: Sequence[str]) -> str:

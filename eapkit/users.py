@@ -7,7 +7,8 @@ One SQLite table in the server's database file (the embedded default; WAL, so th
 - optionally the NT hash (MD4 of the UTF-16LE password, RFC 2759 §8.3) for MS-CHAPv2.
   The NT hash is password-equivalent for MS-CHAPv2: leave it out (``nt_hash=False``)
   for users who never use MS-CHAPv2;
-- a second-factor requirement (``none``, ``totp``, ``yubikey``) enforced by the server;
+- a second-factor requirement (``none``, ``totp``, ``yubikey``, ``webauthn``: approval
+  with a security key through :mod:`eapkit.bridge`) enforced by the server;
 - a :class:`~eapkit.policy.UserPolicy` for the Access-Accept.
 
 The directory answers the narrow credential questions of :mod:`eapkit.credentials`:
@@ -29,7 +30,7 @@ from eapkit.policy import UserPolicy
 
 __all__ = ["SECOND_FACTORS", "User", "UserDirectory"]
 
-SECOND_FACTORS = ("none", "totp", "yubikey")
+SECOND_FACTORS = ("none", "totp", "yubikey", "webauthn")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

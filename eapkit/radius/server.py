@@ -14,7 +14,11 @@ the reply bytes (or None).  Everything a RADIUS server owes its clients lives th
   EAP-Message -> the plain (PAP) handler when one is configured;
 - Accounting-Request (RFC 2866): Request Authenticator checked, the record logged,
   Accounting-Response sent;
-- Status-Server (RFC 5997): answered with Access-Accept.
+- Status-Server (RFC 5997): answered with Access-Accept;
+- an optional approval gate (:mod:`eapkit.bridge`) may hold an Access-Accept until the
+  user approves the login elsewhere: the core then answers nothing, absorbs the NAS's
+  retransmissions, and the front sends the Accept, or a Reject, once
+  :meth:`RadiusCore.settle` is told the outcome.
 
 Every decision is one JSON line on the decision log (no secrets); :func:`serve` runs the
 core on sockets until told to stop.
@@ -36,11 +40,29 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, cast
 
 from eapkit.errors import DecodeError
-from eapkit.radius.access import AccessReply, EapAccess
+from eapkit.packet import Failure
+from eapkit.radius.access import REJECT_MESSAGE, AccessReply, EapAccess
 from eapkit.radius.dictionary import AcctStatusType, Attr
-from eapkit.radius.packet import Code, Packet, decode, encode_reply
+from eapkit.radius.packet import (
+    Attribute,
+    Code,
+    Packet,
+    decode,
+    eap_message_attributes,
+    encode_reply,
+)
 
-__all__ = ["Client", "ClientTable", "DecisionLog", "PlainAccess", "RadiusCore", "serve"]
+__all__ = [
+    "ApprovalGate",
+    "Client",
+    "ClientTable",
+    "DecisionLog",
+    "HeldReply",
+    "Hold",
+    "PlainAccess",
+    "RadiusCore",
+    "serve",
+]
 
 log = logging.getLogger("eapkit.radius")
 
@@ -108,6 +130,54 @@ class PlainAccess(Protocol):
     ) -> AccessReply | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An approval gate's answer for an Accept it holds: ``ticket`` names the pending
+    approval and the reply waits until ``deadline`` at most.  A non-empty ``refused``
+    (a reason code) rejects the login at once instead."""
+
+    ticket: str = ""
+    deadline: float = 0.0
+    refused: str = ""
+
+
+class ApprovalGate(Protocol):
+    """Holds Access-Accepts until a person approves the login elsewhere
+    (:mod:`eapkit.bridge`): the password step is done, the second factor is not."""
+
+    def hold(self, user: str, request: Packet, client: str, now: float) -> Hold | None:
+        """None when ``user`` needs no approval, else a :class:`Hold`."""
+        ...
+
+    async def wait(self, ticket: str, deadline: float) -> str:
+        """``approved``, ``denied`` or ``expired``: once decided, or at ``deadline``."""
+        ...
+
+
+@dataclass(slots=True)
+class HeldReply:
+    """A held Access-Accept and the Reject that replaces it on refusal, both encoded for
+    the request (whose retransmissions are absorbed meanwhile)."""
+
+    key: tuple[str, int, int, bytes]
+    ticket: str
+    deadline: float
+    accept: bytes
+    reject: bytes
+    record: dict[str, Any]
+
+
+def _rejection(attributes: list[Attribute]) -> list[Attribute]:
+    """The Reject replacing a held Accept: an EAP Success becomes a Failure with the same
+    Identifier (RFC 3748 §4.2, RFC 3579 §2.6.3), and nothing else of the Accept stays."""
+    eap = b"".join(value for typ, value in attributes if typ == Attr.EAP_MESSAGE)
+    out: list[Attribute] = []
+    if len(eap) >= 2:
+        out += eap_message_attributes(Failure(eap[1]).encode())
+    out.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
+    return out
+
+
 @dataclass
 class RadiusCore:
     """The server's logic, without sockets."""
@@ -119,6 +189,9 @@ class RadiusCore:
     require_message_authenticator: bool = True
     duplicate_ttl: float = 10.0
     duplicate_cap: int = 65536
+    approval: ApprovalGate | None = None
+    _held: dict[tuple[str, int, int, bytes], HeldReply] = field(default_factory=dict, repr=False)
+    _new_held: list[HeldReply] = field(default_factory=list, repr=False)
     _replies: OrderedDict[tuple[str, int, int, bytes], tuple[float, bytes]] = field(
         default_factory=OrderedDict, repr=False
     )
@@ -151,7 +224,15 @@ class RadiusCore:
         if cached is not None:
             self._count("duplicate")
             return cached[1]
+        if key in self._held:
+            self._count("duplicate_held")  # the NAS retransmits while the user decides
+            return None
         reply = self._dispatch(request, client, host, now)
+        if isinstance(reply, HeldReply):
+            reply.key = key
+            self._held[key] = reply
+            self._new_held.append(reply)
+            return None
         if reply is not None:
             self._replies[key] = (now + self.duplicate_ttl, reply)
             if len(self._replies) > self.duplicate_cap:
@@ -166,7 +247,34 @@ class RadiusCore:
                 return
             replies.popitem(last=False)
 
-    def _dispatch(self, request: Packet, client: Client, host: str, now: float) -> bytes | None:
+    def take_held(self) -> list[HeldReply]:
+        """The Accepts held since the last call; the front waits on each and then calls
+        :meth:`settle`."""
+        held, self._new_held = self._new_held, []
+        return held
+
+    def settle(self, held: HeldReply, outcome: str, now: float) -> bytes:
+        """The reply to a held Accept once its approval is ``approved`` (the Accept) or
+        anything else (the Reject); retransmissions later get it from the duplicate
+        cache."""
+        self._held.pop(held.key, None)
+        approved = outcome == "approved"
+        record = dict(held.record)
+        record.update(
+            time=round(now, 3),
+            result="accept" if approved else "reject",
+            reason=outcome if approved else f"approval_{outcome}",
+            waited_ms=round((now - float(held.record["time"])) * 1000, 3),
+        )
+        self.decisions.write(record)
+        self._count(str(record["result"]))
+        reply = held.accept if approved else held.reject
+        self._replies[held.key] = (now + self.duplicate_ttl, reply)
+        return reply
+
+    def _dispatch(
+        self, request: Packet, client: Client, host: str, now: float
+    ) -> bytes | HeldReply | None:
         secret = client.secret
         code = request.code
         if code == Code.ACCESS_REQUEST:
@@ -183,7 +291,7 @@ class RadiusCore:
 
     def _access(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
-    ) -> bytes | None:
+    ) -> bytes | HeldReply | None:
         eap = request.eap_message()
         has_ma = request.message_authenticator is not None
         if has_ma:
@@ -207,9 +315,46 @@ class RadiusCore:
         if reply.decision is not None:
             record = reply.decision.as_dict()
             record["cpu_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            if self.approval is not None and reply.code == Code.ACCESS_ACCEPT:
+                held = self._hold(request, reply, secret, client.name, record, now)
+                if held is not None:
+                    return held
             self.decisions.write(record)
             self._count(reply.decision.result)
         return encode_reply(reply.code, request, reply.attributes, secret)
+
+    def _hold(
+        self,
+        request: Packet,
+        reply: AccessReply,
+        secret: bytes,
+        client: str,
+        record: dict[str, Any],
+        now: float,
+    ) -> HeldReply | None:
+        """Ask the approval gate about an Accept: hold it, let it go (None), or turn it
+        into a Reject in place (the gate refused, e.g. its store is down: fail closed)."""
+        assert self.approval is not None and reply.decision is not None
+        hold = self.approval.hold(reply.decision.user, request, client, now)
+        if hold is None:
+            return None
+        reject = _rejection(reply.attributes)
+        if hold.refused:
+            reply.code, reply.attributes = Code.ACCESS_REJECT, reject
+            reply.decision.result, reply.decision.reason = "reject", hold.refused
+            record.update(result="reject", reason=hold.refused)
+            return None
+        record.update(result="held", reason="approval_pending", ticket=hold.ticket)
+        self.decisions.write(record)
+        self._count("held")
+        return HeldReply(
+            ("", 0, 0, b""),
+            hold.ticket,
+            hold.deadline,
+            encode_reply(Code.ACCESS_ACCEPT, request, reply.attributes, secret),
+            encode_reply(Code.ACCESS_REJECT, request, reject, secret),
+            record,
+        )
 
     def _accounting(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
@@ -258,6 +403,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.core = core
         self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None
+        self._waiting: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -271,6 +417,26 @@ class _Protocol(asyncio.DatagramProtocol):
             return
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
+        if self.core.approval is not None:
+            for held in self.core.take_held():
+                task = asyncio.get_running_loop().create_task(self._settle(held, addr))
+                self._waiting.add(task)
+                task.add_done_callback(self._waiting.discard)
+
+    async def _settle(self, held: HeldReply, addr: tuple[str | Any, int]) -> None:
+        """Wait for the approval of a held Accept, then answer: on shutdown or a gate
+        error the login is refused, never left hanging or let through."""
+        outcome = "expired"
+        try:
+            assert self.core.approval is not None
+            outcome = await self.core.approval.wait(held.ticket, held.deadline)
+        except Exception:
+            log.exception("approval gate failed for ticket %s", held.ticket[:8])
+            outcome = "error"
+        finally:
+            reply = self.core.settle(held, outcome, self.clock())
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(reply, addr)
 
 
 async def serve(
