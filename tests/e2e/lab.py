@@ -52,9 +52,8 @@ VIP_NET = "10.99.0.0/24"  # the virtual IPs eapkit hands out
 GATEWAY_ID = "vpn.eapkit.test"
 RADIUS_ID = "radius.eapkit.test"
 CHARON = "/usr/lib/ipsec/charon"
-_SWANCTL_DIRS = (
-    "x509 x509ca x509ocsp x509aa x509ac x509crl pubkey private rsa ecdsa bliss pkcs8 pkcs12"
-).split()
+_SWANCTL_DIRS: tuple[str, ...] = ("x509", "x509ca", "x509crl", "x509ocsp", "x509aa", "x509ac")
+_SWANCTL_DIRS += ("pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12")
 
 _COMMON_PLUGINS = (
     "random drbg nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey "
@@ -362,7 +361,8 @@ class Serve:
                 if pred(rec):
                     return rec
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} in eapkit's log after {timeout}s: {self.since(mark)}")
+                seen = self.since(mark)
+                raise AssertionError(f"no {what} in eapkit's log after {timeout}s: {seen}")
             time.sleep(0.05)
 
 
@@ -387,9 +387,11 @@ class Lab:
         Without it (a kernel built without ``CONFIG_INET_ESP``, as in some sandboxes)
         the charons use ``kernel-libipsec``: ESP in user space over a TUN device."""
         out = subprocess.run(
-            ["ip", "netns", "exec", self.gateway_ns, "ip", "xfrm", "state", "add"]
-            + ["src", GATEWAY_ADDR, "dst", CLIENT_ADDR, "proto", "esp", "spi", "0x1000"]
-            + ["mode", "tunnel", "aead", "rfc4106(gcm(aes))", "0x" + "00" * 20, "128"],
+            [
+                *("ip", "netns", "exec", self.gateway_ns, "ip", "xfrm", "state", "add"),
+                *("src", GATEWAY_ADDR, "dst", CLIENT_ADDR, "proto", "esp", "spi", "0x1000"),
+                *("mode", "tunnel", "aead", "rfc4106(gcm(aes))", "0x" + "00" * 20, "128"),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -406,8 +408,10 @@ class Lab:
             self.ns(netns, "ip", "link", "set", "lo", "up")
         # Both ends are created inside the namespaces: no interface in the host's.
         run(
-            ["ip", "link", "add", "veth-cl", "netns", self.client_ns, "type", "veth"]
-            + ["peer", "name", "veth-gw", "netns", self.gateway_ns]
+            [
+                *("ip", "link", "add", "veth-cl", "netns", self.client_ns, "type", "veth"),
+                *("peer", "name", "veth-gw", "netns", self.gateway_ns),
+            ]
         )
         self.ns(self.client_ns, "ip", "addr", "add", f"{CLIENT_ADDR}/24", "dev", "veth-cl")
         self.ns(self.client_ns, "ip", "link", "set", "veth-cl", "up")
@@ -443,5 +447,3 @@ class Lab:
         self.made.clear()
         if errors:
             raise errors[0]
-
-
