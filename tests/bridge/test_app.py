@@ -66,7 +66,11 @@ def test_config_refuses_what_webauthn_cannot_use() -> None:
     with pytest.raises(ConfigError):
         BridgeConfig.from_dict({"user_verification": "sometimes"})
     cfg = BridgeConfig.from_dict({"listen": "127.0.0.1:9000", "url": "https://a.example.org/"})
-    assert (cfg.port, cfg.origin, cfg.effective_rp_id) == (9000, "https://a.example.org", "a.example.org")
+    assert (cfg.port, cfg.origin, cfg.effective_rp_id) == (
+        9000,
+        "https://a.example.org",
+        "a.example.org",
+    )
     assert BridgeConfig(port=8000).origin == "http://localhost:8000"
 
 
@@ -126,7 +130,11 @@ def test_sign_in_shows_pending_logins_and_decides_them(named: bool) -> None:
     browser, key = enrolled()
     bridge = browser.app.bridge
     approval = bridge.approvals.open(
-        "alice", 1000.0, client="vpn-gw", nas_identifier="strongswan", calling_station="198.51.100.7"
+        "alice",
+        1000.0,
+        client="vpn-gw",
+        nas_identifier="strongswan",
+        calling_station="198.51.100.7",
     )
     assert browser.call("GET", "/api/pending").status == 401
     response = browser.sign_in(key, "alice" if named else None)
@@ -143,7 +151,9 @@ def test_sign_in_shows_pending_logins_and_decides_them(named: bool) -> None:
         "198.51.100.7",
     )
     assert view["seconds_left"] == 60
-    decided = browser.json("POST", "/api/decide", {"ticket": approval.ticket, "decision": "approve"})
+    decided = browser.json(
+        "POST", "/api/decide", {"ticket": approval.ticket, "decision": "approve"}
+    )
     assert decided["outcome"] == APPROVED
     assert bridge.approvals.outcome(approval.ticket, 1001.0) == APPROVED
     assert browser.json("GET", "/api/pending")["pending"] == []
@@ -177,7 +187,7 @@ def test_sessions_expire_and_assertions_are_checked() -> None:
 
 
 def test_cross_site_requests_are_refused() -> None:
-    browser, key = enrolled()
+    browser, _ = enrolled()
     app = browser.app
     body = json.dumps({}).encode()
     for headers, status in (
@@ -215,7 +225,9 @@ def test_cross_site_requests_are_refused() -> None:
         st.binary(max_size=200),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4),
+            lambda c: (
+                st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4)
+            ),
             max_leaves=12,
         ).map(lambda v: json.dumps(v).encode()),
         st.fixed_dictionaries(
