@@ -140,7 +140,7 @@ def _measure(fns: list[Callable[[], object]], quick: bool) -> list[float]:
         fn()
         timer = timeit.Timer(fn)
         number, _ = timer.autorange()
-        timers.append((timer, number if quick else number * 2))
+        timers.append((timer, max(1, number // 4) if quick else number * 2))
     best = [float("inf")] * len(fns)
     for _ in range(3 if quick else 7):
         for i, (timer, number) in enumerate(timers):
