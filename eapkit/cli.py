@@ -162,6 +162,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if users.get(name) is None:
             users.add(name, password)
             print(f"eapkit serve: demo user {name} added to {cfg.db}", file=sys.stderr)
+    if args.workers != 1 and cfg.bridge is not None:
+        raise ConfigError("[bridge] runs with --workers 1: its web app lives in one process")
+    if args.workers != 1:
+        return _serve_workers(cfg, users, args.workers)
     stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         core = build_core(cfg, users, log_stream=stream)
@@ -185,6 +189,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
             stream.close()
     print("eapkit serve: stopped", file=sys.stderr)
     return 0
+
+
+def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
+    """``--workers N``: N processes on the same port (:mod:`eapkit.radius.workers`);
+    each builds its own core (database connections, decision log) after the fork."""
+    from eapkit.radius.workers import run_workers
+
+    from eapkit.second_factor import sealing_keys
+
+    # Made here, once: workers racing to create the sealing keys file would read it empty.
+    sealing_keys(cfg.db, keys_file=cfg.store_keys_file)
+    users.close()  # an SQLite connection must not cross a fork
+    workers = workers or os.cpu_count() or 1
+
+    def make_core(worker: int) -> Any:
+        # O_APPEND: each worker writes whole lines to the shared log
+        stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
+        return build_core(cfg, UserDirectory(cfg.db), log_stream=stream)
+
+    def ready(bound: list[tuple[str, int]]) -> None:
+        cfg.listen = bound
+        text = describe(cfg, cfg.methods)
+        print(f"{text}; {workers} workers", file=sys.stderr, flush=True)
+
+    code = run_workers(cfg.listen, workers, make_core, ready=ready)
+    print("eapkit serve: stopped", file=sys.stderr)
+    return code
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -339,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--fragment-size", type=int)
     srv.add_argument("--tls-max", choices=["1.2", "1.3"])
     srv.add_argument("--demo-user", metavar="NAME:PASSWORD", help="add this user if missing")
+    srv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the same port (0: one per core); default 1",
+    )
     srv.set_defaults(func=cmd_serve)
 
     prb = sub.add_parser("probe", help="authenticate against a RADIUS server as a NAS would")

@@ -63,12 +63,16 @@ class RadiusClient:
         timeout: float = 3.0,
         retries: int = 3,
         random: RandomSource = SYSTEM_RANDOM,
+        fresh_socket: bool = False,
     ) -> None:
         self.server = server
         self.secret = secret
         self.timeout = timeout
         self.retries = retries
         self.random = random
+        # A new UDP socket (so a new source port) per request, as some gateways do;
+        # retransmissions of a request keep its socket.
+        self.fresh_socket = fresh_socket
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[int, tuple[bytes, asyncio.Future[Packet]]] = {}
         self._next_id = random.random_bytes(1)[0]
@@ -128,6 +132,20 @@ class RadiusClient:
         if self._transport is None:
             await self.open()
         assert self._transport is not None
+        transport = self._transport
+        if self.fresh_socket:
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _ClientProtocol(self), remote_addr=self.server
+            )
+        try:
+            return await self._exchange(transport, attributes, code)
+        finally:
+            if transport is not self._transport:
+                transport.close()
+
+    async def _exchange(
+        self, transport: asyncio.DatagramTransport, attributes: Sequence[Attribute], code: int
+    ) -> tuple[Packet, bytes]:
         async with self._free:
             ident = self._allocate()
             authenticator = new_request_authenticator(self.random)
@@ -142,7 +160,7 @@ class RadiusClient:
                 for attempt in range(self.retries + 1):
                     if attempt:
                         self.retransmissions += 1
-                    self._transport.sendto(wire)
+                    transport.sendto(wire)
                     try:
                         reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
                     except TimeoutError:

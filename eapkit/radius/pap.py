@@ -56,6 +56,7 @@ class PapAccess:
     ttl: float = 120.0
     max_pending: int = 10_000
     random: RandomSource = SYSTEM_RANDOM
+    state_prefix: bytes = b""  # names the worker process holding the challenge
     _pending: OrderedDict[bytes, _Pending] = field(default_factory=OrderedDict, repr=False)
 
     def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
@@ -89,7 +90,7 @@ class PapAccess:
         if verdict.reason == CHALLENGE:
             if len(self._pending) >= self.max_pending:
                 return self._reject(client, user, "too_many_conversations", now, started)
-            state = self.random.random_bytes(16)
+            state = self.state_prefix + self.random.random_bytes(16)
             self._pending[state] = _Pending(verdict.user or user, now + self.ttl, now)
             prompt = (verdict.detail or "One-time code: ").encode()[:253]
             return AccessReply(

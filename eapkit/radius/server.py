@@ -114,8 +114,11 @@ class DecisionLog:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout
         self.records: list[dict[str, Any]] | None = None  # tests may collect here
+        self.stamp: dict[str, Any] = {}  # added to every line (the worker's number)
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.stamp:
+            record = {**record, **self.stamp}
         if self.records is not None:
             self.records.append(record)
         self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
