@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import require_tool
+import pytest
+
+from tests.conftest import IN_CI, require_tool
 from tests.interop.tools import Daemon
 
 CLIENT_ADDR = "192.0.2.2"
@@ -64,7 +66,13 @@ GATEWAY_PLUGINS = f"{_COMMON_PLUGINS} eap-identity eap-radius"
 
 
 def tools() -> dict[str, str]:
-    """The executables the lab needs (skip, or fail under CI, when one is missing)."""
+    """The executables the lab needs (skip, or fail under CI, when one is missing), and
+    root, which network namespaces and charon need."""
+    if os.geteuid() != 0:
+        message = "the IKEv2 lab needs root (network namespaces, charon)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     found = require_tool("ip", "swanctl", "charon", "mount")
     if not Path(CHARON).exists():  # require_tool found some other charon
         require_tool(CHARON)
@@ -366,11 +374,29 @@ class Serve:
             time.sleep(0.05)
 
 
+_OURS = re.compile(r"^(eapkit-e2e-(\d+)-[0-9a-f]+-(?:cl|gw))\b", re.M)
+
+
+def sweep_stale_namespaces() -> None:
+    """Delete namespaces an earlier run made and could not remove (its process was
+    killed): their names carry the pid of the test process, which is gone."""
+    listing = run(["ip", "netns", "list"], check=False)
+    for m in _OURS.finditer(listing):
+        pid = int(m.group(2))
+        try:
+            os.kill(pid, 0)  # only asks whether the process exists
+        except ProcessLookupError:
+            run(["ip", "netns", "del", m.group(1)], check=False)
+        except PermissionError:
+            pass
+
+
 class Lab:
     """Two namespaces joined by a veth pair; charons and eapkit are added by the test."""
 
     def __init__(self, workdir: Path) -> None:
         tools()
+        sweep_stale_namespaces()
         self.workdir = workdir
         run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.client_ns = f"eapkit-e2e-{run_id}-cl"
