@@ -11,6 +11,10 @@ every RADIUS node sees the same counters, so the operations a verifier needs are
     millisecond: exactly one gets ``True`` (RFC 6238 §5.2, RFC 4226 §7.2).
 ``incr(key, ttl, now)`` / ``tally(key, now)``
     an expiring failure counter for throttling (RFC 4226 §7.3).
+``advance_unless_locked(key, value, tally_key, limit, now)``
+    the verifier's hot path in one atomic step (one round trip to a shared backend):
+    read the failure tally; below ``limit``, advance the counter and, if it moved,
+    clear the tally (a success resets the failures).
 ``put_once(key, value, ttl, now)`` / ``take(key, now)`` / ``peek(key, now)``
     single-use tokens with an expiry (challenges, pending resynchronisations).
 ``get`` / ``put`` / ``delete``
@@ -79,6 +83,19 @@ class Store(Protocol):
 
     def advance(self, key: str, value: int) -> bool:
         """Atomically set the counter to ``value`` iff ``value`` > stored (or none stored)."""
+        ...
+
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        """Atomically: ``(count, last) = tally(tally_key, now)``; if ``count >= limit`` or
+        ``value`` is None, change nothing; else ``advance(key, value)`` and, if that
+        advanced, delete the tally.  Returns ``(advanced, count, last)``.
+
+        ``count < limit`` and not advanced means ``value`` was not above the counter.
+        With ``value`` None it is a tally read that costs what an advance costs, so a
+        caller can make a right and a wrong code look alike while locked out.
+        """
         ...
 
     # expiring failure counters

@@ -65,6 +65,33 @@ class MemoryStore:
         finally:
             lock.release()
 
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        lock = self._lock
+        lock.acquire()
+        try:
+            entry = self._tallies.get(tally_key)
+            if entry is not None and entry[2] > now:
+                count, last = entry[0], entry[1]
+                if count >= limit:
+                    return (False, count, last)
+            else:
+                count, last = 0, 0.0
+            if value is None:
+                return (False, count, last)
+            if value.__class__ is not int or not 0 <= value <= MAX_COUNTER:
+                check_counter(value)  # raises; inline test first, this is a hot path
+            counters = self._counters
+            if value <= counters.get(key, -1):
+                return (False, count, last)
+            counters[key] = value
+            if entry is not None:
+                del self._tallies[tally_key]  # a success resets the failures
+            return (True, count, last)
+        finally:
+            lock.release()
+
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)
         with self._lock:

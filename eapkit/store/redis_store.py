@@ -11,7 +11,9 @@ margin) is only garbage collection, so a skew between the nodes' clocks and the 
 host's clock does not change an answer.
 
 Key layout: ``<prefix>r:<key>`` records, ``c:`` counters, ``f:`` tallies (a hash
-n/t/e), ``o:`` tokens (a hash v/e).  Every error of the client (connection refused,
+n/t/e), ``o:`` tokens (a hash v/e).  ``advance_unless_locked`` reads and writes a counter and
+a tally in one script: fine on one Redis (or Sentinel's master); a Redis Cluster would
+need both keys in one hash slot.  Every error of the client (connection refused,
 timeout, READONLY replica, OOM) becomes :class:`~eapkit.store.base.StoreUnavailable`.
 """
 
@@ -38,6 +40,21 @@ local cur = redis.call('GET', KEYS[1])
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
+"""
+
+# KEYS[1] counter, KEYS[2] tally hash; ARGV value ('' for none), limit, now.
+# Returns {advanced 0/1, count, time of the last failure as text (a double, kept exact)}.
+_ADVANCE_UNLESS_LOCKED = """
+local now = tonumber(ARGV[3])
+local t = redis.call('HMGET', KEYS[2], 'n', 't', 'e')
+local n, last = 0, '0'
+if t[1] and t[3] and tonumber(t[3]) > now then n = tonumber(t[1]); last = t[2] end
+if n >= tonumber(ARGV[2]) or ARGV[1] == '' then return {0, n, last} end
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return {0, n, last} end
+redis.call('SET', KEYS[1], ARGV[1])
+if t[1] then redis.call('DEL', KEYS[2]) end
+return {1, n, last}
 """
 
 # KEYS[1] tally hash; ARGV now, ttl, gc-ms.  Returns the new count.
@@ -93,6 +110,7 @@ class RedisStore:
         )
         self._advance = self._r.register_script(_ADVANCE)
         self._incr = self._r.register_script(_INCR)
+        self._advance_unless_locked = self._r.register_script(_ADVANCE_UNLESS_LOCKED)
         self._put_once = self._r.register_script(_PUT_ONCE)
         self._take = self._r.register_script(_TAKE)
 
@@ -121,6 +139,21 @@ class RedisStore:
         check_counter(value)
         keys = [self._prefix + "c:" + key]
         return int(self._call(lambda: self._advance(keys=keys, args=[value]))) == 1
+
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        # One script, one round trip; both keys go to the one server this client talks to.
+        if value is not None:
+            check_counter(value)
+        keys = [self._prefix + "c:" + key, self._prefix + "f:" + tally_key]
+        args: list[bytes | str | int] = [
+            "" if value is None else value,
+            limit,
+            repr(float(now)),
+        ]
+        got = self._call(lambda: self._advance_unless_locked(keys=keys, args=args))
+        return (int(got[0]) == 1, int(got[1]), float(got[2]))
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)

@@ -161,6 +161,31 @@ class SqliteStore:
             )
             return True
 
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        if value is not None:
+            check_counter(value)
+        # A write transaction even for a tally read (value None): the same cost either way.
+        with self._write() as con:
+            row = con.execute(
+                "SELECT n, t FROM tallies WHERE k = ? AND exp > ?", (tally_key, now)
+            ).fetchone()
+            count, last = (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+            if count >= limit or value is None:
+                return (False, count, last)
+            cur = con.execute("SELECT n FROM counters WHERE k = ?", (key,)).fetchone()
+            if cur is not None and value <= cur[0]:
+                return (False, count, last)
+            con.execute(
+                "INSERT INTO counters (k, n) VALUES (?, ?) "
+                "ON CONFLICT (k) DO UPDATE SET n = excluded.n",
+                (key, value),
+            )
+            if row is not None:
+                con.execute("DELETE FROM tallies WHERE k = ?", (tally_key,))
+            return (True, count, last)
+
     # -- expiring failure counters -----------------------------------------------------
 
     def incr(self, key: str, ttl: float, now: float) -> int:

@@ -4,11 +4,17 @@ The story of one :meth:`OtpVerifier.verify` call, the hot path of a RADIUS serve
 
     code text --normalise--> digits          (malformed: spaces dropped, nothing guessed)
     user --cache--> prepared credential      (secret unsealed once, HMAC pads precomputed)
-    store.tally(failures) --> locked_out?    (RFC 4226 §7.3, shared by the cluster)
-    candidate steps, nearest first --> HMAC, truncate, constant-time compare
-    store.advance(last step, matched)        (RFC 6238 §5.2: atomic, so exactly one node
-                                              of a cluster accepts a code; else replayed)
-    drift recorded, failures reset           (RFC 6238 §6)
+    expected step --> HMAC, truncate, constant-time compare
+    store.advance_unless_locked(step if it matched)
+                                             one atomic store call: locked out? (RFC 4226
+                                             §7.3, shared by the cluster); else advance
+                                             (RFC 6238 §5.2: exactly one node of a cluster
+                                             accepts a code; else replayed), failures reset
+    no match: the rest of the window, nearest first; drift recorded (RFC 6238 §6)
+
+The store call is the same whether or not the code matched, and a locked-out
+credential answers before anything else happens in it, so while locked out a right
+code and a wrong one cost the same: timing does not turn the lockout into an oracle.
 
 A wrong code increments an expiring failure tally; from ``max_failures`` on, the
 credential is locked out for a delay that doubles with every further failure, up to
@@ -457,28 +463,35 @@ class OtpVerifier:
                 if normal is None:
                     return OtpVerdict(False, MALFORMED, user=user, detail=why)
                 code = normal
-            store = self.store
-            failures, last_failure = store.tally(p.fail_key, now)
+            if not p.is_totp:
+                return self._verify_hotp(p, code, now)
+            clock = int((now - p.t0) // p.period)
+            step = clock + p.drift
+            matched = False
+            if step >= 0:
+                inner = p.inner.copy()
+                inner.update(step.to_bytes(8, "big"))
+                outer = p.outer.copy()
+                outer.update(inner.digest())
+                mac = outer.digest()
+                value = (_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % p.mod
+                matched = _compare(p.fmt % value, code)
+            # One store call whether or not the code matched: it reads the lockout tally
+            # and, for a match, advances the step and clears the tally, atomically.  A
+            # locked-out credential costs the same either way, so timing tells nothing.
+            advanced, failures, last_failure = self.store.advance_unless_locked(
+                p.step_key, step if matched else None, p.fail_key, self._max_failures, now
+            )
+            if advanced:
+                return _new(OtpVerdict, (True, OK, step, user, p.drift, None, ""))
             if failures >= self._max_failures:
                 until = last_failure + self.policy.lockout(failures)
                 if now < until:
                     return OtpVerdict(False, LOCKED_OUT, user=user, retry_after=until - now)
-            if not p.is_totp:
-                return self._verify_hotp(p, code, now, failures)
-            clock = int((now - p.t0) // p.period)
-            step = clock + p.drift
-            inner = p.inner.copy()
-            inner.update(step.to_bytes(8, "big"))
-            outer = p.outer.copy()
-            outer.update(inner.digest())
-            mac = outer.digest()
-            value = (_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % p.mod
-            if step >= 0 and _compare(p.fmt % value, code):
-                if not store.advance(p.step_key, step):
-                    return OtpVerdict(False, REPLAYED, step, user)
-                if failures:
-                    store.delete(p.fail_key)
-                return _new(OtpVerdict, (True, OK, step, user, p.drift, None, ""))
+                if matched:  # the lockout has run out; the tally stays until a success
+                    return self._accept(p, step, clock, failures)
+            elif matched:
+                return OtpVerdict(False, REPLAYED, step, user)
             return self._verify_totp_rest(p, code, now, clock, failures)
         except StoreUnavailable as exc:
             return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
@@ -500,11 +513,27 @@ class OtpVerifier:
                 return self._accept(p, step, clock, failures)
         return self._fail(p, now)
 
-    def _verify_hotp(self, p: _Prepared, code: str, now: float, failures: int) -> OtpVerdict:
-        last = self.store.counter(p.step_key)
+    def _verify_hotp(self, p: _Prepared, code: str, now: float) -> OtpVerdict:
+        """RFC 4226 §7.2: the next counter first (inline, as for TOTP), then look-ahead."""
+        store = self.store
+        last = store.counter(p.step_key)
         following = 0 if last is None else last + 1
-        compare = hmac.compare_digest
-        for counter in range(following, following + self.policy.hotp_look_ahead + 1):
+        matched = _compare(p.code(following), code)
+        advanced, failures, last_failure = store.advance_unless_locked(
+            p.step_key, following if matched else None, p.fail_key, self._max_failures, now
+        )
+        if advanced:
+            return _new(OtpVerdict, (True, OK, following, p.user, None, None, ""))
+        if failures >= self._max_failures:
+            until = last_failure + self.policy.lockout(failures)
+            if now < until:
+                return OtpVerdict(False, LOCKED_OUT, user=p.user, retry_after=until - now)
+            if matched:
+                return self._accept(p, following, None, failures)
+        elif matched:  # another node took this counter between our read and advance
+            return OtpVerdict(False, REPLAYED, following, p.user)
+        compare = _compare
+        for counter in range(following + 1, following + self.policy.hotp_look_ahead + 1):
             if compare(p.code(counter), code):
                 return self._accept(p, counter, None, failures)
         for counter in range(following - 1, max(following - 1 - self.policy.look_back, -1), -1):

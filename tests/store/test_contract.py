@@ -79,6 +79,58 @@ def test_incr_counts_and_expires(store: Store) -> None:
     assert store.tally("f", 116.0) == (0, 0.0)
 
 
+def test_advance_unless_locked_below_the_limit_advances_and_clears_the_tally(
+    store: Store,
+) -> None:
+    # no tally: an advance like advance()
+    assert store.advance_unless_locked("c", 5, "f", 3, 100.0) == (True, 0, 0.0)
+    assert store.counter("c") == 5
+    assert store.advance_unless_locked("c", 5, "f", 3, 100.0) == (False, 0, 0.0)
+    assert store.advance_unless_locked("c", 4, "f", 3, 100.0) == (False, 0, 0.0)
+    assert store.counter("c") == 5
+    # a live tally below the limit is reported; a success clears it, a refusal does not
+    store.incr("f", 50.0, 100.0)
+    store.incr("f", 50.0, 101.5)
+    assert store.advance_unless_locked("c", 5, "f", 3, 102.0) == (False, 2, 101.5)
+    assert store.tally("f", 102.0) == (2, 101.5)
+    assert store.advance_unless_locked("c", 6, "f", 3, 102.0) == (True, 2, 101.5)
+    assert store.counter("c") == 6
+    assert store.tally("f", 102.0) == (0, 0.0)
+    # a fresh counter starts at any value, 0 included
+    assert store.advance_unless_locked("fresh", 0, "g", 1, 0.0) == (True, 0, 0.0)
+
+
+def test_advance_unless_locked_at_the_limit_changes_nothing(store: Store) -> None:
+    store.advance("c", 5)
+    for at in (10.0, 11.0, 12.25):
+        store.incr("f", 100.0, at)
+    assert store.advance_unless_locked("c", 9, "f", 3, 13.0) == (False, 3, 12.25)
+    assert store.counter("c") == 5
+    assert store.tally("f", 13.0) == (3, 12.25)
+    # a higher limit lets it through; an expired tally counts as none
+    assert store.advance_unless_locked("c", 9, "f", 4, 13.0) == (True, 3, 12.25)
+    store.incr("f", 1.0, 20.0)
+    store.incr("f", 1.0, 20.0)
+    assert store.advance_unless_locked("c", 10, "f", 1, 21.0) == (True, 0, 0.0)
+    assert store.counter("c") == 10
+
+
+def test_advance_unless_locked_without_a_value_only_reads(store: Store) -> None:
+    assert store.advance_unless_locked("c", None, "f", 3, 0.0) == (False, 0, 0.0)
+    assert store.counter("c") is None
+    store.incr("f", 100.0, 1.0)
+    assert store.advance_unless_locked("c", None, "f", 3, 2.0) == (False, 1, 1.0)
+    assert store.advance_unless_locked("c", None, "f", 1, 2.0) == (False, 1, 1.0)
+    assert store.tally("f", 2.0) == (1, 1.0)
+    assert store.counter("c") is None
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_COUNTER + 1, True])
+def test_advance_unless_locked_out_of_range_is_a_programming_error(store: Store, bad: int) -> None:
+    with pytest.raises(ValueError):
+        store.advance_unless_locked("c", bad, "f", 3, 0.0)
+
+
 def test_tokens_are_single_use_and_expire(store: Store) -> None:
     assert store.put_once("t", b"challenge", 30.0, 1000.0) is True
     assert store.put_once("t", b"other", 30.0, 1010.0) is False
@@ -160,6 +212,7 @@ def test_redis_unreachable_fails_closed_on_every_operation() -> None:
         lambda: s.delete("k"),
         lambda: s.counter("k"),
         lambda: s.advance("k", 1),
+        lambda: s.advance_unless_locked("k", 1, "f", 3, 0.0),
         lambda: s.incr("k", 1.0, 0.0),
         lambda: s.tally("k", 0.0),
         lambda: s.put_once("k", b"v", 1.0, 0.0),
@@ -185,12 +238,14 @@ def _race_worker(kind: str, where: str, prefix: str, op: str, barrier: Any, out:
     barrier.wait()
     if op == "advance":
         out.put(s.advance("ctr", 7))
+    elif op == "advance_unless_locked":
+        out.put(s.advance_unless_locked("ctr", 7, "fails", 5, 10.0)[0])
     else:
         out.put(s.take("tok", 10.0) is not None)
     s.close()
 
 
-@pytest.mark.parametrize("op", ["advance", "take"])
+@pytest.mark.parametrize("op", ["advance", "advance_unless_locked", "take"])
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.interop)])
 def test_eight_processes_exactly_one_wins(
     kind: str, op: str, tmp_path: Path, request: pytest.FixtureRequest

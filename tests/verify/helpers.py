@@ -38,3 +38,10 @@ class DownStore(MemoryStore):
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         return self._fail() if self.down else super().incr(key, ttl, now)
+
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        if self.down:
+            return self._fail()
+        return super().advance_unless_locked(key, value, tally_key, limit, now)
