@@ -37,6 +37,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     address = "192.0.2.0/24"
     secret = "a long random secret"
     name = "vpn-gateways"
+    second_factor = "enforce"          # or "nas": the NAS asks for the second factor in
+                                       # a round of its own, so password-only methods
+                                       # (MS-CHAPv2) may pass for users who have one
 
     [bridge]                           # the security-key approval bridge (eapkit.bridge):
     listen = "127.0.0.1:8812"          # logins of users whose second factor is "webauthn"
@@ -66,6 +69,7 @@ from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
+from eapkit.session import Result
 from eapkit.users import UserDirectory
 
 __all__ = ["DEFAULT_METHODS", "ServeConfig", "build_core", "ensure_demo_pki", "parse_hostport"]
@@ -174,7 +178,12 @@ class ServeConfig:
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
-                    Client.of(entry["address"], entry["secret"], entry.get("name", ""))
+                    Client.of(
+                        entry["address"],
+                        entry["secret"],
+                        entry.get("name", ""),
+                        entry.get("second_factor", "enforce"),
+                    )
                 )
             except (KeyError, ValueError) as exc:
                 raise ConfigError(f"bad [[clients]] entry: {exc}") from None
@@ -234,6 +243,30 @@ def open_second_factors(
     return _open_second_factors(
         users, cfg.db, store_url=cfg.store, keys_file=cfg.store_keys_file, audit=audit
     )
+
+
+# Methods that prove only a password: they cannot carry a one-time code.
+PASSWORD_ONLY = frozenset({"MSCHAPV2"})
+PASSWORD_ONLY_INNER = frozenset({"mschapv2", "eap-mschapv2", "chap"})
+
+
+def second_factor_policy(
+    second: SecondFactors, clients: Sequence[Client]
+) -> Callable[[Result, str], str | None]:
+    """Refuse a password-only method (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP inside a
+    tunnel) to a user who has a second factor, unless the NAS runs the second factor in
+    a round of its own (a client with ``second_factor = "nas"``)."""
+    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
+
+    def authorize(result: Result, client: str) -> str | None:
+        if client in nas_enforced or not second.needs_code(result.user):
+            return None
+        inner = result.outcome.attributes.get("inner_method", "") if result.outcome else ""
+        if str(result.method) in PASSWORD_ONLY or inner in PASSWORD_ONLY_INNER:
+            return "second_factor_required"
+        return None
+
+    return authorize
 
 
 def make_checks(second: SecondFactors) -> Checks:
@@ -358,6 +391,7 @@ def build_core(
         policy=users.policy,
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
+        authorize=second_factor_policy(second, clients),
     )
     plain = (
         PapAccess(cfg.checks.pap, policy=users.policy, code_check=cfg.checks.code)

@@ -28,6 +28,7 @@ This module is sans-I/O like the layers below it: packets in, replies out, time 
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
 
 __all__ = ["AccessReply", "Decision", "EapAccess", "PolicyLookup", "policy_attributes"]
+
+log = logging.getLogger("eapkit.radius")
 
 REJECT_MESSAGE = b"Authentication failed"
 STATE_SIZE = 16
@@ -135,6 +138,11 @@ class EapAccess:
     max_conversations: int = 10_000
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""
+    # A last word on a successful conversation: a reason to refuse it, or None.  The
+    # server uses it to refuse password-only methods to users who need a second factor.
+    authorize: Callable[[Result, str], str | None] | None = None
+    # Told about conversations that ended without a verdict (the peer went away).
+    on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
     discarded: int = 0
 
@@ -143,7 +151,8 @@ class EapAccess:
         return len(self._table)
 
     def expire(self, now: float) -> int:
-        """Forget conversations idle past their ``ttl``; returns how many."""
+        """Forget conversations idle past their ``ttl`` (each is reported to
+        ``on_abandoned`` as an ``abandoned`` decision); returns how many."""
         n = 0
         while self._table:
             state, conv = next(iter(self._table.items()))
@@ -151,6 +160,8 @@ class EapAccess:
                 break
             del self._table[state]
             n += 1
+            if self.on_abandoned is not None:
+                self.on_abandoned(_abandoned(conv, now))
         return n
 
     def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
@@ -177,7 +188,15 @@ class EapAccess:
                 "utf-8", "backslashreplace"
             )
             state = self.state_prefix + self.random.random_bytes(STATE_SIZE)
-        action = conv.session.receive(eap)
+        try:
+            action = conv.session.receive(eap)
+        except Exception as exc:  # a backend or method bug: fail closed, keep serving
+            log.exception("EAP conversation from %s failed", client)
+            self._table.pop(state, None)
+            reply = self._reject_stray(eap, client, now, "internal_error")
+            if reply.decision is not None:
+                reply.decision.detail = type(exc).__name__
+            return reply
         if isinstance(action, Discard):
             self.discarded += 1
             if request.get(Attr.STATE) is None:
@@ -201,7 +220,13 @@ class EapAccess:
         assert action.packet is not None
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
-        if not result.success:
+        refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
+        if refusal is not None:
+            # The method succeeded but policy says no: an EAP Failure in its place.
+            identifier = decode_frame(action.packet)[0].identifier
+            attrs = eap_message_attributes(Failure(identifier).encode())
+            decision.result, decision.reason, decision.session_id = "reject", refusal, ""
+        if not result.success or refusal is not None:
             attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
             return AccessReply(Code.ACCESS_REJECT, attrs, decision)
         attrs.append((Attr.USER_NAME, result.user.encode()[:253]))
@@ -238,6 +263,25 @@ class EapAccess:
             ],
             decision,
         )
+
+
+def _abandoned(conv: _Conversation, now: float) -> Decision:
+    session = conv.session
+    identity = session.identity.decode("utf-8", "backslashreplace")
+    return Decision(
+        time=now,
+        client=conv.client,
+        user=identity or conv.nas_user_name,
+        outer_identity=identity,
+        method=str(session.method) if session.method else "",
+        inner_method="",
+        result="abandoned",
+        reason="abandoned",
+        rounds=session.counters.rounds,
+        duration=now - conv.started,
+        session_id="",
+        detail="no answer from the peer before the conversation expired",
+    )
 
 
 def _decision(result: Result, conv: _Conversation, now: float) -> Decision:

@@ -76,13 +76,23 @@ class Client:
     network: IpNetwork
     secret: bytes = field(repr=False)
     name: str = ""
+    # "enforce": a user with a second factor must prove it in this conversation, so a
+    # password-only method (MS-CHAPv2, bare or tunnelled) is refused.  "nas": this NAS
+    # runs the second factor in a round of its own (strongSwan's remote-2 rounds, RFC
+    # 4739), so a password-only round is allowed.
+    second_factor: str = "enforce"
 
     @classmethod
-    def of(cls, network: str, secret: str | bytes, name: str = "") -> Client:
+    def of(
+        cls, network: str, secret: str | bytes, name: str = "", second_factor: str = "enforce"
+    ) -> Client:
+        if second_factor not in ("enforce", "nas"):
+            raise ValueError('second_factor is "enforce" or "nas"')
         return cls(
             ipaddress.ip_network(network, strict=False),
             secret.encode() if isinstance(secret, str) else secret,
             name or network,
+            second_factor,
         )
 
 
@@ -199,6 +209,10 @@ class RadiusCore:
         default_factory=OrderedDict, repr=False
     )
     stats: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.eap is not None and self.eap.on_abandoned is None:
+            self.eap.on_abandoned = lambda decision: self.decisions.write(decision.as_dict())
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1

@@ -112,6 +112,9 @@ crl = ["{env_work / "pki" / "ca.crl"}"]
 address = "127.0.0.1/32"
 secret = "{secret}"
 name = "vpn-gateway"
+# This gateway asks for the second factor in a round of its own (remote-2, RFC 4739),
+# so an EAP-MSCHAPv2 password round may pass for a user who has a second factor.
+second_factor = "nas"
 """
 
 

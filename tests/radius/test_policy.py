@@ -1,0 +1,111 @@
+"""Server policy at the end of a conversation: password-only methods for users with a
+second factor, abandoned conversations, and a check that blows up."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from pathlib import Path
+
+from eapkit.credentials import Verdict
+from eapkit.methods.gtc import gtc_authenticator, gtc_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
+from eapkit.packet import Code as EapCode
+from eapkit.packet import Identity
+from eapkit.radius.access import EapAccess
+from eapkit.radius.dictionary import Attr
+from eapkit.radius.nas import RadiusClient, authenticate
+from eapkit.radius.packet import Code, decode, encode_request
+from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
+from eapkit.second_factor import SecondFactors
+from eapkit.serve import second_factor_policy
+from eapkit.session import PeerSession
+from eapkit.store.memory import MemoryStore
+from eapkit.store.sealing import Sealer
+from eapkit.users import UserDirectory
+from eapkit.verify.otp import OtpCredential
+from tests.radius.test_server import running
+
+SECRET = b"policy-secret"
+
+
+def core_for(tmp_path: Path, second_factor: str, log: io.StringIO) -> RadiusCore:
+    users = UserDirectory(tmp_path / "u.db")
+    users.add("tom", "pencil", second_factor="totp", iterations=1000)
+    users.add("nora", "pencil", iterations=1000)
+    second = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))
+    second.totp.enroll("tom", OtpCredential(bytes(20)), 0)
+    clients = [Client.of("127.0.0.0/8", SECRET, "gw", second_factor)]
+    eap = EapAccess(
+        [mschapv2_authenticator(users.nt_hash)],
+        authorize=second_factor_policy(second, clients),
+    )
+    return RadiusCore(ClientTable(clients), eap, decisions=DecisionLog(log))
+
+
+async def _mschapv2(addr: tuple[str, int], user: str) -> bool:
+    async with RadiusClient(addr, SECRET, timeout=0.5, retries=1) as client:
+        peer = PeerSession([mschapv2_peer("pencil")], user)
+        return (await authenticate(client, peer)).accepted
+
+
+def test_mschapv2_refused_to_a_user_with_a_second_factor(tmp_path: Path) -> None:
+    log = io.StringIO()
+    with running(core_for(tmp_path, "enforce", log)) as addr:
+        assert not asyncio.run(_mschapv2(addr, "tom"))
+        assert asyncio.run(_mschapv2(addr, "nora"))
+    decisions = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [d["reason"] for d in decisions] == ["second_factor_required", "ok"]
+    assert decisions[0]["session_id"] == ""
+
+
+def test_mschapv2_allowed_when_the_nas_runs_the_second_factor(tmp_path: Path) -> None:
+    log = io.StringIO()
+    with running(core_for(tmp_path, "nas", log)) as addr:
+        assert asyncio.run(_mschapv2(addr, "tom"))
+
+
+def test_abandoned_conversation_is_logged(tmp_path: Path) -> None:
+    log = io.StringIO()
+    core = core_for(tmp_path, "enforce", log)
+    first = encode_request(
+        Code.ACCESS_REQUEST,
+        1,
+        [
+            (Attr.USER_NAME, b"tom"),
+            (Attr.EAP_MESSAGE, Identity(EapCode.RESPONSE, 5, b"tom").encode()),
+        ],
+        SECRET,
+        message_authenticator=True,
+    )
+    reply = core.handle_datagram(first, ("127.0.0.1", 1000), 0.0)
+    assert reply is not None and decode(reply).code == Code.ACCESS_CHALLENGE
+    assert core.eap is not None and core.eap.expire(1000.0) == 1
+    record = json.loads(log.getvalue().splitlines()[-1])
+    assert record["result"] == "abandoned" and record["user"] == "tom"
+    assert record["method"] == "MSCHAPV2"
+
+
+def test_a_check_that_raises_ends_in_reject_not_silence(tmp_path: Path) -> None:
+    def broken(user: str, response: str, now: float, /) -> Verdict:
+        raise RuntimeError("backend bug")
+
+    log = io.StringIO()
+    core = RadiusCore(
+        ClientTable([Client.of("127.0.0.0/8", SECRET)]),
+        EapAccess([gtc_authenticator(broken)]),
+        decisions=DecisionLog(log),
+    )
+
+    async def login() -> object:
+        async with RadiusClient(addr, SECRET, timeout=0.5, retries=1) as client:
+            return await authenticate(client, PeerSession([gtc_peer(lambda p: "x")], "tom"))
+
+    with running(core) as addr:
+        result = asyncio.run(login())
+    assert not result.accepted  # type: ignore[attr-defined]
+    assert result.reply is not None and result.reply.code == Code.ACCESS_REJECT  # type: ignore[attr-defined]
+    record = json.loads(log.getvalue().splitlines()[-1])
+    assert record["reason"] == "internal_error" and record["detail"] == "RuntimeError"
