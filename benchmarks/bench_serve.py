@@ -1,12 +1,21 @@
-"""Authentications per second of ``eapkit serve`` under concurrent load from
-``eapkit probe --load``, next to hostapd's integrated RADIUS server (and FreeRADIUS 3.2
-when the harness for it is available), under the same load on the same machine.
+"""End to end: ``eapkit serve`` (1 and 2 worker processes) against hostapd's integrated
+RADIUS server and FreeRADIUS 3.2 (``-f``: its thread pool, no debug), under the same
+load on the same machine.
+
+- EAP-MSCHAPv2, TTLS/PAP over TLS 1.2 and 1.3, EAP-TLS 1.3 (ECDSA P-256 certificates):
+  ``eapkit probe --load`` (32 conversations at once on one NAS socket).  Every server
+  runs with the measured method as the first one it offers, so no run pays a Nak round.
+- Plain PAP, and PAP with the password followed by a TOTP code (one user per request:
+  a code is accepted once), with ``radclient -p 32`` (FreeRADIUS's own client, C) as
+  the load.  FreeRADIUS checks PAP+TOTP through eapkit's rlm_python3 module
+  (:mod:`eapkit.integrations.freeradius`), on the same kind of user database.
 
 On 2 cores the load generator competes with the server, so the figure that compares
-servers fairly is the **server's CPU time per authentication** (utime + stime of the
-server process over the run, from ``/proc/PID/stat``), printed beside the rate.
-hostapd's RADIUS server keeps at most 1,000 sessions for 5 s, so it caps near 200
-authentications/s: that is reported as it is, not fought.
+servers is the **server's CPU time per authentication**: utime + stime from
+``/proc/PID/stat`` over the run, summed over the server's worker processes.  It is
+printed beside the rate and the load generator's own CPU.  hostapd's RADIUS server keeps
+at most 1,000 sessions for 5 s, so it caps near 200 authentications/s: that is reported
+as it is, not fought.
 
 Run: ``.venv/bin/python -m benchmarks.bench_serve [--quick]``.
 """
@@ -16,19 +25,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eapkit import pki
 from eapkit.errors import ConfigError
-from eapkit.probe import LoadReport, ProbeOptions, build_peer_methods, load
+from eapkit.probe import ProbeOptions, build_peer_methods, load
 
 _TICK = os.sysconf("SC_CLK_TCK")
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "wonderland"
+EAPKIT_1 = "eapkit serve"
+EAPKIT_2 = "eapkit serve, 2 workers"
+HOSTAPD = "hostapd 2.10"
+FREERADIUS = "FreeRADIUS 3.2"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -37,16 +56,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and of its live children (the workers of ``eapkit serve``)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == pid:
+            total += (int(stat[11]) + int(stat[12])) / _TICK
+    return total
+
+
 @dataclass
 class Measured:
     server: str
     method: str
-    report: LoadReport
+    completed: int
+    accepted: int
+    wall: float
     server_cpu: float
+    client_cpu: float
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.wall if self.wall else 0.0
 
     @property
     def cpu_us_per_auth(self) -> float:
-        return 1e6 * self.server_cpu / max(self.report.completed, 1)
+        return 1e6 * self.server_cpu / max(self.accepted, 1)
 
 
 @dataclass
@@ -67,6 +109,7 @@ class Pki:
 
 
 def make_pki(directory: Path) -> Pki:
+    """ECDSA P-256 CA, server and client certificates (eapkit.pki's default)."""
     now = dt.datetime.now(dt.UTC)
     ca = pki.make_ca("bench CA", now=now)
     server = pki.make_server(ca, ["radius.bench.test"], now=now)
@@ -82,128 +125,383 @@ def make_pki(directory: Path) -> Pki:
     return Pki(directory)
 
 
-METHODS: dict[str, dict[str, Any]] = {
-    "EAP-MSCHAPv2": {"method": "mschapv2", "identity": "alice", "password": "wonderland"},
-    "TTLS/PAP": {
-        "method": "ttls-pap",
-        "identity": "alice",
-        "password": "wonderland",
-        "tls": "1.2",
-    },
-    "EAP-TLS 1.3": {"method": "tls", "identity": "alice", "tls": "1.3"},
+# name -> (probe options, eapkit --methods, hostapd eap_user lines, FreeRADIUS EAP type)
+EAP_METHODS: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "EAP-MSCHAPv2": (
+        {"method": "mschapv2"},
+        "mschapv2",
+        f'"alice" MSCHAPV2 "{PASSWORD}"\n',
+        "mschapv2",
+    ),
+    "TTLS/PAP TLS 1.2": (
+        {"method": "ttls-pap", "tls": "1.2"},
+        "ttls",
+        f'"alice" TTLS\n"alice" TTLS-PAP "{PASSWORD}" [2]\n',
+        "ttls",
+    ),
+    "TTLS/PAP TLS 1.3": (
+        {"method": "ttls-pap", "tls": "1.3"},
+        "ttls",
+        f'"alice" TTLS\n"alice" TTLS-PAP "{PASSWORD}" [2]\n',
+        "ttls",
+    ),
+    "EAP-TLS 1.3": ({"method": "tls", "tls": "1.3"}, "tls", '"alice" TLS\n', "tls"),
 }
 
 
 def _options(name: str, port: int, secret: str, p: Pki) -> ProbeOptions:
-    spec = dict(METHODS[name])
-    if spec["method"] in ("tls",) or spec["method"].startswith(("ttls", "peap")):
+    spec = dict(EAP_METHODS[name][0])
+    if spec["method"] == "tls" or spec["method"].startswith(("ttls", "peap")):
         spec.update(ca=p.ca)
     if spec["method"] == "tls":
         spec.update(cert=p.cert, key=p.key)
-    return ProbeOptions(server=("127.0.0.1", port), secret=secret.encode(), timeout=5.0, **spec)
+    return ProbeOptions(
+        server=("127.0.0.1", port),
+        secret=secret.encode(),
+        identity="alice",
+        password=PASSWORD,
+        timeout=5.0,
+        **spec,
+    )
 
 
-def measure(
-    server: str,
-    name: str,
-    pid: int,
-    port: int,
-    secret: str,
-    p: Pki,
-    *,
-    concurrency: int,
-    count: int,
+def measure_probe(
+    server: str, name: str, pid: int, port: int, secret: str, p: Pki, *, count: int
 ) -> Measured | None:
     opts = _options(name, port, secret, p)
     try:
         build_peer_methods(opts)
     except ConfigError:
-        return None  # the method is not in this eapkit yet
-    asyncio.run(load(opts, concurrency=2, count=4))  # warm up (and fail early)
-    before = cpu_seconds(pid)
-    report = asyncio.run(load(opts, concurrency=concurrency, count=count))
-    return Measured(server, name, report, cpu_seconds(pid) - before)
-
-
-@contextmanager
-def servers(work: Path, p: Pki) -> Iterator[list[tuple[str, int, int, str]]]:
-    """(name, pid, port, secret) of each server under test, started and stopped here."""
-    from tests.interop.tools import EapkitServe, HostapdRadius
-
-    started: list[tuple[str, int, int, str]] = []
-    users = '"alice" MSCHAPV2,TTLS,TLS "wonderland"\n"alice" TTLS-PAP "wonderland" [2]\n'
-    serve = EapkitServe(
-        work / "serve",
-        extra=[
-            "--cert",
-            str(p.dir / "server.pem"),
-            "--key",
-            str(p.dir / "server.key"),
-            "--ca",
-            str(p.ca),
-            "--log",
-            os.devnull,
-        ],
+        return None  # the method is not in this eapkit
+    asyncio.run(load(opts, concurrency=4, count=16))  # warm up (and fail early)
+    before = tree_cpu_seconds(pid)
+    report = asyncio.run(load(opts, concurrency=32, count=count))
+    return Measured(
+        server,
+        name,
+        report.completed,
+        report.accepted,
+        report.wall_seconds,
+        tree_cpu_seconds(pid) - before,
+        report.client_cpu_seconds,
+        report.failures,
     )
-    hostapd = HostapdRadius(
-        work / "hostapd",
+
+
+# -- radclient ----------------------------------------------------------------------------
+
+
+def pap_requests(users: list[tuple[str, str]]) -> str:
+    """radclient's input: one Access-Request per (user, password), each signed with a
+    Message-Authenticator (eapkit serve requires one, the BlastRADIUS mitigation)."""
+    return "".join(
+        f'User-Name = "{u}"\nUser-Password = "{pw}"\nMessage-Authenticator = 0x00\n\n'
+        for u, pw in users
+    )
+
+
+def measure_radclient(
+    server: str,
+    name: str,
+    pid: int,
+    port: int,
+    secret: str,
+    requests: str,
+    work: Path,
+    repeat: int = 1,
+) -> Measured | None:
+    """``radclient -p 32`` sending ``requests`` (each ``repeat`` times: radclient gives
+    every copy a new Identifier and Request Authenticator)."""
+    exe = shutil.which("radclient")
+    if exe is None:
+        return None
+    file = work / f"radclient-{abs(hash((server, name)))}.txt"
+    file.write_text(requests)
+    total = requests.count("User-Name") * repeat
+    argv = [exe, "-q", "-s", "-p", "32", "-r", "3", "-t", "3", "-c", str(repeat), "-f", str(file)]
+    argv += [f"127.0.0.1:{port}", "auth", secret]
+    before = tree_cpu_seconds(pid)
+    t0 = time.perf_counter()
+    child0 = os.times()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    wall = time.perf_counter() - t0
+    child1 = os.times()
+    server_cpu = tree_cpu_seconds(pid) - before
+    out = proc.stdout + proc.stderr
+    accepted = _summary(out, "Accepted")
+    rejected = _summary(out, "Rejected")
+    lost = _summary(out, "Lost")
+    failures = {k: v for k, v in (("rejected", rejected), ("lost", lost)) if v}
+    return Measured(
+        server,
+        name,
+        total,
+        accepted,
+        wall,
+        server_cpu,
+        (child1.children_user - child0.children_user)
+        + (child1.children_system - child0.children_system),
+        failures,
+    )
+
+
+def _summary(text: str, label: str) -> int:
+    found = re.search(rf"{label}\s*:\s*(\d+)", text)
+    return int(found.group(1)) if found else 0
+
+
+# -- servers --------------------------------------------------------------------------------
+
+
+def _eapkit(work: Path, p: Pki, methods: str, workers: int) -> Any:
+    from tests.interop.tools import EapkitServe
+
+    extra = ["--cert", str(p.dir / "server.pem"), "--key", str(p.dir / "server.key")]
+    extra += ["--ca", str(p.ca), "--log", os.devnull, "--methods", methods]
+    if workers > 1:
+        extra += ["--workers", str(workers)]
+    return EapkitServe(work, extra=extra)
+
+
+def _freeradius(work: Path, p: Pki, eap_type: str, **kw: Any) -> Any:
+    from tests.interop.tools import FreeRadius
+
+    return FreeRadius(
+        work,
+        kw.pop("users", f'alice Cleartext-Password := "{PASSWORD}"\n'),
+        ca_cert=p.ca,
+        server_cert=p.dir / "server.pem",
+        private_key=p.dir / "server.key",
+        eap_types=(eap_type,),
+        default_eap_type=eap_type,
+        debug=False,
+        # a long run must not fill the request table (INTEROP.md)
+        settings={"max_requests": "65536"},
+        **kw,
+    )
+
+
+def _hostapd(work: Path, p: Pki, users: str) -> Any:
+    from tests.interop.tools import HostapdRadius
+
+    return HostapdRadius(
+        work,
         users,
         ca_cert=p.ca,
         server_cert=p.dir / "server.pem",
         private_key=p.dir / "server.key",
     )
-    with serve, hostapd:
-        assert serve.daemon is not None and hostapd.daemon is not None
-        started.append(("eapkit serve", serve.daemon.pid, serve.port, serve.secret))
-        started.append(("hostapd 2.10", hostapd.daemon.pid, hostapd.port, hostapd.secret))
-        yield started
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
+@contextmanager
+def running(daemon: Any) -> Iterator[tuple[int, int, str] | None]:
+    """(pid, port, secret) of a started server; None when its tool is missing."""
+    try:
+        started = daemon.__enter__()
+    except BaseException as exc:  # pytest.skip from require_tool, or a broken install
+        if type(exc).__name__ in ("Skipped", "Failed"):
+            yield None
+            return
+        raise
+    try:
+        yield started.daemon.pid, started.port, started.secret
+    finally:
+        daemon.__exit__(None, None, None)
+
+
+def _servers(
+    work: Path, p: Pki, methods: str, users: str, eap_type: str
+) -> list[tuple[str, Callable[[], Any]]]:
+    return [
+        (EAPKIT_1, lambda: _eapkit(work / "serve1", p, methods, 1)),
+        (EAPKIT_2, lambda: _eapkit(work / "serve2", p, methods, 2)),
+        (HOSTAPD, lambda: _hostapd(work / "hostapd", p, users)),
+        (FREERADIUS, lambda: _freeradius(work / "freeradius", p, eap_type)),
+    ]
+
+
+# -- PAP + TOTP: users made here, one per request -----------------------------------------
+
+
+def totp_users(db: Path, n: int) -> list[tuple[str, bytes]]:
+    """``n`` users with a password and TOTP enrolled, in ``db`` (and its sealing key file
+    beside it, as ``eapkit serve`` keeps them).  1,000 PBKDF2 iterations (the minimum
+    eapkit accepts) keep setup short; both servers pay the same per first login."""
+    from eapkit.second_factor import open_second_factors
+    from eapkit.users import UserDirectory
+    from eapkit.verify.otp import OtpCredential
+
+    users = UserDirectory(db)
+    second = open_second_factors(users, db)
+    now = time.time()
+    made: list[tuple[str, bytes]] = []
+    for i in range(n):
+        name = f"u{i:05d}"
+        secret = os.urandom(20)
+        users.add(name, PASSWORD, nt_hash=False, second_factor="totp", iterations=1000)
+        second.totp.enroll(name, OtpCredential(secret), now)
+        made.append((name, secret))
+    second.store.close()
+    users.close()
+    return made
+
+
+def totp_requests(users: list[tuple[str, bytes]]) -> str:
+    from eapkit.verify.otp import totp
+
+    now = time.time()
+    if now % 30 > 20:  # the run stays inside the verifier's window
+        time.sleep(30 - now % 30 + 0.5)
+        now = time.time()
+    return pap_requests([(u, PASSWORD + totp(s, now)) for u, s in users])
+
+
+def module_conf(db: Path) -> str:
+    """docs/freeradius.md's module instance with this checkout and ``db``."""
+    doc = (REPO / "docs" / "freeradius.md").read_text()
+    found = re.search(r"```\n(python3 eapkit \{\n.*?\n\})\n```", doc, re.S)
+    if found is None:
+        raise RuntimeError("docs/freeradius.md has no module instance")
+    text = found.group(1).replace('"/opt/eapkit"', f'"{REPO}"')
+    return text.replace('"/srv/eapkit/eapkit.db"', f'"{db}"') + "\n"
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def measure_all(quick: bool, only: set[str] | None = None) -> list[Measured]:
     count = 300 if quick else 2000
-    rows: list[dict[str, Any]] = []
+    pap_count = 2000 if quick else 20000
+    totp_count = 300 if quick else 2000
+    results: list[Measured] = []
+
+    def keep(m: Measured | None) -> None:
+        if m is not None:
+            results.append(m)
+            print(
+                f"  {m.method:18} {m.server:24} {m.rate:8.0f}/s"
+                f" server {m.cpu_us_per_auth:8.0f} µs/auth  client cpu {m.client_cpu:5.1f} s"
+                f"  {m.failures or ''}",
+                file=sys.stderr,
+                flush=True,
+            )
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         p = make_pki(work)
-        with servers(work, p) as running:
-            results: dict[tuple[str, str], Measured] = {}
-            for name in METHODS:
-                for server, pid, port, secret in running:
-                    m = measure(server, name, pid, port, secret, p, concurrency=32, count=count)
-                    if m is not None:
-                        results[(server, name)] = m
-    for name in METHODS:
-        ours = results.get(("eapkit serve", name))
+        for name, (_, methods, users, eap_type) in EAP_METHODS.items():
+            if only and name not in only:
+                continue
+            for server, make in _servers(
+                work / name.replace("/", "-"), p, methods, users, eap_type
+            ):
+                with running(make()) as found:
+                    if found is not None:
+                        pid, port, secret = found
+                        keep(measure_probe(server, name, pid, port, secret, p, count=count))
+        if not only or "PAP" in only:
+            # one request sent pap_count times: radclient parses a long file slowly
+            requests = pap_requests([("alice", PASSWORD)])
+            for server, make in _servers(work / "pap", p, "gtc", "", "md5")[:4]:
+                if server == HOSTAPD:
+                    continue  # hostapd's RADIUS server speaks only EAP
+                with running(make()) as found:
+                    if found is not None:
+                        pid, port, secret = found
+                        keep(
+                            measure_radclient(
+                                server, "PAP", pid, port, secret, requests, work, pap_count
+                            )
+                        )
+        if not only or "PAP+TOTP" in only:
+            _pap_totp(work, p, totp_count, keep)
+    return results
+
+
+def _pap_totp(work: Path, p: Pki, n: int, keep: Callable[[Measured | None], None]) -> None:
+    """PAP with password+TOTP: eapkit serve (1 and 2 workers) and FreeRADIUS with the
+    eapkit module, each on its own copy of a database of ``n`` fresh users."""
+    template = work / "totp-template"
+    template.mkdir()
+    users = totp_users(template / "eapkit.db", n)
+    plans: list[tuple[str, Callable[[Path], Any]]] = [
+        (EAPKIT_1, lambda d: _eapkit(d, p, "gtc", 1)),
+        (EAPKIT_2, lambda d: _eapkit(d, p, "gtc", 2)),
+        (
+            FREERADIUS + " + eapkit module",
+            lambda d: _freeradius(
+                d / "fr",
+                p,
+                "md5",
+                users="",
+                modules={"eapkit": module_conf(d / "eapkit.db")},
+                authorize=("eapkit",),
+                authenticate=("Auth-Type eapkit {", "    eapkit", "}"),
+            ),
+        ),
+    ]
+    if not Path("/usr/lib/freeradius/rlm_python3.so").exists():
+        plans.pop()
+    for i, (server, make) in enumerate(plans):
+        d = work / f"totp-{i}"
+        shutil.copytree(template, d)
+        with running(make(d)) as found:
+            if found is not None:
+                pid, port, secret = found
+                keep(
+                    measure_radclient(
+                        server, "PAP+TOTP", pid, port, secret, totp_requests(users), work
+                    )
+                )
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    results = measure_all(quick)
+    return rows(results)
+
+
+def rows(results: list[Measured]) -> list[dict[str, Any]]:
+    """eapkit serve (1 worker) against every other server, and 2 workers against 1."""
+    by = {(m.server, m.method): m for m in results}
+    out: list[dict[str, Any]] = []
+    for method in dict.fromkeys(m.method for m in results):
+        ours = by.get((EAPKIT_1, method))
         if ours is None:
             continue
-        for (server, method), other in results.items():
-            if method != name or server == "eapkit serve":
+        for m in results:
+            if m.method != method or m.server == EAPKIT_1:
                 continue
-            rows.append(
+            # the 2-worker row compares against 1 worker; the others against eapkit
+            mine, anchor = (m, ours) if m.server == EAPKIT_2 else (ours, m)
+            out.append(
                 {
-                    "op": f"serve {name}: server CPU per auth",
-                    "eapkit_us": ours.cpu_us_per_auth,
-                    "anchor": server,
-                    "anchor_us": other.cpu_us_per_auth,
+                    "op": f"serve {method}: server CPU per auth"
+                    + (" (2 workers vs 1)" if m.server == EAPKIT_2 else ""),
+                    "eapkit_us": mine.cpu_us_per_auth,
+                    "anchor": anchor.server,
+                    "anchor_us": anchor.cpu_us_per_auth,
                     "floor_us": None,
-                    "eapkit_rate": ours.report.rate,
-                    "anchor_rate": other.report.rate,
-                    "eapkit_failures": ours.report.failures,
-                    "anchor_failures": other.report.failures,
+                    "eapkit_rate": mine.rate,
+                    "anchor_rate": anchor.rate,
+                    "eapkit_client_cpu": mine.client_cpu,
+                    "anchor_client_cpu": anchor.client_cpu,
+                    "eapkit_failures": mine.failures,
+                    "anchor_failures": anchor.failures,
                 }
             )
-    return rows
+    return out
 
 
 def main(argv: list[str]) -> int:
-    rows = run(quick="--quick" in argv)
-    head = f"{'operation':44} {'eapkit µs':>10} {'auth/s':>8}  {'anchor':14}"
-    print(f"{head} {'µs':>10} {'auth/s':>8} {'ratio':>6}")
-    for r in rows:
+    only = {a.split("=", 1)[1] for a in argv if a.startswith("--only=")} or None
+    table = rows(measure_all(quick="--quick" in argv, only=only))
+    head = f"{'operation':58} {'eapkit µs':>9} {'auth/s':>7}  {'anchor':30}"
+    print(f"{head} {'µs':>8} {'auth/s':>7} {'CPU ratio':>9} {'rate ratio':>10}")
+    for r in table:
         print(
-            f"{r['op']:44} {r['eapkit_us']:10.0f} {r['eapkit_rate']:8.0f}  {r['anchor']:14}"
-            f" {r['anchor_us']:10.0f} {r['anchor_rate']:8.0f}"
-            f" {r['eapkit_us'] / r['anchor_us']:6.2f}"
+            f"{r['op']:58} {r['eapkit_us']:9.0f} {r['eapkit_rate']:7.0f}  {r['anchor']:30}"
+            f" {r['anchor_us']:8.0f} {r['anchor_rate']:7.0f}"
+            f" {r['eapkit_us'] / r['anchor_us']:9.2f} {r['eapkit_rate'] / r['anchor_rate']:10.2f}"
         )
         if r["eapkit_failures"] or r["anchor_failures"]:
             print(
