@@ -195,7 +195,6 @@ def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
     """``--workers N``: N processes on the same port (:mod:`eapkit.radius.workers`);
     each builds its own core (database connections, decision log) after the fork."""
     from eapkit.radius.workers import run_workers
-
     from eapkit.second_factor import sealing_keys
 
     # Made here, once: workers racing to create the sealing keys file would read it empty.
