@@ -393,7 +393,7 @@ def measure_all(quick: bool, only: set[str] | None = None) -> list[Measured]:
             if only and name not in only:
                 continue
             for server, make in _servers(
-                work / name.replace("/", "-"), p, methods, users, eap_type
+                work / re.sub(r"[^A-Za-z0-9]+", "-", name), p, methods, users, eap_type
             ):
                 with running(make()) as found:
                     if found is not None:

@@ -33,6 +33,7 @@ from eapkit.radius.server import Client, serve
 from eapkit.second_factor import SecondFactors
 from eapkit.serve import (
     ServeConfig,
+    ServedUsers,
     build_core,
     describe,
     ensure_demo_pki,
@@ -154,7 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"client alice {files['client_cert']} / {files['client_key']}",
             file=sys.stderr,
         )
-    users = UserDirectory(cfg.db)
+    users = ServedUsers(cfg.db)
     if args.demo_user:
         name, _, password = args.demo_user.partition(":")
         if not password:
@@ -205,7 +206,7 @@ def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
     def make_core(worker: int) -> Any:
         # O_APPEND: each worker writes whole lines to the shared log
         stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
-        return build_core(cfg, UserDirectory(cfg.db), log_stream=stream)
+        return build_core(cfg, ServedUsers(cfg.db), log_stream=stream)
 
     def ready(bound: list[tuple[str, int]]) -> None:
         cfg.listen = bound
