@@ -42,6 +42,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -459,11 +460,39 @@ class ClientData(NamedTuple):
     challenge_text: str  # as sent (unpadded base64url): the challenge token's store key
 
 
+# The serialisation browsers emit (WebAuthn L3 §5.8.1.1: type, challenge, origin,
+# crossOrigin, in that order, no whitespace), with nothing a JSON parser would have to
+# unescape: printable ASCII strings without quote or backslash, a base64url challenge.
+# A document that matches parses to exactly these values; anything else (other keys,
+# topOrigin, escapes, whitespace, non-ASCII) goes through json.loads.
+_JSON_TEXT: Final = r'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
+_CLIENT_DATA_FAST: Final = re.compile(
+    r'\{"type":'
+    + _JSON_TEXT
+    + r',"challenge":"([A-Za-z0-9_-]*)","origin":'
+    + _JSON_TEXT
+    + r'(?:,"crossOrigin":(true|false))?\}'
+).fullmatch
+
+
 def parse_client_data(raw: bytes) -> ClientData:
     """The fields of ``clientDataJSON`` that §7.1/§7.2 check; DecodeError otherwise."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("clientDataJSON is not UTF-8 JSON", expected="JSON object") from None
+    m = _CLIENT_DATA_FAST(text)
+    if m is None:
+        return _parse_client_data_json(text)
+    typ, challenge, origin, cross = m.groups()
+    return ClientData(typ, b64url_decode(challenge), origin, cross == "true", None, challenge)
+
+
+def _parse_client_data_json(text: str) -> ClientData:
+    """parse_client_data through a full JSON parser: any valid clientDataJSON."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
         raise DecodeError("clientDataJSON is not UTF-8 JSON", expected="JSON object") from None
     if not isinstance(doc, dict):
         raise DecodeError("clientDataJSON is not a JSON object", expected="JSON object")
@@ -586,16 +615,25 @@ def verify_assertion(
 def _accept(
     flags: int, count: int, user: str | None = None, credential_id: bytes | None = None
 ) -> WebAuthnVerdict:
-    return WebAuthnVerdict(
-        True,
-        OK,
-        count,
-        user,
-        credential_id,
-        bool(flags & _UV),
-        bool(flags & _BE),
-        bool(flags & _BS),
+    # tuple.__new__ skips NamedTuple's Python-level __new__ (every field is given)
+    return _new_tuple(
+        WebAuthnVerdict,
+        (
+            True,
+            OK,
+            count,
+            user,
+            credential_id,
+            bool(flags & _UV),
+            bool(flags & _BE),
+            bool(flags & _BS),
+            False,
+            "",
+        ),
     )
+
+
+_new_tuple: Final = tuple.__new__
 
 
 def _check_assertion(
@@ -1042,12 +1080,25 @@ class WebAuthnVerifier:
         self._rp_id_hash = _rp_id_hash(rp_id)
         self._cache: dict[bytes, _Cached] = {}
         self._cache_size = cache_size
+        # credential ID -> (tag, credential key, counter key): derived, never stale
+        self._keys: dict[bytes, tuple[str, str, str]] = {}
 
     # store keys
     @staticmethod
     def _tag(credential_id: bytes) -> str:
         """Credential IDs are up to 1023 bytes: store keys carry their SHA-256."""
         return b64url_encode(hashlib.sha256(credential_id).digest())
+
+    def _keys_of(self, credential_id: bytes) -> tuple[str, str, str]:
+        """(tag, credential key, counter key) of a credential ID, hashed once per ID."""
+        keys = self._keys.get(credential_id)
+        if keys is None:
+            tag = self._tag(credential_id)
+            keys = (tag, self._cred_key(credential_id, tag), self._count_key(credential_id, tag))
+            if len(self._keys) >= self._cache_size:
+                self._keys.clear()
+            self._keys[credential_id] = keys
+        return keys
 
     def _cred_key(self, credential_id: bytes, tag: str | None = None) -> str:
         return f"{self.ns}:cred:{tag or self._tag(credential_id)}"
@@ -1111,8 +1162,8 @@ class WebAuthnVerifier:
             self._put_user_record(user, handle, [c for c in ids if c != credential_id])
         return True
 
-    def _lookup(self, credential_id: bytes, tag: str) -> _Cached | None:
-        raw = self.store.get(self._cred_key(credential_id, tag))
+    def _lookup(self, credential_id: bytes, cred_key: str) -> _Cached | None:
+        raw = self.store.get(cred_key)
         if raw is None:
             return None
         entry = self._cache.get(raw)
@@ -1340,8 +1391,8 @@ class WebAuthnVerifier:
             ceremony, reason, detail = self._consume(cd, "get", now)
             if ceremony is None:
                 return _refuse(reason, detail)
-            tag = self._tag(a.raw_id)
-            found = self._lookup(a.raw_id, tag)
+            keys = self._keys_of(a.raw_id)
+            found = self._lookup(a.raw_id, keys[1])
         except (StoreUnavailable, DecodeError) as exc:
             return _refuse(STORE_UNAVAILABLE, str(exc))
         if found is None:
@@ -1374,15 +1425,15 @@ class WebAuthnVerifier:
             return refused._replace(user=cred.user, credential_id=cred.credential_id)
         v = _accept(flags, count, cred.user, cred.credential_id)
         try:
-            return self._after_signature(cred, v, tag)
+            return self._after_signature(cred, v, keys)
         except StoreUnavailable as exc:
             return v._replace(ok=False, reason=STORE_UNAVAILABLE, detail=str(exc))
 
     def _after_signature(
-        self, cred: StoredCredential, v: WebAuthnVerdict, tag: str
+        self, cred: StoredCredential, v: WebAuthnVerdict, keys: tuple[str, str, str]
     ) -> WebAuthnVerdict:
         count = v.sign_count or 0
-        key = self._count_key(cred.credential_id, tag)
+        key = keys[2]
         # §6.1.1 / §7.2 step 22: either counter non-zero -> the new one must be greater
         if count == 0:
             if self.store.counter(key):
@@ -1406,5 +1457,5 @@ class WebAuthnVerifier:
                 backup_state=v.backup_state,
                 uv_initialized=cred.uv_initialized or v.user_verified,
             )
-            self.store.put(self._cred_key(cred.credential_id, tag), updated.to_record())
+            self.store.put(keys[1], updated.to_record())
         return v

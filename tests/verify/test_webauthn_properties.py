@@ -26,6 +26,7 @@ from eapkit.verify.webauthn import (
     RegistrationVerdict,
     WebAuthnVerdict,
     WebAuthnVerifier,
+    _parse_client_data_json,
     b64url_decode,
     b64url_encode,
     decode_cose_key_map,
@@ -34,6 +35,7 @@ from eapkit.verify.webauthn import (
     verify_assertion,
 )
 
+_ABSENT = object()
 RP = "example.org"
 ORIGIN = "https://example.org"
 T0 = 1_800_000_000.0
@@ -120,6 +122,64 @@ def test_client_data_decoder(data: bytes) -> None:
 def test_client_data_decoder_json(doc: object) -> None:
     with contextlib.suppress(DecodeError):
         parse_client_data(json.dumps(doc).encode())
+
+
+def _client_data_by_json(raw: bytes) -> object:
+    try:
+        return _parse_client_data_json(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "DecodeError"
+    except DecodeError:
+        return "DecodeError"
+
+
+def _client_data_fast(raw: bytes) -> object:
+    try:
+        return parse_client_data(raw)
+    except DecodeError:
+        return "DecodeError"
+
+
+_b64url_text = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=60
+)
+_near_template = st.builds(
+    lambda typ, chal, origin, cross, top, extra, ensure_ascii, keep: json.dumps(
+        {
+            k: v
+            for k, v in (
+                ("type", typ),
+                ("challenge", chal),
+                ("origin", origin),
+                ("crossOrigin", cross),
+                ("topOrigin", top),
+                *extra.items(),
+            )
+            if v is not _ABSENT and k in keep
+        },
+        separators=(",", ":"),
+        ensure_ascii=ensure_ascii,
+    ).encode(),
+    typ=st.sampled_from(["webauthn.get", "webauthn.create"]) | st.text(max_size=12),
+    chal=_b64url_text | st.text(max_size=20) | st.integers(),
+    origin=st.sampled_from([ORIGIN, "https://a.example", ""]) | st.text(max_size=20),
+    cross=st.sampled_from([False, True, _ABSENT, None, 0, "false"]),
+    top=st.sampled_from([_ABSENT, ORIGIN, None]),
+    extra=st.dictionaries(st.sampled_from(["other", "type", "origin"]), st.text(max_size=5)),
+    ensure_ascii=st.booleans(),
+    keep=st.sets(
+        st.sampled_from(["type", "challenge", "origin", "crossOrigin", "topOrigin", "other"])
+    ).map(lambda ks: ks | {"type", "challenge", "origin"}),
+)
+
+
+@given(raw=_near_template | st.binary(max_size=120))
+@example(raw=b'{"type":"webauthn.get","challenge":"AAAA","origin":"https://x","crossOrigin":true}')
+@example(raw=b'{"type":"webauthn.get","challenge":"AAA","origin":"https://x"}')
+@example(raw=b'{"type":"webauthn.get","challenge":"AAAA","origin":"https://x\\u0041"}')
+def test_client_data_fast_path_answers_as_the_json_parser(raw: bytes) -> None:
+    # The browser-template fast path is an optimisation only: same value, same refusals.
+    assert _client_data_fast(raw) == _client_data_by_json(raw)
 
 
 cose_maps = st.dictionaries(
