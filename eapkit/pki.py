@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
@@ -32,6 +33,7 @@ __all__ = [
     "make_crl",
     "make_intermediate",
     "make_server",
+    "write_pki",
 ]
 
 KeyType = Literal["ec", "rsa"]
@@ -328,3 +330,66 @@ def make_crl(
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    """Where :func:`write_pki` put the PEM files."""
+
+    directory: Path
+    client_name: str
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.directory / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.directory / "server.key"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / f"{self.client_name}.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / f"{self.client_name}.key"
+
+
+def write_pki(
+    directory: Path,
+    *,
+    now: dt.datetime,
+    ca_name: str = "eapkit test CA",
+    server_names: Sequence[str] = ("radius.example.org",),
+    client_name: str = "alice",
+    client_email: str | None = None,
+) -> PkiFiles:
+    """A CA, a server certificate and a client certificate, written as PEM files
+    (``ca.pem``/``ca.key``, ``server.pem``/``server.key``, ``<client>.pem``/``.key``;
+    keys mode 0600).  The server file holds the chain a TLS endpoint sends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = PkiFiles(directory, client_name)
+    ca = make_ca(ca_name, now=now)
+    server = make_server(ca, server_names, now=now)
+    client = make_client(ca, client_name, email=client_email, now=now)
+    for path, data in (
+        (files.ca, ca.cert_pem),
+        (files.ca_key, ca.key_pem),
+        (files.server_cert, server.chain_pem),
+        (files.server_key, server.key_pem),
+        (files.client_cert, client.chain_pem),
+        (files.client_key, client.key_pem),
+    ):
+        path.write_bytes(data)
+        if path.suffix == ".key":
+            path.chmod(0o600)
+    return files

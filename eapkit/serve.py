@@ -203,33 +203,24 @@ def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[
     (``alice``), made once; later starts reuse them.  For trying eapkit, not for service."""
     from eapkit import pki
 
-    files = {
-        "ca": directory / "ca.pem",
-        "ca_key": directory / "ca.key",
-        "cert": directory / "server.pem",
-        "key": directory / "server.key",
-        "client_cert": directory / "alice.pem",
-        "client_key": directory / "alice.key",
+    files = pki.PkiFiles(directory, "alice")
+    paths = {
+        "ca": files.ca,
+        "ca_key": files.ca_key,
+        "cert": files.server_cert,
+        "key": files.server_key,
+        "client_cert": files.client_cert,
+        "client_key": files.client_key,
     }
-    if all(f.exists() for f in files.values()):
-        return files
-    directory.mkdir(parents=True, exist_ok=True)
-    now = now or dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("eapkit demo CA", now=now)
-    server = pki.make_server(ca, ["radius.eapkit.test"], now=now)
-    client = pki.make_client(ca, "alice", email="alice@eapkit.test", now=now)
-    for name, data in (
-        ("ca", ca.cert_pem),
-        ("ca_key", ca.key_pem),
-        ("cert", server.chain_pem),
-        ("key", server.key_pem),
-        ("client_cert", client.chain_pem),
-        ("client_key", client.key_pem),
-    ):
-        files[name].write_bytes(data)
-        if name.endswith("key"):
-            files[name].chmod(0o600)
-    return files
+    if not all(p.exists() for p in paths.values()):
+        pki.write_pki(
+            directory,
+            now=now or dt.datetime.now(dt.UTC),
+            ca_name="eapkit demo CA",
+            server_names=["radius.eapkit.test"],
+            client_email="alice@eapkit.test",
+        )
+    return paths
 
 
 @dataclass

@@ -30,18 +30,13 @@ SECRET = "harness-secret"
 @pytest.fixture(scope="module")
 def freeradius(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FreeRadius, Path]]:
     work = tmp_path_factory.mktemp("freeradius-harness")
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("harness CA", now=now)
-    server = pki.make_server(ca, ["radius.harness.test"], now=now)
-    client = pki.make_client(ca, "carol", now=now)
-    for name, data in (
-        ("ca.pem", ca.cert_pem),
-        ("server.pem", server.chain_pem),
-        ("server.key", server.key_pem),
-        ("carol.pem", client.chain_pem),
-        ("carol.key", client.key_pem),
-    ):
-        (work / name).write_bytes(data)
+    pki.write_pki(
+        work,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="harness CA",
+        server_names=["radius.harness.test"],
+        client_name="carol",
+    )
     with FreeRadius(
         work / "server",
         'carol Cleartext-Password := "pencil"\n',

@@ -26,18 +26,13 @@ SECRET = "hostapd-secret"
 @pytest.fixture(scope="module")
 def hostapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostapdRadius, Path]]:
     work = tmp_path_factory.mktemp("hostapd")
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("hostapd test CA", now=now)
-    server = pki.make_server(ca, ["radius.hostapd.test"], now=now)
-    client = pki.make_client(ca, "alice", now=now)
-    for name, data in (
-        ("ca.pem", ca.cert_pem),
-        ("server.pem", server.chain_pem),
-        ("server.key", server.key_pem),
-        ("alice.pem", client.chain_pem),
-        ("alice.key", client.key_pem),
-    ):
-        (work / name).write_bytes(data)
+    pki.write_pki(
+        work,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="hostapd test CA",
+        server_names=["radius.hostapd.test"],
+        client_name="alice",
+    )
     users = (
         '"alice" MSCHAPV2 "wonderland"\n'
         '"gtc-user" GTC "wonderland"\n'
