@@ -191,6 +191,41 @@ def test_roles_agree_on_random_inputs(ac: bytes, pc: bytes, user: str, password:
     assert not check_authenticator_response(other, nt_response, pc, ac, user, response)
 
 
+def _outcome(fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except (ValueError, TypeError) as exc:
+        return type(exc), str(exc)
+
+
+@given(
+    st.binary(min_size=15, max_size=17) | st.just(bytearray(16)),
+    st.binary(min_size=16, max_size=16),
+    st.one_of(
+        st.text(max_size=40),
+        st.text(alphabet="ab\\", max_size=8),
+        st.text(alphabet="a", min_size=250, max_size=260),
+        st.binary(max_size=40),
+    ),
+    st.binary(min_size=23, max_size=25),
+    st.binary(min_size=16, max_size=16),
+)
+def test_verify_nt_response_agrees_with_the_rfc_functions(
+    ac: bytes, pc: bytes, user: str | bytes, nt_response: bytes, nt_hash: bytes
+) -> None:
+    # verify_nt_response inlines §8.2/§8.5 with a fast argument check: same answer (or the
+    # same error) as ChallengeHash + ChallengeResponse for any user name and lengths.
+    def reference() -> bool:
+        expected = challenge_response(challenge_hash(pc, ac, user), nt_hash)
+        return expected == mschap._check_len(nt_response, 24, "nt_response")
+
+    got = _outcome(nt_hash_keys(nt_hash).verify_nt_response, ac, pc, user, nt_response)
+    assert got == _outcome(reference)
+    if len(ac) == 16 and (isinstance(user, bytes) or len(user.encode()) <= 256):
+        right = challenge_response(challenge_hash(pc, ac, user), nt_hash)
+        assert nt_hash_keys(nt_hash).verify_nt_response(ac, pc, user, right)
+
+
 # -- Change-Password (§8.9-8.13) ----------------------------------------------------------
 
 
