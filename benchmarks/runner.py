@@ -322,7 +322,7 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> None:
             ax.text(
                 v * (1.04 if v >= 1 else 1 / 1.04),
                 y,
-                f"{v:.2g}",
+                f"{v:.0f}" if v >= 10 else f"{v:.2g}",
                 va="center",
                 ha="left" if v >= 1 else "right",
                 fontsize=7,
@@ -337,7 +337,7 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> None:
     ax.set_xlim(min(lo, 1.0) / 2.5, max(hi, 1.0) * 2.5)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels([_short(r.name) for r in shown], fontsize=7.5)
+    ax.set_yticklabels(_labels(shown), fontsize=7.5)
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.set_xlabel(
         "eapkit time / other time, per operation (log scale; left of 1: eapkit is faster)"
@@ -349,6 +349,16 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _labels(rows: Sequence[Row]) -> list[str]:
+    """Chart labels: ``topic: op`` (the topic once), and the anchor's name where two rows
+    would otherwise read the same."""
+    names = [r.op if r.op.startswith(r.topic) else r.name for r in rows]
+    return [
+        _short(n + (f" vs {r.anchor}" if names.count(n) > 1 and r.anchor else ""))
+        for n, r in zip(names, rows, strict=True)
+    ]
 
 
 def _short(name: str, width: int = 70) -> str:

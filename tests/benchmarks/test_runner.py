@@ -156,3 +156,16 @@ def test_a_failing_benchmark_is_reported_and_the_exit_code_says_so(
     out = tmp_path / "rows.json"
     assert runner.main(["--json", str(out)]) == 1
     assert [d["op"] for d in json.loads(out.read_text())] == ["tls: x"]
+
+
+def test_chart_labels_say_which_anchor_when_ops_repeat() -> None:
+    rows = [
+        Row("serve", "serve PAP: CPU per auth", 1.0, "hostapd", 2.0, None),
+        Row("serve", "serve PAP: CPU per auth", 1.0, "FreeRADIUS", 2.0, None),
+        Row("otp", "totp", 1.0, "pyotp", 2.0, None),
+    ]
+    assert runner._labels(rows) == [
+        "serve PAP: CPU per auth vs hostapd",
+        "serve PAP: CPU per auth vs FreeRADIUS",
+        "otp: totp",
+    ]
