@@ -85,6 +85,10 @@ _BITREV = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _RESIDUE_REVERSED = int(f"{CRC_RESIDUE:016b}"[::-1], 2)  # 0x1d0f
 _LAYOUT = struct.Struct("<6sHHBBHH")
 _new = tuple.__new__  # builds an OtpVerdict without NamedTuple's Python-level __new__
+# private id, usage counter, session counter of a decrypted token: one C call
+_ID_COUNTERS = struct.Struct("<6sH3xB4x").unpack
+_crc = binascii.crc_hqx
+_compare = hmac.compare_digest
 
 
 def modhex_decode(text: str) -> bytes:
@@ -370,13 +374,18 @@ class YubicoVerifier:
                     return OtpVerdict(False, UNKNOWN_USER, user=user, detail="unknown public id")
             if user is not None and user != p.user:
                 return OtpVerdict(False, BAD_CODE, user=user, detail="key enrolled to another user")
-            with p.lock:
+            lock = p.lock
+            lock.acquire()  # cheaper than ``with`` on CPython 3.11
+            try:
                 block = p.decrypt(ciphertext)
-            if binascii.crc_hqx(block.translate(_BITREV), 0xFFFF) != _RESIDUE_REVERSED:
+            finally:
+                lock.release()
+            if _crc(block.translate(_BITREV), 0xFFFF) != _RESIDUE_REVERSED:
                 return OtpVerdict(False, BAD_CODE, user=p.user, detail="CRC mismatch")
-            if not hmac.compare_digest(block[:6], p.private_id):
+            private_id, usage, session = _ID_COUNTERS(block)
+            if not _compare(private_id, p.private_id):
                 return OtpVerdict(False, BAD_CODE, user=p.user, detail="private id mismatch")
-            pair = (int.from_bytes(block[6:8], "little") & 0x7FFF) << 8 | block[11]
+            pair = (usage & 0x7FFF) << 8 | session
             if self.store.advance(p.counter_key, pair):
                 return _new(OtpVerdict, (True, OK, pair, p.user, None, None, ""))
             return OtpVerdict(False, REPLAYED, pair, p.user)
