@@ -3,7 +3,7 @@
 The story of one :meth:`OtpVerifier.verify` call, the hot path of a RADIUS server::
 
     code text --normalise--> digits          (malformed: spaces dropped, nothing guessed)
-    user --cache--> prepared credential      (secret unsealed once, HMAC pads precomputed)
+    user --cache--> prepared credential      (secret unsealed once, HMAC keyed once)
     expected step --> HMAC, truncate, constant-time compare
     store.advance_unless_locked(step if it matched)
                                              one atomic store call: locked out? (RFC 4226
@@ -24,8 +24,8 @@ cannot be brute force and would lock out users who press Enter twice.
 Resynchronisation (RFC 4226 §7.4, and the same for TOTP): two consecutive codes found
 in a wide window move the credential's counter (HOTP) or recorded drift (TOTP).
 
-HMAC is computed from precomputed inner and outer hash states (RFC 2104 §2: the keyed
-pads are the same for every message), copied per message: the same bytes as
+HMAC is computed from a keyed state (RFC 2104 §2: the keyed pads are the same for every
+message), ``cryptography``'s HMAC copied per message: the same bytes as
 :func:`hmac.digest`, with the per-message work of two hash finalisations.
 """
 
@@ -41,6 +41,9 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from cryptography.hazmat.primitives import hashes as _crypto_hashes
+from cryptography.hazmat.primitives import hmac as _crypto_hmac
 
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
@@ -74,6 +77,11 @@ ALGORITHMS: Mapping[str, Callable[..., Any]] = {
     "sha256": hashlib.sha256,
     "sha512": hashlib.sha512,
 }
+_CRYPTO_HASHES: Mapping[str, Callable[[], _crypto_hashes.HashAlgorithm]] = {
+    "sha1": _crypto_hashes.SHA1,
+    "sha256": _crypto_hashes.SHA256,
+    "sha512": _crypto_hashes.SHA512,
+}
 MIN_DIGITS, MAX_DIGITS = 6, 10  # RFC 4226 §5.3 (at least 6); 31 bits give at most 10
 MAX_INPUT = 64  # longer answers are refused before any work
 
@@ -84,26 +92,18 @@ AuditSink = Callable[[dict[str, Any]], None]
 
 
 class _KeyedHmac:
-    """HMAC (RFC 2104 §2) with the inner and outer pad states computed once per key."""
+    """HMAC (RFC 2104) with the key schedule done once: the keyed state (inner and outer
+    pads absorbed) is copied per message, which leaves two hash finalisations per code."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("state",)
 
     def __init__(self, key: bytes, algorithm: str) -> None:
-        new = ALGORITHMS[algorithm]
-        block = new().block_size
-        if len(key) > block:
-            key = new(key).digest()
-        key = key.ljust(block, b"\x00")
-        self._inner = new(bytes(b ^ 0x36 for b in key))
-        self._outer = new(bytes(b ^ 0x5C for b in key))
+        self.state = _crypto_hmac.HMAC(key, _CRYPTO_HASHES[algorithm]())
 
     def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        out: bytes = outer.digest()
-        return out
+        h = self.state.copy()
+        h.update(message)
+        return h.finalize()
 
 
 def _check_params(digits: int, algorithm: str) -> None:
@@ -258,7 +258,7 @@ class OtpPolicy:
 
 
 class _Prepared:
-    """A credential ready for the hot path: pads precomputed, store keys built."""
+    """A credential ready for the hot path: HMAC keyed, store keys built."""
 
     __slots__ = (
         "cid",
@@ -267,11 +267,10 @@ class _Prepared:
         "drift_key",
         "fail_key",
         "fmt",
-        "inner",
+        "hmac",
         "is_totp",
         "loaded_at",
         "mod",
-        "outer",
         "period",
         "raw",
         "step_key",
@@ -291,8 +290,7 @@ class _Prepared:
         self.t0 = cred.t0
         self.mod = 10**cred.digits
         self.fmt = f"%0{cred.digits}d"
-        keyed = _KeyedHmac(cred.secret, cred.algorithm)
-        self.inner, self.outer = keyed._inner, keyed._outer
+        self.hmac = _KeyedHmac(cred.secret, cred.algorithm).state
         self.step_key = f"otp:step:{cid}"
         self.fail_key = f"otp:fail:{cid}"
         self.drift_key = f"otp:drift:{cid}"
@@ -300,11 +298,9 @@ class _Prepared:
         self.loaded_at = now
 
     def code(self, step: int) -> str:
-        inner = self.inner.copy()
-        inner.update(step.to_bytes(8, "big"))
-        outer = self.outer.copy()
-        outer.update(inner.digest())
-        mac = outer.digest()
+        h = self.hmac.copy()
+        h.update(step.to_bytes(8, "big"))
+        mac = h.finalize()
         value: str = self.fmt % ((_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % self.mod)
         return value
 
@@ -400,7 +396,7 @@ class OtpVerifier:
             return None
         cached = self._cache.get(user)
         if cached is not None and cached.raw == raw:
-            # Unchanged record (the usual case): skip the unsealing and the pads, but
+            # Unchanged record (the usual case): skip the unsealing and the keying, but
             # pick up the drift another node may have recorded.
             cached.drift = self._read_drift(cached.drift_key)
             cached.loaded_at = now
@@ -469,11 +465,9 @@ class OtpVerifier:
             step = clock + p.drift
             matched = False
             if step >= 0:
-                inner = p.inner.copy()
-                inner.update(step.to_bytes(8, "big"))
-                outer = p.outer.copy()
-                outer.update(inner.digest())
-                mac = outer.digest()
+                h = p.hmac.copy()
+                h.update(step.to_bytes(8, "big"))
+                mac = h.finalize()
                 value = (_U32(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % p.mod
                 matched = _compare(p.fmt % value, code)
             # One store call whether or not the code matched: it reads the lockout tally
