@@ -13,6 +13,9 @@ from eapkit.store.base import MAX_COUNTER, check_counter, check_ttl
 
 __all__ = ["MemoryStore"]
 
+_ADVANCED = (True, 0, 0.0)
+_REFUSED = (False, 0, 0.0)
+
 
 class MemoryStore:
     """A :class:`~eapkit.store.base.Store` in a dict.  Never raises StoreUnavailable."""
@@ -68,29 +71,41 @@ class MemoryStore:
     def advance_unless_locked(
         self, key: str, value: int | None, tally_key: str, limit: int, now: float
     ) -> tuple[bool, int, float]:
+        if value is not None and (value.__class__ is not int or not 0 <= value <= MAX_COUNTER):
+            check_counter(value)  # raises; inline test first, this is a hot path
         lock = self._lock
         lock.acquire()
         try:
-            entry = self._tallies.get(tally_key)
-            if entry is not None and entry[2] > now:
-                count, last = entry[0], entry[1]
-                if count >= limit:
-                    return (False, count, last)
-            else:
-                count, last = 0, 0.0
+            if tally_key in self._tallies:
+                return self._advance_with_tally(key, value, tally_key, limit, now)
+            # no failures on record, the usual case
             if value is None:
-                return (False, count, last)
-            if value.__class__ is not int or not 0 <= value <= MAX_COUNTER:
-                check_counter(value)  # raises; inline test first, this is a hot path
+                return _REFUSED
             counters = self._counters
             if value <= counters.get(key, -1):
-                return (False, count, last)
+                return _REFUSED
             counters[key] = value
-            if entry is not None:
-                del self._tallies[tally_key]  # a success resets the failures
-            return (True, count, last)
+            return _ADVANCED
         finally:
             lock.release()
+
+    def _advance_with_tally(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        # called with the lock held
+        count, last, expires = self._tallies[tally_key]
+        if expires <= now:
+            count, last = 0, 0.0
+        elif count >= limit:
+            return (False, count, last)
+        if value is None:
+            return (False, count, last)
+        current = self._counters.get(key)
+        if current is not None and value <= current:
+            return (False, count, last)
+        self._counters[key] = value
+        del self._tallies[tally_key]  # a success resets the failures
+        return (True, count, last)
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)
