@@ -226,6 +226,7 @@ def _refuse(reason: str, detail: str = "", **fields: Any) -> WebAuthnVerdict:
 # -- base64url (RFC 4648 §5, no padding: what PublicKeyCredential.toJSON() emits) --------
 _B64_TR: Final = bytes.maketrans(b"-_+/", b"+/!!")
 _B64_PAD: Final = (b"", b"===", b"==", b"=")
+_a2b_base64: Final = binascii.a2b_base64
 
 
 def b64url_decode(text: object) -> bytes:
@@ -235,7 +236,7 @@ def b64url_decode(text: object) -> bytes:
     try:
         # "+" and "/" become "!", which strict_mode refuses like any non-alphabet byte
         raw = text.encode("ascii").translate(_B64_TR)
-        return binascii.a2b_base64(raw + _B64_PAD[len(raw) % 4], strict_mode=True)
+        return _a2b_base64(raw + _B64_PAD[len(raw) & 3], strict_mode=True)
     except (UnicodeEncodeError, binascii.Error):
         raise DecodeError("bad base64url value", expected="base64url") from None
 
@@ -948,15 +949,29 @@ def _as_mapping(response: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
     return response
 
 
+# rawId text -> credential ID, for texts that passed every check below: decoding is a
+# pure function of the text, so a known text needs neither decoding nor checking again.
+_RAW_IDS: dict[str, bytes] = {}
+_RAW_IDS_MAX = 4096
+
+
 def _credential_id(resp: Mapping[str, Any]) -> bytes:
     if resp.get("type") != "public-key":
         raise DecodeError("credential type is not public-key")
-    raw_id = b64url_decode(resp.get("rawId"))
+    text = resp.get("rawId")
+    raw_id = _RAW_IDS.get(text) if type(text) is str else None
+    checked = raw_id is not None
+    if raw_id is None:
+        raw_id = b64url_decode(text)
     text_id = resp.get("id")
-    if text_id is not None and text_id != resp["rawId"] and b64url_decode(text_id) != raw_id:
+    if text_id is not None and text_id != text and b64url_decode(text_id) != raw_id:
         raise DecodeError("id and rawId differ")
-    if not 1 <= len(raw_id) <= _MAX_CREDENTIAL_ID:
-        raise DecodeError("credential ID length", expected="1..1023 bytes")
+    if not checked:
+        if not 1 <= len(raw_id) <= _MAX_CREDENTIAL_ID:
+            raise DecodeError("credential ID length", expected="1..1023 bytes")
+        if len(_RAW_IDS) >= _RAW_IDS_MAX:
+            _RAW_IDS.clear()
+        _RAW_IDS[str(text)] = raw_id  # a str: b64url_decode took it
     return raw_id
 
 

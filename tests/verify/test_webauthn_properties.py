@@ -26,6 +26,7 @@ from eapkit.verify.webauthn import (
     RegistrationVerdict,
     WebAuthnVerdict,
     WebAuthnVerifier,
+    _credential_id,
     _parse_client_data_json,
     b64url_decode,
     b64url_encode,
@@ -180,6 +181,40 @@ _near_template = st.builds(
 def test_client_data_fast_path_answers_as_the_json_parser(raw: bytes) -> None:
     # The browser-template fast path is an optimisation only: same value, same refusals.
     assert _client_data_fast(raw) == _client_data_by_json(raw)
+
+
+def _credential_id_outcome(resp: dict[str, Any]) -> object:
+    try:
+        return _credential_id(resp)
+    except DecodeError as exc:
+        return str(exc)
+
+
+_id_texts = st.sampled_from(["", "AA", "AAA", "AAAA", "A", "AA==", "a+b/", "_-_-"]) | (
+    st.binary(min_size=0, max_size=1030).map(b64url_encode)
+)
+
+
+@given(raw_id=_id_texts, text_id=st.none() | _id_texts)
+def test_credential_id_answers_the_same_when_its_text_is_known(
+    raw_id: str, text_id: str | None
+) -> None:
+    # _credential_id remembers rawId texts that passed; the second answer (from the
+    # memo when the first passed) must equal the first, and an id that differs from a
+    # known rawId is still refused.
+    resp: dict[str, Any] = {"type": "public-key", "rawId": raw_id}
+    if text_id is not None:
+        resp["id"] = text_id
+    first = _credential_id_outcome(resp)
+    assert _credential_id_outcome(resp) == first
+    assert _credential_id_outcome({"type": "public-key", "rawId": raw_id}) == (
+        _credential_id_outcome({"type": "public-key", "rawId": raw_id})
+    )
+    if isinstance(first, bytes):
+        other = b64url_encode(first + b"x")
+        assert isinstance(
+            _credential_id_outcome({"type": "public-key", "rawId": raw_id, "id": other}), str
+        )
 
 
 cose_maps = st.dictionaries(
