@@ -136,7 +136,7 @@ def _check_identifier(identifier: int) -> None:
 
 
 def _check_request_or_response(code: Code) -> None:
-    if code not in (Code.REQUEST, Code.RESPONSE):
+    if code != 1 and code != 2:  # Code.REQUEST, Code.RESPONSE (ints: cheaper than the enum)
         raise ValueError(f"{code!r} carries no Type")
 
 
@@ -370,17 +370,29 @@ def decode(data: bytes) -> Message:
     return decode_frame(data)[0]
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+# Plain ints and a dict on the hot path: Enum lookups and calls cost more than the parse.
+_CODE_OF = {int(c): c for c in Code}
+_REQUEST, _RESPONSE, _SUCCESS, _FAILURE = 1, 2, 3, 4
+_IDENTITY, _NOTIFICATION, _NAK = 1, 2, 3
+_EXPANDED_TYPE, _EXPERIMENTAL_TYPE = 254, 255
+
+
 def decode_frame(data: bytes) -> tuple[Message, int]:
     """Decode one EAP packet and say how many bytes of ``data`` it used.
 
     Raises :class:`DecodeError`, and nothing else, for any malformed input.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is bytes:
+        buf = data
+    elif isinstance(data, _BYTES_LIKE):
+        buf = bytes(data)
+    else:
         raise DecodeError(f"EAP packet must be bytes, not {type(data).__name__}")
-    buf = bytes(data)
-    if len(buf) < HEADER_SIZE:
+    size = len(buf)
+    if size < HEADER_SIZE:
         raise DecodeError(
-            f"packet of {len(buf)} bytes is shorter than the EAP header",
+            f"packet of {size} bytes is shorter than the EAP header",
             offset=0,
             expected=f"{HEADER_SIZE} bytes",
         )
@@ -389,45 +401,45 @@ def decode_frame(data: bytes) -> tuple[Message, int]:
         raise DecodeError(
             f"Length field {length} is below the header size", offset=2, expected=">= 4"
         )
-    if length > len(buf):
+    if length > size:
         raise DecodeError(
-            f"Length field says {length} bytes but only {len(buf)} arrived",
+            f"Length field says {length} bytes but only {size} arrived",
             offset=2,
-            expected=f"<= {len(buf)}",
+            expected=f"<= {size}",
         )
-    if code in (Code.SUCCESS, Code.FAILURE):
+    if code in (_SUCCESS, _FAILURE):
         if length != HEADER_SIZE:
             raise DecodeError(
-                f"{Code(code).name.title()} with {length - HEADER_SIZE} bytes of data",
+                f"{_CODE_OF[code].name.title()} with {length - HEADER_SIZE} bytes of data",
                 offset=2,
                 expected="Length 4",
             )
-        return (Success(identifier) if code == Code.SUCCESS else Failure(identifier)), length
-    if code not in (Code.REQUEST, Code.RESPONSE):
+        return (Success(identifier) if code == _SUCCESS else Failure(identifier)), length
+    if code != _REQUEST and code != _RESPONSE:
         raise DecodeError(f"unknown Code {code}", offset=0, expected="1, 2, 3 or 4")
     if length == HEADER_SIZE:
         raise DecodeError(
-            f"{Code(code).name.title()} without a Type", offset=4, expected="a Type octet"
+            f"{_CODE_OF[code].name.title()} without a Type", offset=4, expected="a Type octet"
         )
-    return _decode_typed(Code(code), identifier, buf[HEADER_SIZE:length]), length
+    return _decode_typed(_CODE_OF[code], identifier, buf[HEADER_SIZE:length]), length
 
 
 def _decode_typed(code: Code, identifier: int, body: bytes) -> Message:
     eap_type = body[0]
     rest = body[1:]
-    if eap_type == EapType.IDENTITY:
+    if eap_type == _IDENTITY:
         return Identity(code, identifier, rest)
-    if eap_type == EapType.NOTIFICATION:
+    if eap_type == _NOTIFICATION:
         return Notification(code, identifier, rest)
-    if eap_type == EapType.NAK:
-        if code != Code.RESPONSE:
+    if eap_type == _NAK:
+        if code != _RESPONSE:
             raise DecodeError("Nak in a Request", offset=4, expected="Nak only in a Response")
         if not rest:
             raise DecodeError("Nak lists no type", offset=5, expected="at least one type")
         return Nak(identifier, tuple(rest))
-    if eap_type == EapType.EXPANDED:
+    if eap_type == _EXPANDED_TYPE:
         return _decode_expanded(code, identifier, body)
-    if eap_type == EapType.EXPERIMENTAL:
+    if eap_type == _EXPERIMENTAL_TYPE:
         return Experimental(code, identifier, rest)
     if eap_type == 0:
         raise DecodeError("Type 0 is reserved", offset=4, expected="a method Type")
