@@ -35,7 +35,15 @@ from typing import Protocol, runtime_checkable
 
 from eapkit.errors import EapkitError
 
-__all__ = ["MAX_COUNTER", "Store", "StoreUnavailable", "check_counter", "check_ttl"]
+__all__ = [
+    "MAX_COUNTER",
+    "CounterStore",
+    "Store",
+    "StoreUnavailable",
+    "check_counter",
+    "check_ttl",
+    "composed_advance_unless_locked",
+]
 
 # Counters travel through Redis Lua (IEEE doubles) and SQLite INTEGER: keep them exact.
 MAX_COUNTER = 2**53 - 1
@@ -126,3 +134,32 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections; the object must not be used afterwards."""
         ...
+
+
+class CounterStore(Protocol):
+    """The part of :class:`Store` that :func:`composed_advance_unless_locked` needs."""
+
+    def delete(self, key: str) -> bool: ...
+
+    def advance(self, key: str, value: int) -> bool: ...
+
+    def tally(self, key: str, now: float) -> tuple[int, float]: ...
+
+
+def composed_advance_unless_locked(
+    store: CounterStore, key: str, value: int | None, tally_key: str, limit: int, now: float
+) -> tuple[bool, int, float]:
+    """``advance_unless_locked`` for a store written before it existed: the same answers
+    from ``tally``, ``advance`` and ``delete``, each atomic but not the three together
+    (a failure counted between them is not seen).  Verifiers use it only for such stores.
+    """
+    if value is not None:
+        check_counter(value)
+    count, last = store.tally(tally_key, now)
+    if count >= limit or value is None:
+        return (False, count, last)
+    if not store.advance(key, value):
+        return (False, count, last)
+    if count:
+        store.delete(tally_key)
+    return (True, count, last)

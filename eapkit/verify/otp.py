@@ -40,6 +40,7 @@ import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives import hashes as _crypto_hashes
@@ -47,7 +48,7 @@ from cryptography.hazmat.primitives import hmac as _crypto_hmac
 
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
-from eapkit.store.base import Store, StoreUnavailable
+from eapkit.store.base import Store, StoreUnavailable, composed_advance_unless_locked
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.verdict import (
@@ -338,6 +339,12 @@ class OtpVerifier:
         if sealer is None and not isinstance(store, MemoryStore):
             raise ConfigError("OTP secrets must be sealed at rest: pass a Sealer")
         self.store = store
+        # A store written before Store.advance_unless_locked existed gets it composed
+        # from tally/advance/delete (the old behaviour): same answers, not one atomic step.
+        gate = getattr(store, "advance_unless_locked", None)
+        self._advance_unless_locked: Callable[
+            [str, int | None, str, int, float], tuple[bool, int, float]
+        ] = gate if gate is not None else partial(composed_advance_unless_locked, store)
         self.policy = policy or OtpPolicy()
         self._sealer = sealer
         self._rand = rand
@@ -473,7 +480,7 @@ class OtpVerifier:
             # One store call whether or not the code matched: it reads the lockout tally
             # and, for a match, advances the step and clears the tally, atomically.  A
             # locked-out credential costs the same either way, so timing tells nothing.
-            advanced, failures, last_failure = self.store.advance_unless_locked(
+            advanced, failures, last_failure = self._advance_unless_locked(
                 p.step_key, step if matched else None, p.fail_key, self._max_failures, now
             )
             if advanced:
@@ -513,7 +520,7 @@ class OtpVerifier:
         last = store.counter(p.step_key)
         following = 0 if last is None else last + 1
         matched = _compare(p.code(following), code)
-        advanced, failures, last_failure = store.advance_unless_locked(
+        advanced, failures, last_failure = self._advance_unless_locked(
             p.step_key, following if matched else None, p.fail_key, self._max_failures, now
         )
         if advanced:

@@ -12,14 +12,26 @@ from typing import Any
 import pytest
 
 from eapkit.store import MAX_COUNTER, MemoryStore, SqliteStore, Store, StoreUnavailable, open_store
+from eapkit.store.base import composed_advance_unless_locked
 from tests.conftest import free_tcp_port
 
-BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.interop)]
+BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.interop), "composed"]
+
+
+class ComposedStore(MemoryStore):
+    """advance_unless_locked as verifiers compose it for a store that lacks it."""
+
+    def advance_unless_locked(
+        self, key: str, value: int | None, tally_key: str, limit: int, now: float
+    ) -> tuple[bool, int, float]:
+        return composed_advance_unless_locked(self, key, value, tally_key, limit, now)
 
 
 def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
     if kind == "memory":
         return MemoryStore()
+    if kind == "composed":
+        return ComposedStore()
     if kind == "sqlite":
         return SqliteStore(tmp_path / "store.db")
     from eapkit.store.redis_store import RedisStore

@@ -162,6 +162,56 @@ def test_lockout_grows_expires_and_resets() -> None:
     assert v.store.tally(v._cache["alice"].fail_key, t2 + 1)[0] == 1
 
 
+class LegacyStore:
+    """A store written before Store.advance_unless_locked: every other operation."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "advance_unless_locked":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def _scenario(store: Any) -> list[tuple[str, int | None, float | None]]:
+    policy = OtpPolicy(max_failures=2, lockout_base=30, lockout_max=100, failure_ttl=1000)
+    v = OtpVerifier(store, sealer(), policy, rand=DeterministicRandom(3))
+    v.enroll("alice", OtpCredential(RFC_SECRET), 0.0)
+    v.enroll("bob", OtpCredential(RFC_SECRET, kind="hotp"), 0.0)
+    bad = "918273"
+    calls = [
+        ("alice", code_at(STEP), NOW),
+        ("alice", code_at(STEP), NOW + 1),
+        ("alice", bad, NOW + 2),
+        ("alice", bad, NOW + 3),
+        ("alice", code_at(STEP + 1), NOW + 31),
+        ("alice", code_at(STEP + 2), NOW + 61),
+        ("alice", bad, NOW + 62),
+        ("alice", code_at(STEP + 3), NOW + 91),
+        ("bob", code_at(0), NOW),
+        ("bob", code_at(0), NOW),
+        ("bob", bad, NOW),
+        ("bob", bad, NOW + 1),
+        ("bob", code_at(1), NOW + 2),
+        ("bob", code_at(1), NOW + 40),
+    ]
+    out = []
+    for user, code, at in calls:
+        r = v.verify(user, code, at)
+        out.append((r.reason, r.step, r.retry_after))
+    return out
+
+
+def test_a_store_without_advance_unless_locked_gets_the_same_answers() -> None:
+    expected = _scenario(MemoryStore())
+    assert [r[0] for r in expected] == [
+        "ok", "replayed", "bad_code", "bad_code", "locked_out", "ok", "bad_code", "ok",
+        "ok", "replayed", "bad_code", "bad_code", "locked_out", "ok",
+    ]  # fmt: skip
+    assert _scenario(LegacyStore()) == expected
+
+
 def test_failures_are_forgotten_after_failure_ttl() -> None:
     policy = OtpPolicy(max_failures=2, lockout_base=10, lockout_max=10, failure_ttl=100)
     bad = "918273"
