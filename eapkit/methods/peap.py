@@ -100,8 +100,8 @@ from eapkit.session import (
 )
 from eapkit.session import Result as SessionResult
 from eapkit.tlsio import (
-    Continue,
     Failed,
+    Message,
     TlsConfig,
     TlsContext,
     TlsEapEngine,
@@ -109,6 +109,12 @@ from eapkit.tlsio import (
     derive_keys,
 )
 from eapkit.tlsio.keys import EAP_TLS_LABEL, TLS13_KEY_LABEL
+from eapkit.tlsio.method import (
+    TlsAuthenticatorBase,
+    TlsPeerBase,
+    tls_attributes,
+    tls_failure_outcome,
+)
 
 if TYPE_CHECKING:
     from eapkit.probe import PeerBuilder, ProbeOptions
@@ -271,24 +277,6 @@ def _extensions(code: Code, identifier: int, tlvs: list[Tlv]) -> bytes:
     return packet
 
 
-def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
-    attrs: dict[str, str] = {}
-    if engine.version is not None:
-        attrs["tls_version"] = engine.version.label
-    if engine.cipher:
-        attrs["tls_cipher"] = engine.cipher
-    return attrs
-
-
-def _tls_failure(failure: Failed) -> Outcome:
-    attrs: dict[str, str] = {}
-    if failure.alert_sent:
-        attrs["tls_alert_sent"] = failure.alert_sent
-    if failure.alert_received:
-        attrs["tls_alert_received"] = failure.alert_received
-    return Outcome(False, failure.reason, None, None, failure.detail, attrs)
-
-
 # -- authenticator ---------------------------------------------------------------------------
 
 
@@ -301,10 +289,11 @@ class _AuthState(enum.Enum):
     DONE = "done"
 
 
-class PeapAuthenticator:
+class PeapAuthenticator(TlsAuthenticatorBase):
     """The server role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
+    _label = "PEAP"
 
     def __init__(
         self,
@@ -316,7 +305,7 @@ class PeapAuthenticator:
         inner_config: SessionConfig | None = None,
     ) -> None:
         self._ctx = ctx
-        self._engine = TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION)
+        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner = AuthenticatorSession(
             inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
         )
@@ -329,37 +318,16 @@ class PeapAuthenticator:
         self._binding_sent: CryptoBinding | None = None
         self._ipmk = b""
         self._cmk = b""
-        self._failing: Failed | None = None
-
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
 
     @property
     def state(self) -> str:
         return self._state.value
 
-    def start(self) -> bytes:
-        return self._engine.start()
+    def _sending_alert(self) -> None:
+        self._state = _AuthState.ALERT
 
-    def receive(self, type_data: bytes) -> Step:
-        if self._state is _AuthState.DONE:
-            return self._end(Outcome.failed("protocol_error", "PEAP has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            if self._failing is not None:
-                return self._end(self._failed_outcome(self._failing))
-            if engine.has_output:  # our alert goes out first (RFC 9190 §2.1.3)
-                self._failing = event
-                self._state = _AuthState.ALERT
-                return Reply(engine.next_type_data())
-            return self._end(self._failed_outcome(event))
-        if self._state is _AuthState.ALERT:
-            assert self._failing is not None
-            return self._end(self._failed_outcome(self._failing))
         if self._state is _AuthState.HANDSHAKE:
             if not engine.handshake_done:
                 if event.empty and not engine.has_output:
@@ -430,7 +398,7 @@ class PeapAuthenticator:
     def _send(self, data: bytes) -> Step:
         self._engine.write(data)
         if self._engine.failure is not None:
-            return self._end(_tls_failure(self._engine.failure))
+            return self._end(tls_failure_outcome(self._engine.failure))
         return Reply(self._engine.next_type_data())
 
     # -- the result exchange ----------------------------------------------------------------
@@ -482,7 +450,7 @@ class PeapAuthenticator:
         )
 
     def _attributes(self, inner: SessionResult | None, binding_used: bool) -> dict[str, str]:
-        attrs = _tls_attributes(self._engine)
+        attrs = tls_attributes(self._engine)
         attrs["outer_identity"] = self._ctx.identity_text
         attrs["crypto_binding"] = "yes" if binding_used else "no"
         if inner is not None:
@@ -505,8 +473,8 @@ class PeapAuthenticator:
         user = inner.user if inner is not None and inner.user else None
         return Outcome(False, reason, None, user, detail, self._attributes(inner, False))
 
-    def _failed_outcome(self, failure: Failed) -> Outcome:
-        outcome = _tls_failure(failure)
+    def _tls_failed(self, failure: Failed) -> Outcome:
+        outcome = super()._tls_failed(failure)
         if self._state in (_AuthState.PHASE2, _AuthState.RESULT, _AuthState.ALERT):
             attrs = dict(outcome.attributes)
             attrs["phase"] = "2" if self._engine.handshake_done else "1"
@@ -515,7 +483,7 @@ class PeapAuthenticator:
 
     def _end(self, outcome: Outcome) -> Done:
         self._state = _AuthState.DONE
-        return Done(outcome)
+        return super()._end(outcome)
 
 
 def _is_full_response(data: bytes, identifier: int) -> bool:
@@ -531,10 +499,11 @@ def _is_full_response(data: bytes, identifier: int) -> bool:
 # -- peer --------------------------------------------------------------------------------------
 
 
-class PeapPeer:
+class PeapPeer(TlsPeerBase):
     """The peer role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
+    _label = "PEAP"
 
     def __init__(
         self,
@@ -547,7 +516,7 @@ class PeapPeer:
         inner_config: SessionConfig | None = None,
     ) -> None:
         self._ctx = ctx
-        self._engine = TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION)
+        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner = PeerSession(
             inner,
             identity,
@@ -557,24 +526,9 @@ class PeapPeer:
         )
         self._binding_policy = crypto_binding
         self._inner_id: int | None = None
-        self._final: Outcome | None = None
-        self._finished = False
 
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
-
-    def receive(self, type_data: bytes) -> Step:
-        if self._finished:
-            return Done(Outcome.failed("protocol_error", "PEAP has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            if self._final is not None and not engine.awaiting_ack:
-                return self._end(self._final, event.type_data)
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            return self._send_last(_tls_failure(event))
         if self._final is not None:
             return self._end(
                 Outcome.failed("protocol_error", "more after the result"), engine.ack()
@@ -687,7 +641,7 @@ class PeapPeer:
             keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
         else:
             keys = tunnel
-        attrs = _tls_attributes(self._engine)
+        attrs = tls_attributes(self._engine)
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
         attrs["inner_method"] = _inner_method_name(inner.method)
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
@@ -708,21 +662,8 @@ class PeapPeer:
     def _write(self, data: bytes) -> Step:
         self._engine.write(data)
         if self._engine.failure is not None:
-            return self._end(_tls_failure(self._engine.failure), self._engine.ack())
+            return self._end(tls_failure_outcome(self._engine.failure), self._engine.ack())
         return Reply(self._engine.next_type_data())
-
-    def _send_last(self, outcome: Outcome) -> Step:
-        """Send what is left (fragments if need be), then end with ``outcome``."""
-        engine = self._engine
-        type_data = engine.next_type_data()
-        if engine.awaiting_ack:
-            self._final = outcome
-            return Reply(type_data)
-        return self._end(outcome, type_data)
-
-    def _end(self, outcome: Outcome, type_data: bytes) -> Done:
-        self._finished = True
-        return Done(outcome, type_data)
 
 
 # -- factories ---------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ from eapkit.methods.base import (
 )
 from eapkit.packet import EapType, MethodId
 from eapkit.tlsio import (
-    Continue,
     Failed,
+    Message,
     PeerCertificate,
     SessionCache,
     TlsConfig,
@@ -62,6 +62,7 @@ from eapkit.tlsio import (
     TlsRole,
     derive_keys,
 )
+from eapkit.tlsio.method import TlsAuthenticatorBase, TlsPeerBase, tls_attributes
 
 __all__ = [
     "PROTECTED_SUCCESS",
@@ -104,11 +105,7 @@ def accept_any_certificate(cert: PeerCertificate, identity: str) -> Verdict:
 
 
 def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
-    attrs: dict[str, str] = {}
-    if engine.version is not None:
-        attrs["tls_version"] = engine.version.label
-    if engine.cipher:
-        attrs["tls_cipher"] = engine.cipher
+    attrs = tls_attributes(engine)
     attrs["tls_resumed"] = "yes" if engine.resumed else "no"
     cert = engine.peer_certificate
     if cert is not None:
@@ -118,56 +115,25 @@ def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
     return attrs
 
 
-def _failed(failure: Failed, identity: str | None = None) -> Outcome:
-    attrs: dict[str, str] = {}
-    if failure.alert_sent:
-        attrs["tls_alert_sent"] = failure.alert_sent
-    if failure.alert_received:
-        attrs["tls_alert_received"] = failure.alert_received
-    return Outcome(False, failure.reason, None, identity, failure.detail, attrs)
-
-
-class TlsAuthenticator:
+class TlsAuthenticator(TlsAuthenticatorBase):
     """The server role of EAP-TLS (see the module docstring)."""
 
     method = TLS
+    _label = "EAP-TLS"
 
     def __init__(self, ctx: MethodContext, context: TlsContext, policy: CertificatePolicy) -> None:
         self._ctx = ctx
         self._policy = policy
         self._verdict: Verdict | None = None
-        self._engine = TlsEapEngine(context, EapType.TLS, leaf_check=self._leaf_check)
-        self._failing: Failed | None = None
+        super().__init__(TlsEapEngine(context, EapType.TLS, leaf_check=self._leaf_check))
         self._closing = False
-        self._finished = False
-
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
 
     def _leaf_check(self, cert: PeerCertificate) -> str | None:
         self._verdict = self._policy(cert, self._ctx.identity_text)
         return None if self._verdict.ok else self._verdict.reason
 
-    def start(self) -> bytes:
-        return self._engine.start()
-
-    def receive(self, type_data: bytes) -> Step:
-        if self._finished:
-            return self._end(Outcome.failed("protocol_error", "EAP-TLS has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            if self._failing is not None:
-                return self._end(_failed(self._failing))
-            if engine.has_output:  # our alert goes out first (RFC 9190 §2.1.3)
-                self._failing = event
-                return Reply(engine.next_type_data())
-            return self._end(_failed(event))
-        if self._failing is not None:  # the peer's acknowledgement of our alert
-            return self._end(_failed(self._failing))
         if not engine.handshake_done:
             if event.empty and not engine.has_output:
                 return self._end(Outcome.failed("protocol_error", "empty Response"))
@@ -214,42 +180,30 @@ class TlsAuthenticator:
         return self._end(outcome)
 
     def _end(self, outcome: Outcome) -> Done:
-        self._finished = True
-        self._engine.close(outcome.success)
-        return Done(outcome)
+        self._engine.close(outcome.success)  # a clean close keeps the session resumable
+        return super()._end(outcome)
 
 
-class TlsPeer:
+class TlsPeer(TlsPeerBase):
     """The peer role of EAP-TLS (see the module docstring)."""
 
     method = TLS
+    _label = "EAP-TLS"
 
     def __init__(self, ctx: MethodContext, context: TlsContext, cache: SessionCache | None) -> None:
         self._ctx = ctx
         self._cache = cache
         self._cache_key = (context.config.server_name or "", ctx.identity)
         session = cache.get(self._cache_key) if cache is not None else None
-        self._engine = TlsEapEngine(context, EapType.TLS, session=session)
-        self._final: Outcome | None = None
-        self._finished = False
+        super().__init__(TlsEapEngine(context, EapType.TLS, session=session))
 
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
+    def _tls_failed(self, failure: Failed) -> Outcome:
+        if self._cache is not None:  # a session that failed is not resumed
+            self._cache.forget(self._cache_key)
+        return super()._tls_failed(failure)
 
-    def receive(self, type_data: bytes) -> Step:
-        if self._finished:
-            return Done(Outcome.failed("protocol_error", "EAP-TLS has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            if self._final is not None and not engine.awaiting_ack:
-                return self._end(self._final, event.type_data)
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            if self._cache is not None:
-                self._cache.forget(self._cache_key)
-            return self._send_last(_failed(event))
         if not engine.handshake_done:
             return Reply(engine.next_type_data())
         if not engine.is_tls13:
@@ -272,19 +226,9 @@ class TlsPeer:
             self._cache.put(self._cache_key, engine.session())
         return Outcome(True, "ok", derive_keys(engine), None, "", _tls_attributes(engine))
 
-    def _send_last(self, outcome: Outcome) -> Step:
-        """Send what is left (fragments if need be), then end with ``outcome``."""
-        engine = self._engine
-        type_data = engine.next_type_data()
-        if engine.awaiting_ack:
-            self._final = outcome
-            return Reply(type_data)
-        return self._end(outcome, type_data)
-
-    def _end(self, outcome: Outcome, type_data: bytes) -> Done:
-        self._finished = True
-        self._engine.close(outcome.success)
-        return Done(outcome, type_data)
+    def _end(self, outcome: Outcome, type_data: bytes, final: bool = True) -> Done:
+        self._engine.close(outcome.success)  # a clean close keeps the session resumable
+        return super()._end(outcome, type_data, final)
 
 
 def tls_authenticator(

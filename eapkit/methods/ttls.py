@@ -98,8 +98,14 @@ from eapkit.session import (
     Send,
     SessionConfig,
 )
-from eapkit.tlsio import Continue, Failed, TlsConfig, TlsContext, TlsEapEngine, TlsRole
+from eapkit.tlsio import Failed, Message, TlsConfig, TlsContext, TlsEapEngine, TlsRole
 from eapkit.tlsio.keys import derive_keys
+from eapkit.tlsio.method import (
+    TlsAuthenticatorBase,
+    TlsPeerBase,
+    tls_attributes,
+    tls_failure_outcome,
+)
 
 if TYPE_CHECKING:
     from eapkit.methods.mschapv2 import NtHashLookup
@@ -228,24 +234,6 @@ def _eap_avp(packet: bytes) -> bytes:
     return Avp(AvpCode.EAP_MESSAGE, packet).encode()
 
 
-def _tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
-    attrs: dict[str, str] = {}
-    if engine.version is not None:
-        attrs["tls_version"] = engine.version.label
-    if engine.cipher:
-        attrs["tls_cipher"] = engine.cipher
-    return attrs
-
-
-def _failed_tls(failure: Failed, identity: str | None = None) -> Outcome:
-    attrs: dict[str, str] = {}
-    if failure.alert_sent:
-        attrs["tls_alert_sent"] = failure.alert_sent
-    if failure.alert_received:
-        attrs["tls_alert_received"] = failure.alert_received
-    return Outcome(False, failure.reason, None, identity, failure.detail, attrs)
-
-
 def _inner_eap_name(method: MethodId | None) -> str:
     if method is None:
         return "eap"
@@ -277,7 +265,6 @@ class _AuthPhase(enum.Enum):
     MSCHAPV2_RESULT = "mschapv2_result"  # MS-CHAP2-Success / MS-CHAP-Error sent
     INNER_EAP = "inner_eap"
     CLOSING = "closing"  # our last TLS flight sent; the peer's acknowledgement is due
-    DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -295,47 +282,29 @@ class _ServerInner:
     success_message: str = ""
 
 
-class TtlsAuthenticator:
+class TtlsAuthenticator(TlsAuthenticatorBase):
     """The server role of EAP-TTLSv0 (see the module docstring)."""
 
     method = TTLS
+    _label = "EAP-TTLS"
 
     def __init__(self, ctx: MethodContext, context: TlsContext, inner: _ServerInner) -> None:
         self._ctx = ctx
         self._inner = inner
-        self._engine = TlsEapEngine(context, EapType.TTLS)
+        super().__init__(TlsEapEngine(context, EapType.TTLS))
         self._phase = _AuthPhase.HANDSHAKE
         self._prompted = False
-        self._failing: Failed | None = None
         self._user: str | None = None
         self._inner_name = ""
         self._pending: Outcome | None = None  # decided, told to the peer, ack due
         self._code_check: ResponseCheck | None = None
         self._session: AuthenticatorSession | None = None
 
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
+    def _tls_failed(self, failure: Failed) -> Outcome:
+        return tls_failure_outcome(failure, self._user)
 
-    def start(self) -> bytes:
-        return self._engine.start()
-
-    def receive(self, type_data: bytes) -> Step:
-        if self._phase is _AuthPhase.DONE:
-            return self._end(Outcome.failed("protocol_error", "EAP-TTLS has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            if self._failing is not None:
-                return self._end(_failed_tls(self._failing, self._user))
-            if engine.has_output:  # our alert goes out and is acknowledged first
-                self._failing = event
-                return Reply(engine.next_type_data())
-            return self._end(_failed_tls(event, self._user))
-        if self._failing is not None:
-            return self._end(_failed_tls(self._failing, self._user))
         if not engine.handshake_done:
             if event.empty and not engine.has_output:
                 return self._end(Outcome.failed("protocol_error", "empty Response"))
@@ -562,7 +531,7 @@ class TtlsAuthenticator:
 
     def _success_outcome(self, user: str) -> Outcome:
         engine = self._engine
-        attrs = _tls_attributes(engine)
+        attrs = tls_attributes(engine)
         attrs["inner_method"] = self._inner_name
         attrs["outer_identity"] = self._ctx.identity_text
         return Outcome(True, "ok", derive_keys(engine, TTLS_KEY_LABEL), user, "", attrs)
@@ -582,9 +551,8 @@ class TtlsAuthenticator:
         return self._end(outcome)
 
     def _end(self, outcome: Outcome) -> Done:
-        self._phase = _AuthPhase.DONE
         self._session = None
-        return Done(outcome)
+        return super()._end(outcome)
 
 
 # -- peer -------------------------------------------------------------------------------------
@@ -669,14 +637,14 @@ def _watched(factory: MethodFactory[Peer], watch: _Watch) -> MethodFactory[Peer]
 class _PeerPhase(enum.Enum):
     HANDSHAKE = "handshake"
     SENT = "sent"  # phase-2 AVPs sent
-    DONE = "done"
 
 
-class TtlsPeer:
+class TtlsPeer(TlsPeerBase):
     """The peer role of EAP-TTLSv0 (see the module docstring).  Resumption is not used:
     every conversation runs the full handshake and phase 2."""
 
     method = TTLS
+    _label = "EAP-TTLS"
 
     def __init__(
         self, ctx: MethodContext, context: TlsContext, inner: InnerMethod, identity: str | None
@@ -684,19 +652,14 @@ class TtlsPeer:
         self._ctx = ctx
         self._inner = inner
         self._identity = identity if identity is not None else ctx.identity_text
-        self._engine = TlsEapEngine(context, EapType.TTLS)
+        super().__init__(TlsEapEngine(context, EapType.TTLS))
         self._phase = _PeerPhase.HANDSHAKE
-        self._final: tuple[Outcome, bool] | None = None  # ending once our last fragment is out
         self._watch = _Watch()
         self._session: PeerSession | None = None
         self._ident = 0
         self._nt_response = b""
         self._peer_challenge = b""
         self._nt_hash = b""
-
-    @property
-    def engine(self) -> TlsEapEngine:
-        return self._engine
 
     @property
     def inner_name(self) -> str:
@@ -709,19 +672,8 @@ class TtlsPeer:
             return "mschapv2"
         return _inner_eap_name(self._session.method if self._session else None)
 
-    def receive(self, type_data: bytes) -> Step:
-        if self._phase is _PeerPhase.DONE:
-            return Done(Outcome.failed("protocol_error", "EAP-TTLS has ended"))
+    def _message(self, event: Message) -> Step:
         engine = self._engine
-        event = engine.receive(type_data)
-        if isinstance(event, Continue):
-            if self._final is not None and not engine.awaiting_ack:
-                outcome, final = self._final
-                self._final = None
-                return self._end(outcome, event.type_data, final)
-            return Reply(event.type_data)
-        if isinstance(event, Failed):
-            return self._send_last(_failed_tls(event))
         if not engine.handshake_done:
             return Reply(engine.next_type_data())
         if self._phase is _PeerPhase.HANDSHAKE:
@@ -881,7 +833,7 @@ class TtlsPeer:
     # -- endings ---------------------------------------------------------------------------
 
     def _ok(self) -> Outcome:
-        attrs = _tls_attributes(self._engine)
+        attrs = tls_attributes(self._engine)
         attrs["inner_method"] = self.inner_name
         return Outcome(True, "ok", derive_keys(self._engine, TTLS_KEY_LABEL), None, "", attrs)
 
@@ -891,20 +843,6 @@ class TtlsPeer:
     def _write_raw(self, data: bytes, outcome: Outcome, final: bool = True) -> Step:
         self._engine.write(data)
         return self._send_last(outcome, final)
-
-    def _send_last(self, outcome: Outcome, final: bool = True) -> Step:
-        """Send what is left (fragments if need be), then end with ``outcome``."""
-        engine = self._engine
-        type_data = engine.next_type_data()
-        if engine.awaiting_ack:
-            self._final = (outcome, final)
-            return Reply(type_data)
-        return self._end(outcome, type_data, final)
-
-    def _end(self, outcome: Outcome, type_data: bytes, final: bool = True) -> Done:
-        if final or not outcome.success:
-            self._phase = _PeerPhase.DONE
-        return Done(outcome, type_data, final=final or not outcome.success)
 
 
 # -- factories -----------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 - :mod:`eapkit.tlsio.config`: :class:`TlsConfig` and the ``SSL.Context`` built from it.
 - :mod:`eapkit.tlsio.engine`: :class:`TlsEapEngine`, one TLS connection over EAP.
 - :mod:`eapkit.tlsio.keys`: MSK/EMSK/Session-Id from the TLS exporter (RFC 5216, 9190).
+- :mod:`eapkit.tlsio.method`: both roles' handling of the engine's events, the base of
+  the EAP-TLS, EAP-TTLS and PEAP method classes.
 - :mod:`eapkit.tlsio.certinfo`: the peer certificate as a policy sees it, name matching.
 - :mod:`eapkit.tlsio.alerts`: TLS alert names, the reasons failures report.
 """
