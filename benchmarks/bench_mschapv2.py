@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sys
 import timeit
 from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from benchmarks.runner import standalone
 from eapkit.crypto.md4 import md4
 from eapkit.crypto.mschap import (
     authenticator_response_digest,
@@ -242,34 +242,8 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     ]
 
 
-def _fmt(value: object) -> str:
-    return f"{value:9.2f}" if isinstance(value, float) else f"{'-':>9}"
-
-
 def main() -> None:
-    quick = "--quick" in sys.argv
-    rows = run(quick)
-    print(
-        f"{'operation':<52} {'eapkit us':>9} {'anchor us':>9} {'floor us':>9} "
-        f"{'anchor/eapkit':>13} {'eapkit/floor':>12}"
-    )
-    for row in rows:
-        eapkit_us, anchor_us, floor_us = row["eapkit_us"], row["anchor_us"], row["floor_us"]
-        speedup = (
-            f"{anchor_us / eapkit_us:12.2f}x"
-            if isinstance(anchor_us, float) and isinstance(eapkit_us, float)
-            else f"{'-':>13}"
-        )
-        overhead = (
-            f"{eapkit_us / floor_us:11.2f}x"
-            if isinstance(floor_us, float) and isinstance(eapkit_us, float)
-            else f"{'-':>12}"
-        )
-        print(
-            f"{row['op']:<52} {_fmt(eapkit_us)} {_fmt(anchor_us)} {_fmt(floor_us)} "
-            f"{speedup} {overhead}"
-        )
-    print(f"anchor: {rows[0]['anchor']}")
+    standalone("mschapv2", run)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ Run: ``.venv/bin/python -m benchmarks.bench_peap`` (``--quick`` for a short run)
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import timeit
 from collections.abc import Callable
 
 from OpenSSL import SSL
 
+from benchmarks.runner import standalone
 from eapkit import pki
 from eapkit.loopback import converse
 from eapkit.methods.base import Done, MethodContext, MethodFactory, Reply
@@ -178,23 +178,8 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     return rows
 
 
-def _fmt(value: object) -> str:
-    return f"{value:9.1f}" if isinstance(value, float) else f"{'-':>9}"
-
-
 def main() -> None:
-    quick = "--quick" in sys.argv
-    rows = run(quick)
-    print("floor: the bare pyOpenSSL memory-BIO handshake with the same SSL contexts")
-    print(f"{'operation':<58} {'eapkit us':>9} {'floor us':>9} {'eapkit/floor':>12}")
-    for row in rows:
-        eapkit_us, floor_us = row["eapkit_us"], row["floor_us"]
-        ratio = (
-            f"{eapkit_us / floor_us:11.2f}x"
-            if isinstance(eapkit_us, float) and isinstance(floor_us, float)
-            else f"{'-':>12}"
-        )
-        print(f"{row['op']:<58} {_fmt(eapkit_us)} {_fmt(floor_us)} {ratio}")
+    standalone("peap", run)
 
 
 if __name__ == "__main__":

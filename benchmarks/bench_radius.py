@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import io
 import struct
-import sys
 import timeit
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 from pyrad.dictionary import Dictionary
 from pyrad.packet import AuthPacket
 
+from benchmarks.runner import standalone
 from eapkit.radius import (
     Attr,
     Code,
@@ -279,34 +279,8 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     return rows
 
 
-def _fmt(value: object) -> str:
-    return f"{value:9.2f}" if isinstance(value, float) else f"{'-':>9}"
-
-
 def main() -> None:
-    quick = "--quick" in sys.argv
-    rows = run(quick)
-    print(
-        f"{'operation':<54} {'eapkit us':>9} {'anchor us':>9} {'floor us':>9} "
-        f"{'anchor/eapkit':>13} {'eapkit/floor':>12}"
-    )
-    for row in rows:
-        eapkit_us, anchor_us, floor_us = row["eapkit_us"], row["anchor_us"], row["floor_us"]
-        speedup = (
-            f"{anchor_us / eapkit_us:12.2f}x"
-            if isinstance(anchor_us, float) and isinstance(eapkit_us, float)
-            else f"{'-':>13}"
-        )
-        overhead = (
-            f"{eapkit_us / floor_us:11.2f}x"
-            if isinstance(floor_us, float) and isinstance(eapkit_us, float)
-            else f"{'-':>12}"
-        )
-        print(
-            f"{row['op']:<54} {_fmt(eapkit_us)} {_fmt(anchor_us)} {_fmt(floor_us)} "
-            f"{speedup} {overhead}"
-        )
-    print(f"anchor: {rows[0]['anchor']}")
+    standalone("radius", run)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,6 +248,13 @@ def text_table(rows: Sequence[Row]) -> str:
     lines.append("/anchor = eapkit µs / anchor µs (below 1: eapkit is faster); ")
     lines[-1] += "/floor = eapkit µs / floor µs"
     return "\n".join(lines)
+
+
+def standalone(topic: str, run: Callable[[bool], Sequence[Mapping[str, Any]]]) -> None:
+    """``python -m benchmarks.bench_<topic> [--quick]``: run one module in this process
+    and print its rows in the runner's table."""
+    rows = [normalise(topic, raw) for raw in run("--quick" in sys.argv)]
+    print(text_table(rows))
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
