@@ -91,38 +91,17 @@ class Measured:
         return 1e6 * self.server_cpu / max(self.accepted, 1)
 
 
-@dataclass
-class Pki:
-    dir: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.dir / "ca.pem"
-
-    @property
-    def cert(self) -> Path:
-        return self.dir / "alice.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.dir / "alice.key"
+Pki = pki.PkiFiles
 
 
 def make_pki(directory: Path) -> Pki:
     """ECDSA P-256 CA, server and client certificates (eapkit.pki's default)."""
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("bench CA", now=now)
-    server = pki.make_server(ca, ["radius.bench.test"], now=now)
-    client = pki.make_client(ca, "alice", now=now)
-    for name, data in (
-        ("ca.pem", ca.cert_pem),
-        ("server.pem", server.chain_pem),
-        ("server.key", server.key_pem),
-        ("alice.pem", client.chain_pem),
-        ("alice.key", client.key_pem),
-    ):
-        (directory / name).write_bytes(data)
-    return Pki(directory)
+    return pki.write_pki(
+        directory,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="bench CA",
+        server_names=["radius.bench.test"],
+    )
 
 
 # name -> (probe options, eapkit --methods, hostapd eap_user lines, FreeRADIUS EAP type)
@@ -154,7 +133,7 @@ def _options(name: str, port: int, secret: str, p: Pki) -> ProbeOptions:
     if spec["method"] == "tls" or spec["method"].startswith(("ttls", "peap")):
         spec.update(ca=p.ca)
     if spec["method"] == "tls":
-        spec.update(cert=p.cert, key=p.key)
+        spec.update(cert=p.client_cert, key=p.client_key)
     return ProbeOptions(
         server=("127.0.0.1", port),
         secret=secret.encode(),
@@ -256,7 +235,7 @@ def _summary(text: str, label: str) -> int:
 def _eapkit(work: Path, p: Pki, methods: str, workers: int) -> Any:
     from tests.interop.tools import EapkitServe
 
-    extra = ["--cert", str(p.dir / "server.pem"), "--key", str(p.dir / "server.key")]
+    extra = ["--cert", str(p.server_cert), "--key", str(p.server_key)]
     extra += ["--ca", str(p.ca), "--log", os.devnull, "--methods", methods]
     if workers > 1:
         extra += ["--workers", str(workers)]
@@ -270,8 +249,8 @@ def _freeradius(work: Path, p: Pki, eap_type: str, **kw: Any) -> Any:
         work,
         kw.pop("users", f'alice Cleartext-Password := "{PASSWORD}"\n'),
         ca_cert=p.ca,
-        server_cert=p.dir / "server.pem",
-        private_key=p.dir / "server.key",
+        server_cert=p.server_cert,
+        private_key=p.server_key,
         eap_types=(eap_type,),
         default_eap_type=eap_type,
         debug=False,
@@ -288,8 +267,8 @@ def _hostapd(work: Path, p: Pki, users: str) -> Any:
         work,
         users,
         ca_cert=p.ca,
-        server_cert=p.dir / "server.pem",
-        private_key=p.dir / "server.key",
+        server_cert=p.server_cert,
+        private_key=p.server_key,
     )
 
 
