@@ -86,13 +86,13 @@ class Deployment:
 
 
 def _pki(work: Path) -> tuple[Path, Path, Path]:
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("eapkit freeradius test CA", now=now)
-    server = pki.make_server(ca, [SERVER_NAME], now=now)
-    paths = (work / "ca.pem", work / "server.pem", work / "server.key")
-    for path, data in zip(paths, (ca.cert_pem, server.chain_pem, server.key_pem), strict=True):
-        path.write_bytes(data)
-    return paths
+    files = pki.write_pki(
+        work,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="eapkit freeradius test CA",
+        server_names=[SERVER_NAME],
+    )
+    return files.ca, files.server_cert, files.server_key
 
 
 @pytest.fixture(scope="module")

@@ -111,15 +111,12 @@ def test_eapol_test_wrong_credentials_are_rejected(
 @pytest.fixture(scope="module")
 def hostapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostapdRadius, Path]]:
     work = tmp_path_factory.mktemp("hostapd-peap")
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("hostapd PEAP test CA", now=now)
-    server = pki.make_server(ca, ["radius.hostapd.test"], now=now)
-    for name, data in (
-        ("ca.pem", ca.cert_pem),
-        ("server.pem", server.chain_pem),
-        ("server.key", server.key_pem),
-    ):
-        (work / name).write_bytes(data)
+    pki.write_pki(
+        work,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="hostapd PEAP test CA",
+        server_names=["radius.hostapd.test"],
+    )
     users = '* PEAP\n"alice" MSCHAPV2,GTC "wonderland" [2]\n"gtc-user" GTC "wonderland" [2]\n'
     with HostapdRadius(
         work,

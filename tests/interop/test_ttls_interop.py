@@ -152,15 +152,12 @@ HOSTAPD_SECRET = "hostapd-secret"
 @pytest.fixture(scope="module")
 def hostapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostapdRadius, Path]]:
     work = tmp_path_factory.mktemp("hostapd-ttls")
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.make_ca("hostapd TTLS test CA", now=now)
-    server_cert = pki.make_server(ca, ["radius.hostapd.test"], now=now)
-    for name, data in (
-        ("ca.pem", ca.cert_pem),
-        ("server.pem", server_cert.chain_pem),
-        ("server.key", server_cert.key_pem),
-    ):
-        (work / name).write_bytes(data)
+    pki.write_pki(
+        work,
+        now=dt.datetime.now(dt.UTC),
+        ca_name="hostapd TTLS test CA",
+        server_names=["radius.hostapd.test"],
+    )
     users = '* TTLS\n"alice" TTLS-PAP,TTLS-CHAP,TTLS-MSCHAPV2,MSCHAPV2,GTC "wonderland" [2]\n'
     with HostapdRadius(
         work,
