@@ -14,8 +14,8 @@ cannot move), so every round must reach that process, whatever the NAS's source 
                    └──UDP reply from its own socket on the same address:port──> NAS
 
 - Each worker writes its number in the State it sends (``0xEA, worker`` in front of
-  the random octets, :attr:`EapAccess.state_prefix` and :attr:`PapAccess.state_prefix`),
-  so the State names the owner of the conversation (or of a pending PAP challenge).
+  the random octets, :meth:`RadiusCore.set_state_prefix`), so the State names the
+  owner of the conversation (or of a pending PAP challenge).
 - A request without (our) State belongs to the worker its Request Authenticator
   names.  That authenticator is random per request (RFC 2865 §3) and kept by a
   retransmission (RFC 5080 §2.2.1), so new conversations spread evenly over the
@@ -39,6 +39,10 @@ cannot move), so every round must reach that process, whatever the NAS's source 
 - Each worker opens its own database connections and decision log after the fork; the
   log is opened for append (O_APPEND) and written a whole line per write, so the lines
   of several workers never mix.  Every line carries ``"worker": w``.
+- A worker sends, settles held Accepts (the approval bridge) and counts through the
+  same :class:`~eapkit.radius.front.Front` as the single-process server; a held
+  Accept waits in the worker that holds it (the gate's state is in the shared store,
+  so the approval page may run in any one process).
 """
 
 from __future__ import annotations
@@ -54,13 +58,13 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eapkit.errors import ConfigError, DecodeError
-from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import RadiusCore, log
+from eapkit.radius.core import RadiusCore, log
+from eapkit.radius.front import Front
 
 __all__ = [
     "MAX_WORKERS",
@@ -296,6 +300,10 @@ class WorkerFront:
     stats: WorkerStats = field(default_factory=WorkerStats)
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
     _inbox: asyncio.DatagramTransport | None = field(default=None, repr=False)
+    _front: Front = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._front = Front(self.core, self.clock)
 
     def from_network(self, listen_index: int, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.stats.received += 1
@@ -324,14 +332,13 @@ class WorkerFront:
         self._handle(listen_index, data, addr)
 
     def _handle(self, listen_index: int, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            reply = self.core.handle_datagram(data, addr, self.clock())
-        except Exception:  # one bad request must not stop the worker
-            log.exception("internal error handling a datagram from %s", addr[0])
-            self.core._count("internal_error")
-            return
-        if reply is not None:
-            self._transports[listen_index].sendto(reply, addr)
+        transport = self._transports[listen_index]
+
+        def send(reply: bytes) -> None:
+            if not transport.is_closing():
+                transport.sendto(reply, addr)
+
+        self._front.receive(data, addr, send)
 
     async def run(
         self, stop: asyncio.Event, ready: Callable[[], None] | None = None
@@ -369,11 +376,7 @@ class WorkerFront:
 
 def set_owner(core: RadiusCore, worker: int) -> None:
     """Make ``core``'s States name ``worker`` and stamp its log lines with it."""
-    prefix = state_prefix(worker)
-    if core.eap is not None:
-        core.eap.state_prefix = prefix
-    if isinstance(core.plain, PapAccess):
-        core.plain.state_prefix = prefix
+    core.set_state_prefix(state_prefix(worker))
     core.decisions.stamp = {"worker": worker}
 
 
@@ -384,6 +387,11 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
+# Runs a worker's front (the awaitable) together with what else that worker serves,
+# e.g. the approval bridge's web page in worker 0.
+Around = Callable[[int, RadiusCore, Awaitable[Any]], Awaitable[Any]]
+
+
 def _worker_main(
     index: int,
     parent: int,
@@ -391,6 +399,7 @@ def _worker_main(
     channels: list[tuple[socket.socket, socket.socket]],
     ready_fd: int,
     make_core: Callable[[int], RadiusCore],
+    around: Around | None = None,
 ) -> int:
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -422,8 +431,12 @@ def _worker_main(
         sys.stderr.flush()
         os.write(ready_fd, b"r")
 
-    stats = asyncio.run(front.run(asyncio.Event(), ready))
-    summary = {**stats.as_dict(), **core.stats}
+    async def main() -> None:
+        running = front.run(asyncio.Event(), ready)
+        await (running if around is None else around(index, core, running))
+
+    asyncio.run(main())
+    summary = {**front.stats.as_dict(), **core.stats}
     print(f"eapkit serve: worker {index} stopped: {summary}", file=sys.stderr)
     return 0
 
@@ -436,10 +449,13 @@ def run_workers(
     ready: Callable[[list[tuple[str, int]]], None] | None = None,
     steering: bool = True,
     start_timeout: float = 120.0,
+    around: Around | None = None,
 ) -> int:
     """Fork ``workers`` processes serving ``listen`` with the cores ``make_core(w)``
     builds (called in each worker, after the fork); wait until told to stop.
-    Returns 0 after SIGTERM/SIGINT, 1 when a worker failed."""
+    ``around(w, core, front)``, when given, runs worker w's front (an awaitable) beside
+    whatever else that worker serves.  Returns 0 after SIGTERM/SIGINT, 1 when a worker
+    failed."""
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers is 1..{MAX_WORKERS}")
     groups: list[list[socket.socket]] = []
@@ -477,7 +493,7 @@ def run_workers(
                 code = 1
                 try:
                     os.close(read_fd)
-                    code = _worker_main(i, parent, groups, channels, write_fd, make_core)
+                    code = _worker_main(i, parent, groups, channels, write_fd, make_core, around)
                 except BaseException:
                     traceback.print_exc()
                 finally:
