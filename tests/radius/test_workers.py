@@ -26,18 +26,20 @@ from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, Packet, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
-from eapkit.radius.workers import (
+from eapkit.radius.steering import (
     STATE_MARKER,
     STEER_STEPS,
-    WorkerFront,
     attach_steering,
+    state_prefix,
+    steer,
+    steering_program,
+)
+from eapkit.radius.workers import (
+    WorkerFront,
     bind_group,
     decode_forward,
     encode_forward,
     set_owner,
-    state_prefix,
-    steer,
-    steering_program,
 )
 from eapkit.session import PeerSession
 
