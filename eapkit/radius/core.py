@@ -101,7 +101,8 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class Drop:
-    """Send nothing: ``reason`` says why (the core has already counted and logged it)."""
+    """Send nothing: ``reason`` says why (the core has counted it, and logged it when
+    it is a refused request rather than a retransmission or a discarded EAP packet)."""
 
     reason: str
 

@@ -7,7 +7,7 @@ that writes one reply back the way the request came (a datagram to the source, a
 record on a TLS stream).  The front then::
 
     receive(data, source, send) ── core.receive(now) ──> Reply ── send(bytes)
-                                                    ├──> Drop  (the core logged it)
+                                                    ├──> Drop  (the core counted it)
                                                     └──> Hold  ── task: gate.wait(ticket)
                                                                    └── send(core.settle(...))
 
