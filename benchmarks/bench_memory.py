@@ -1,9 +1,9 @@
 """Memory: what a live EAP-TLS conversation and an enrolled TOTP user cost a server.
 
 EAP-TLS conversations are held the way ``eapkit serve`` holds them: a
-:class:`~eapkit.radius.server.RadiusCore` in front of an
+:class:`~eapkit.radius.core.RadiusCore` in front of an
 :class:`~eapkit.radius.access.EapAccess` offering EAP-TLS (TLS 1.3, ECDSA P-256), fed
-real Access-Requests through ``handle_datagram``.  Two stages of a conversation that
+real Access-Requests through ``RadiusCore.receive``.  Two stages of a conversation that
 never finishes (a NAS that went away, a peer that gave up):
 
 - ``after Start``: the first Access-Request (EAP-Response/Identity) got its
@@ -54,10 +54,12 @@ from eapkit.methods.tls import TlsPeer, tls_authenticator
 from eapkit.packet import Code as EapCode
 from eapkit.packet import EapType, Identity, MethodData
 from eapkit.packet import decode as eap_decode
+from eapkit.radius import core as radius_core
 from eapkit.radius.access import EapAccess
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, Handled, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Code, decode, eap_message_attributes, encode_request
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.rand import DeterministicRandom
 from eapkit.store import Sealer, SqliteStore
 from eapkit.tlsio import TlsContext, TlsRole, TlsVersion
@@ -152,7 +154,7 @@ class TlsServer:
     def open(self, packets: list[bytes], now: float, *, hello: bool) -> None:
         """Send each first Access-Request (the reply is an EAP-TLS Start) and, with
         ``hello``, the ClientHello that answers it; stop there."""
-        handle = self.core.handle_datagram
+        handle = self.core.receive
         for i, raw in enumerate(packets):
             address = (NAS, 1024 + i)
             ident, state = _challenge(handle(raw, address, now))
@@ -161,11 +163,11 @@ class TlsServer:
                 _challenge(handle(self.request(i + 1, response.encode(), state), address, now))
 
 
-def _challenge(reply: bytes | None) -> tuple[int, bytes]:
+def _challenge(handled: Handled) -> tuple[int, bytes]:
     """The EAP identifier and State of an Access-Challenge."""
-    if reply is None:
-        raise AssertionError("no reply")
-    challenge = decode(reply)
+    if not isinstance(handled, radius_core.Reply):
+        raise AssertionError(f"no reply: {handled!r}")
+    challenge = decode(handled.data)
     eap, state = challenge.eap_message(), challenge.get(Attr.STATE)
     if challenge.code != Code.ACCESS_CHALLENGE or eap is None or state is None:
         raise AssertionError(f"expected an Access-Challenge, got {challenge.code!r}")

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,10 @@ from eapkit.methods import registered
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
 from eapkit.probe import METHODS, ProbeOptions, load, run_probe
-from eapkit.radius.server import Client, serve
+from eapkit.radius.address import parse_hostport
+from eapkit.radius.clients import Client
+from eapkit.radius.core import RadiusCore
+from eapkit.radius.udp import serve
 from eapkit.second_factor import SecondFactors
 from eapkit.serve import (
     ServeConfig,
@@ -38,7 +41,6 @@ from eapkit.serve import (
     describe,
     ensure_demo_pki,
     open_second_factors,
-    parse_hostport,
 )
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.users import SECOND_FACTORS, UserDirectory
@@ -163,8 +165,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if users.get(name) is None:
             users.add(name, password)
             print(f"eapkit serve: demo user {name} added to {cfg.db}", file=sys.stderr)
-    if args.workers != 1 and cfg.bridge is not None:
-        raise ConfigError("[bridge] runs with --workers 1: its web app lives in one process")
     if args.workers != 1:
         return _serve_workers(cfg, users, args.workers)
     stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
@@ -213,7 +213,17 @@ def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
         text = describe(cfg, cfg.methods)
         print(f"{text}; {workers} workers", file=sys.stderr, flush=True)
 
-    code = run_workers(cfg.listen, workers, make_core, ready=ready)
+    def around(worker: int, core: RadiusCore, front: Awaitable[Any]) -> Awaitable[Any]:
+        # The approval page runs in worker 0; every worker's gate reads the shared store.
+        if worker != 0 or core.approval is None:
+            return front
+        from eapkit.bridge.gate import Bridge
+        from eapkit.bridge.run import serve_with_bridge
+
+        assert isinstance(core.approval, Bridge)
+        return serve_with_bridge(front, core.approval)
+
+    code = run_workers(cfg.listen, workers, make_core, ready=ready, around=around)
     print("eapkit serve: stopped", file=sys.stderr)
     return code
 

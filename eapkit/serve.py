@@ -66,8 +66,10 @@ from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_authenticator
 from eapkit.policy import UserPolicy
 from eapkit.radius.access import EapAccess
+from eapkit.radius.address import parse_hostport
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.session import Result
@@ -79,28 +81,11 @@ __all__ = [
     "ServedUsers",
     "build_core",
     "ensure_demo_pki",
-    "parse_hostport",
 ]
 
 DEFAULT_METHODS = ("tls", "ttls", "peap", "mschapv2", "gtc")
 DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
 GTC_MODES = ("password", "code")
-
-
-def parse_hostport(text: str, default_port: int = 1812) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT`` or ``HOST``."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, ""
-    try:
-        return host, int(port) if port else default_port
-    except ValueError:
-        raise ConfigError(f"not HOST:PORT: {text!r}") from None
 
 
 @dataclass

@@ -128,8 +128,12 @@ class Discard:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
+    """The conversation is over; ``packet`` (the Success or Failure, if any) carries
+    ``identifier``, so a layer above can replace it without parsing it again."""
+
     result: Result
     packet: bytes | None = None
+    identifier: int = 0
 
 
 Action = Send | Discard | Finished
@@ -342,7 +346,7 @@ class AuthenticatorSession:
             rounds=self.counters.rounds,
             outcome=outcome,
         )
-        self._final = Finished(result, packet)
+        self._final = Finished(result, packet, self._identifier)
         return self._final
 
 

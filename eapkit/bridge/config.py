@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from eapkit.errors import ConfigError
+from eapkit.radius.address import parse_hostport
 
 __all__ = ["DEFAULT_PORT", "BridgeConfig"]
 
@@ -66,8 +67,6 @@ class BridgeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BridgeConfig:
-        from eapkit.serve import parse_hostport  # serve imports this module lazily
-
         cfg = cls()
         try:
             if "listen" in data:

@@ -16,7 +16,7 @@ page while the gateway waits.  Two ways to make a gateway wait exist:
 The gate holds: it works the same for every method, needs nothing from the VPN client,
 and what the gateway must allow (a RADIUS timeout longer than the approval timeout) is
 one setting on every gateway.  :class:`Bridge` is that gate for
-:class:`~eapkit.radius.server.RadiusCore`, and the state the web app
+:class:`~eapkit.radius.core.RadiusCore`, and the state the web app
 (:mod:`eapkit.bridge.app`) shares with it.
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 
 from eapkit.bridge.approvals import EXPIRED, ApprovalTable, EnrollmentLinks, TooManyPending
 from eapkit.bridge.config import BridgeConfig
+from eapkit.radius.core import GateTicket
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Packet
-from eapkit.radius.server import Hold
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.users import UserDirectory
@@ -60,7 +60,7 @@ def _nas_address(request: Packet) -> str:
 
 class Bridge:
     """Pending approvals, enrollment links and the WebAuthn relying party of one
-    deployment; an :class:`~eapkit.radius.server.ApprovalGate`."""
+    deployment; an :class:`~eapkit.radius.core.ApprovalGate`."""
 
     def __init__(
         self,
@@ -104,14 +104,14 @@ class Bridge:
         return record is not None and record.second_factor == SECOND_FACTOR
 
     # -- the gate -------------------------------------------------------------------------
-    def hold(self, user: str, request: Packet, client: str, now: float) -> Hold | None:
+    def hold(self, user: str, request: Packet, client: str, now: float) -> GateTicket | None:
         """Hold the Accept of a ``webauthn`` user; refuse at once when no approval can
         ever come (no key enrolled, too many waiting, store down)."""
         if not self.needs_approval(user):
             return None
         try:
             if not self.webauthn.credentials(user):
-                return Hold(refused="no_security_key")
+                return GateTicket(refused="no_security_key")
             approval = self.approvals.open(
                 user,
                 now,
@@ -122,11 +122,11 @@ class Bridge:
                 called_station=_text(request, Attr.CALLED_STATION_ID),
             )
         except TooManyPending:
-            return Hold(refused="too_many_pending")
+            return GateTicket(refused="too_many_pending")
         except StoreUnavailable:
-            return Hold(refused="store_unavailable")
+            return GateTicket(refused="store_unavailable")
         self.emit({"event": "approval_pending", "user": user, "ticket": approval.ticket[:8]})
-        return Hold(approval.ticket, approval.deadline)
+        return GateTicket(approval.ticket, approval.deadline)
 
     async def wait(self, ticket: str, deadline: float) -> str:
         """Until the approval is decided or ``deadline`` passes (then ``expired``,

@@ -20,7 +20,7 @@ def _say(text: str) -> None:
 async def serve_with_bridge(
     radius: Awaitable[None], bridge: Bridge, *, ready: Callable[[str], None] = _say
 ) -> None:
-    """Start the web app, then run ``radius`` (``eapkit.radius.server.serve(...)``) to
+    """Start the web app, then run ``radius`` (``eapkit.radius.udp.serve(...)``) to
     its end; ``ready`` gets a line saying where the page is."""
     config = bridge.config
     server = await start_http(BridgeApp(bridge), config.host, config.port, clock=bridge.clock)

@@ -1,4 +1,21 @@
-"""The RADIUS side of EAP: packet codec, attribute dictionary, hidden values, MPPE keys.
+"""The RADIUS side of EAP: a transport-free server core, its fronts, and the codecs.
+
+The server, top to bottom (a new transport, e.g. RadSec, is one more front module
+that feeds :class:`~eapkit.radius.front.Front`):
+
+- :mod:`eapkit.radius.udp`: the UDP front (:func:`~eapkit.radius.udp.serve`);
+  :mod:`eapkit.radius.workers`: the multi-process UDP front (``--workers N``);
+- :mod:`eapkit.radius.front`: what every front shares: call the core, send, settle
+  held Accepts, count;
+- :mod:`eapkit.radius.core`: :class:`~eapkit.radius.core.RadiusCore`,
+  ``handle(request, client, now) -> Reply | Hold | Drop``; clients in
+  :mod:`eapkit.radius.clients`;
+- :mod:`eapkit.radius.access` (EAP) and :mod:`eapkit.radius.pap` (PAP): Access-Requests
+  to replies; :mod:`eapkit.radius.reply`: the reply, its decision, Accept attributes;
+- :mod:`eapkit.radius.nas`: the client (NAS) side, for ``eapkit probe`` and tests;
+  :mod:`eapkit.radius.address`: ``HOST:PORT`` parsing.
+
+The codecs, re-exported here:
 
 - :mod:`eapkit.radius.packet`: RADIUS packets (RFC 2865 §3), Message-Authenticator
   (RFC 3579 §3.2), Request/Response Authenticators (RFC 2865 §3, RFC 2866 §3),

@@ -18,7 +18,8 @@ One EAP conversation spans several Access-Request / Access-Challenge rounds; the
 - The Accept carries the MSK as MS-MPPE-Recv-Key (MSK[0:32]) and MS-MPPE-Send-Key
   (MSK[32:64]) (RFC 2548 §2.4, RFC 3580 §3.16), the Session-Id as EAP-Key-Name
   (RFC 4072 §2.4), the authenticated (inner) identity as User-Name, a Class, and the
-  user's policy (Session-Timeout, Framed-IP-Address, Framed-Pool).
+  user's policy (Session-Timeout, Framed-IP-Address, Framed-Pool): see
+  :func:`eapkit.radius.reply.accept_attributes`.
 - A Reject says only "Authentication failed" to the user: the reason (``bad_password``,
   ``unknown_user``, ...) goes to the decision log, never on the wire, so unknown users and
   wrong passwords look the same.
@@ -32,84 +33,27 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 
 from eapkit.errors import DecodeError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.packet import Failure, decode_frame
-from eapkit.policy import UserPolicy
-from eapkit.radius.dictionary import Attr, encode_integer, encode_ipv4
-from eapkit.radius.mppe import mppe_key_attributes
-from eapkit.radius.packet import Attribute, Code, Packet, eap_message_attributes
+from eapkit.radius.dictionary import Attr
+from eapkit.radius.packet import Code, Packet, eap_message_attributes
+from eapkit.radius.reply import (
+    REJECT_MESSAGE,
+    AccessReply,
+    Decision,
+    PolicyLookup,
+    accept_attributes,
+)
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
 
-__all__ = ["AccessReply", "Decision", "EapAccess", "PolicyLookup", "policy_attributes"]
+__all__ = ["EapAccess"]
 
 log = logging.getLogger("eapkit.radius")
 
-REJECT_MESSAGE = b"Authentication failed"
 STATE_SIZE = 16
-
-
-def policy_attributes(policy: UserPolicy) -> list[Attribute]:
-    """Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8), Framed-Pool (RFC 2869
-    §5.18) from the user's policy."""
-    out: list[Attribute] = []
-    if policy.session_timeout is not None:
-        out.append((Attr.SESSION_TIMEOUT, encode_integer(policy.session_timeout)))
-    if policy.framed_ip is not None:
-        out.append((Attr.FRAMED_IP_ADDRESS, encode_ipv4(IPv4Address(policy.framed_ip))))
-    if policy.framed_pool is not None:
-        out.append((Attr.FRAMED_POOL, policy.framed_pool.encode()))
-    return out
-
-
-PolicyLookup = Callable[[str], UserPolicy | None]
-
-
-@dataclass(slots=True)
-class Decision:
-    """One line of the decision log (a SIEM reads these): never a secret in it."""
-
-    time: float
-    client: str
-    user: str
-    outer_identity: str
-    method: str
-    inner_method: str
-    result: str
-    reason: str
-    rounds: int
-    duration: float
-    session_id: str
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "time": round(self.time, 3),
-            "client": self.client,
-            "user": self.user,
-            "outer_identity": self.outer_identity,
-            "method": self.method,
-            "inner_method": self.inner_method,
-            "result": self.result,
-            "reason": self.reason,
-            "rounds": self.rounds,
-            "duration_ms": round(self.duration * 1000, 3),
-            "session_id": self.session_id,
-            "detail": self.detail,
-        }
-
-
-@dataclass(slots=True)
-class AccessReply:
-    """The reply to send: its Code and attributes (the server adds Message-Authenticator
-    and the Response Authenticator).  ``decision`` is set when the conversation ended."""
-
-    code: Code
-    attributes: list[Attribute]
-    decision: Decision | None = None
 
 
 @dataclass(slots=True)
@@ -223,29 +167,20 @@ class EapAccess:
         refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
         if refusal is not None:
             # The method succeeded but policy says no: an EAP Failure in its place.
-            identifier = decode_frame(action.packet)[0].identifier
-            attrs = eap_message_attributes(Failure(identifier).encode())
+            attrs = eap_message_attributes(Failure(action.identifier).encode())
             decision.result, decision.reason, decision.session_id = "reject", refusal, ""
         if not result.success or refusal is not None:
             attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
-            return AccessReply(Code.ACCESS_REJECT, attrs, decision)
-        attrs.append((Attr.USER_NAME, result.user.encode()[:253]))
-        policy = self.policy(result.user) if self.policy else None
-        if result.keys is not None:
-            attrs += mppe_key_attributes(
-                result.keys.msk, secret, request.authenticator, self.random
-            )
-            if result.keys.session_id:
-                attrs.append((Attr.EAP_KEY_NAME, result.keys.session_id[:253]))
-        klass = (
-            policy.klass
-            if policy and policy.klass
-            else b"eapkit:" + self.random.random_bytes(8).hex().encode()
+            return AccessReply(Code.ACCESS_REJECT, attrs, decision, action.identifier)
+        attrs += accept_attributes(
+            result.user,
+            self.policy(result.user) if self.policy else None,
+            self.random,
+            keys=result.keys,
+            secret=secret,
+            request_authenticator=request.authenticator,
         )
-        attrs.append((Attr.CLASS, klass))
-        if policy is not None:
-            attrs += policy_attributes(policy)
-        return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
+        return AccessReply(Code.ACCESS_ACCEPT, attrs, decision, action.identifier)
 
     def _reject_stray(self, eap: bytes, client: str, now: float, reason: str) -> AccessReply:
         """Reject a request that belongs to no conversation, with an EAP Failure that
@@ -262,6 +197,7 @@ class EapAccess:
                 (Attr.REPLY_MESSAGE, REJECT_MESSAGE),
             ],
             decision,
+            identifier,
         )
 
 

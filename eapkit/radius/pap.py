@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 
 from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.errors import DecodeError
-from eapkit.radius.access import (
+from eapkit.radius.dictionary import Attr
+from eapkit.radius.hiding import unhide_password
+from eapkit.radius.packet import Code, Packet
+from eapkit.radius.reply import (
     REJECT_MESSAGE,
     AccessReply,
     Decision,
     PolicyLookup,
-    policy_attributes,
+    accept_attributes,
 )
-from eapkit.radius.dictionary import Attr
-from eapkit.radius.hiding import unhide_password
-from eapkit.radius.packet import Attribute, Code, Packet
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 
 __all__ = ["PapAccess"]
@@ -126,16 +126,7 @@ class PapAccess:
         if not verdict.ok:
             decision.user = user
             return AccessReply(Code.ACCESS_REJECT, [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)], decision)
-        attrs: list[Attribute] = [(Attr.USER_NAME, name.encode()[:253])]
-        policy = self.policy(name) if self.policy else None
-        klass = (
-            policy.klass
-            if policy and policy.klass
-            else b"eapkit:" + self.random.random_bytes(8).hex().encode()
-        )
-        attrs.append((Attr.CLASS, klass))
-        if policy is not None:
-            attrs += policy_attributes(policy)
+        attrs = accept_attributes(name, self.policy(name) if self.policy else None, self.random)
         return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
 
     def _reject(

@@ -14,8 +14,8 @@ cannot move), so every round must reach that process, whatever the NAS's source 
                    └──UDP reply from its own socket on the same address:port──> NAS
 
 - Each worker writes its number in the State it sends (``0xEA, worker`` in front of
-  the random octets, :attr:`EapAccess.state_prefix` and :attr:`PapAccess.state_prefix`),
-  so the State names the owner of the conversation (or of a pending PAP challenge).
+  the random octets, :meth:`RadiusCore.set_state_prefix`), so the State names the
+  owner of the conversation (or of a pending PAP challenge).
 - A request without (our) State belongs to the worker its Request Authenticator
   names.  That authenticator is random per request (RFC 2865 §3) and kept by a
   retransmission (RFC 5080 §2.2.1), so new conversations spread evenly over the
@@ -26,10 +26,10 @@ cannot move), so every round must reach that process, whatever the NAS's source 
   request: the owner runs it again (a second conversation that expires unused after
   ``conversation_ttl``; for PAP with a one-time code, the code is then refused as
   replayed), exactly as a single-process server does.
-- :func:`steer` is the same decision in Python.  Every worker checks it on every
-  datagram and forwards what is not its own to the owner over a Unix datagram socket,
-  with the NAS's address; the owner answers from its own socket, bound to the same
-  address and port, so the reply's source is what the NAS expects.  With the BPF
+- :func:`~eapkit.radius.steering.steer` is the same decision in Python.  Every worker
+  checks it on every datagram and forwards what is not its own to the owner over a
+  Unix datagram socket, with the NAS's address; the owner answers from its own socket,
+  bound to the same address and port, so the reply's source is what the NAS expects.  With the BPF
   program attached this never fires; without it (a kernel that refuses the program)
   the kernel spreads by 4-tuple hash and forwarding keeps every round with its owner.
 - The parent process binds every socket before forking (so port 0 works and the
@@ -39,6 +39,10 @@ cannot move), so every round must reach that process, whatever the NAS's source 
 - Each worker opens its own database connections and decision log after the fork; the
   log is opened for append (O_APPEND) and written a whole line per write, so the lines
   of several workers never mix.  Every line carries ``"worker": w``.
+- A worker sends, settles held Accepts (the approval bridge) and counts through the
+  same :class:`~eapkit.radius.front.Front` as the single-process server; a held
+  Accept waits in the worker that holds it (the gate's state is in the shared store,
+  so the approval page may run in any one process).
 """
 
 from __future__ import annotations
@@ -54,160 +58,23 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eapkit.errors import ConfigError, DecodeError
-from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import RadiusCore, log
+from eapkit.radius.core import RadiusCore
+from eapkit.radius.front import Front
+from eapkit.radius.steering import MAX_WORKERS, attach_steering, state_prefix, steer
 
 __all__ = [
-    "MAX_WORKERS",
-    "STATE_MARKER",
     "WorkerFront",
-    "attach_steering",
     "bind_group",
     "decode_forward",
     "encode_forward",
     "run_workers",
-    "state_prefix",
-    "steer",
-    "steering_program",
+    "set_owner",
 ]
-
-STATE_MARKER = 0xEA
-MAX_WORKERS = 255
-STEER_STEPS = 64  # attributes walked looking for State (BPF has no loops: unrolled)
-_STATE = 24  # RFC 2865 §5.24
-_SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
-
-
-def state_prefix(worker: int) -> bytes:
-    """What worker ``worker`` puts in front of every State it sends."""
-    return bytes((STATE_MARKER, worker))
-
-
-def steer(data: bytes, workers: int) -> int:
-    """The worker that owns this datagram: the one its State names, else Request
-    Authenticator[0] mod ``workers``.
-
-    Exactly what :func:`steering_program` computes in the kernel, including its
-    answers for truncated input (a load past the end makes a BPF program return 0).
-    """
-    n = len(data)
-    if n < 5:
-        return 0
-    limit = min((data[2] << 8) | data[3], n)
-    x = 20
-    for _ in range(STEER_STEPS):
-        if limit <= x:
-            break
-        if data[x] == _STATE:
-            if x + 1 >= n:
-                return 0
-            if data[x + 1] < 4:
-                break
-            if x + 2 >= n:
-                return 0
-            if data[x + 2] != STATE_MARKER:
-                break
-            if x + 3 >= n:
-                return 0
-            owner = data[x + 3]
-            if owner >= workers:
-                break
-            return owner
-        if x + 1 >= n:
-            return 0
-        length = data[x + 1]
-        if length < 2:
-            break
-        x += length
-    return data[4] % workers
-
-
-# Classic BPF (linux/filter.h): class | size | mode, jumps compare A with k or X.
-_LDH_ABS, _LDB_ABS, _LDB_IND, _LD_LEN, _LD_MEM = 0x28, 0x30, 0x50, 0x80, 0x60
-_LDX_IMM, _STX, _TAX, _ADD_X, _MOD_K = 0x01, 0x03, 0x07, 0x0C, 0x94
-_JA, _JEQ_K, _JGE_K, _JGT_X, _JGE_X, _RET_A = 0x05, 0x15, 0x35, 0x2D, 0x3D, 0x16
-
-Insn = tuple[int, int, int, int]  # code, jt, jf, k
-
-
-def steering_program(workers: int) -> list[Insn]:
-    """The classic BPF program that picks the socket (= worker) for a datagram; it
-    sees the UDP payload from offset 0 and walks at most :data:`STEER_STEPS` attributes.
-    """
-    if not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"workers is 1..{MAX_WORKERS}")
-    prog: list[Insn] = [
-        (_LDH_ABS, 0, 0, 2),  # A = Length
-        (_TAX, 0, 0, 0),
-        (_LD_LEN, 0, 0, 0),  # A = datagram length
-        (_JGE_X, 1, 0, 0),  # limit = min(Length, datagram length)
-        (_TAX, 0, 0, 0),
-        (_STX, 0, 0, 0),  # M[0] = limit
-        (_LDX_IMM, 0, 0, 20),  # X = first attribute
-    ]
-    # Jumps to the two tails are patched once their place is known.
-    to_nostate: list[int] = []
-    to_found: list[int] = []
-    for _ in range(STEER_STEPS):
-        base = len(prog)
-        prog += [
-            (_LD_MEM, 0, 0, 0),  # A = limit
-            (_JGT_X, 1, 0, 0),  # attribute starts before the end?
-            (_JA, 0, 0, 0),  # -> nostate
-            (_LDB_IND, 0, 0, 0),  # A = Type
-            (_JEQ_K, 0, 1, _STATE),
-            (_JA, 0, 0, 0),  # -> found
-            (_LDB_IND, 0, 0, 1),  # A = attribute Length
-            (_JGE_K, 1, 0, 2),
-            (_JA, 0, 0, 0),  # -> nostate (malformed)
-            (_ADD_X, 0, 0, 0),
-            (_TAX, 0, 0, 0),  # X = next attribute
-        ]
-        to_nostate += [base + 2, base + 8]
-        to_found.append(base + 5)
-    to_nostate.append(len(prog))
-    prog.append((_JA, 0, 0, 0))  # out of steps -> nostate
-    found = len(prog)
-    prog += [
-        (_LDB_IND, 0, 0, 1),  # State's Length >= 4 (marker, worker, ...)
-        (_JGE_K, 0, 5, 4),
-        (_LDB_IND, 0, 0, 2),
-        (_JEQ_K, 0, 3, STATE_MARKER),
-        (_LDB_IND, 0, 0, 3),  # A = worker named by the State
-        (_JGE_K, 1, 0, workers),
-        (_RET_A, 0, 0, 0),
-    ]
-    nostate = len(prog)
-    prog += [
-        (_LDB_ABS, 0, 0, 4),  # Request Authenticator[0] mod workers
-        (_MOD_K, 0, 0, workers),
-        (_RET_A, 0, 0, 0),
-    ]
-    for at in to_nostate:
-        prog[at] = (_JA, 0, 0, nostate - at - 1)
-    for at in to_found:
-        prog[at] = (_JA, 0, 0, found - at - 1)
-    return prog
-
-
-def attach_steering(sock: socket.socket, workers: int) -> bool:
-    """Attach :func:`steering_program` to the SO_REUSEPORT group of ``sock``; False
-    when the kernel refuses it (then the group spreads by 4-tuple hash)."""
-    prog = steering_program(workers)
-    raw = b"".join(struct.pack("HBBI", *insn) for insn in prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))  # struct sock_fprog
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
-    except OSError as exc:
-        log.warning("SO_ATTACH_REUSEPORT_CBPF refused (%s): forwarding between workers", exc)
-        return False
-    return True
 
 
 def bind_group(host: str, port: int, workers: int) -> list[socket.socket]:
@@ -296,6 +163,10 @@ class WorkerFront:
     stats: WorkerStats = field(default_factory=WorkerStats)
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
     _inbox: asyncio.DatagramTransport | None = field(default=None, repr=False)
+    _front: Front = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._front = Front(self.core, self.clock)
 
     def from_network(self, listen_index: int, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.stats.received += 1
@@ -324,14 +195,13 @@ class WorkerFront:
         self._handle(listen_index, data, addr)
 
     def _handle(self, listen_index: int, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            reply = self.core.handle_datagram(data, addr, self.clock())
-        except Exception:  # one bad request must not stop the worker
-            log.exception("internal error handling a datagram from %s", addr[0])
-            self.core._count("internal_error")
-            return
-        if reply is not None:
-            self._transports[listen_index].sendto(reply, addr)
+        transport = self._transports[listen_index]
+
+        def send(reply: bytes) -> None:
+            if not transport.is_closing():
+                transport.sendto(reply, addr)
+
+        self._front.receive(data, addr, send)
 
     async def run(
         self, stop: asyncio.Event, ready: Callable[[], None] | None = None
@@ -369,11 +239,7 @@ class WorkerFront:
 
 def set_owner(core: RadiusCore, worker: int) -> None:
     """Make ``core``'s States name ``worker`` and stamp its log lines with it."""
-    prefix = state_prefix(worker)
-    if core.eap is not None:
-        core.eap.state_prefix = prefix
-    if isinstance(core.plain, PapAccess):
-        core.plain.state_prefix = prefix
+    core.set_state_prefix(state_prefix(worker))
     core.decisions.stamp = {"worker": worker}
 
 
@@ -384,6 +250,11 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
+# Runs a worker's front (the awaitable) together with what else that worker serves,
+# e.g. the approval bridge's web page in worker 0.
+Around = Callable[[int, RadiusCore, Awaitable[Any]], Awaitable[Any]]
+
+
 def _worker_main(
     index: int,
     parent: int,
@@ -391,6 +262,7 @@ def _worker_main(
     channels: list[tuple[socket.socket, socket.socket]],
     ready_fd: int,
     make_core: Callable[[int], RadiusCore],
+    around: Around | None = None,
 ) -> int:
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -422,8 +294,12 @@ def _worker_main(
         sys.stderr.flush()
         os.write(ready_fd, b"r")
 
-    stats = asyncio.run(front.run(asyncio.Event(), ready))
-    summary = {**stats.as_dict(), **core.stats}
+    async def main() -> None:
+        running = front.run(asyncio.Event(), ready)
+        await (running if around is None else around(index, core, running))
+
+    asyncio.run(main())
+    summary = {**front.stats.as_dict(), **core.stats}
     print(f"eapkit serve: worker {index} stopped: {summary}", file=sys.stderr)
     return 0
 
@@ -436,10 +312,13 @@ def run_workers(
     ready: Callable[[list[tuple[str, int]]], None] | None = None,
     steering: bool = True,
     start_timeout: float = 120.0,
+    around: Around | None = None,
 ) -> int:
     """Fork ``workers`` processes serving ``listen`` with the cores ``make_core(w)``
     builds (called in each worker, after the fork); wait until told to stop.
-    Returns 0 after SIGTERM/SIGINT, 1 when a worker failed."""
+    ``around(w, core, front)``, when given, runs worker w's front (an awaitable) beside
+    whatever else that worker serves.  Returns 0 after SIGTERM/SIGINT, 1 when a worker
+    failed."""
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers is 1..{MAX_WORKERS}")
     groups: list[list[socket.socket]] = []
@@ -477,7 +356,7 @@ def run_workers(
                 code = 1
                 try:
                     os.close(read_fd)
-                    code = _worker_main(i, parent, groups, channels, write_fd, make_core)
+                    code = _worker_main(i, parent, groups, channels, write_fd, make_core, around)
                 except BaseException:
                     traceback.print_exc()
                 finally:

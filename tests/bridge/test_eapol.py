@@ -13,7 +13,7 @@ import pytest
 
 from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
-from eapkit.radius.server import serve
+from eapkit.radius.udp import serve
 from eapkit.serve import ServeConfig, build_core
 from eapkit.users import UserDirectory
 from tests.bridge.helpers import ORIGIN, PASSWORD

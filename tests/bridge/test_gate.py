@@ -13,15 +13,18 @@ from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
 from eapkit.packet import decode_frame
 from eapkit.probe import ProbeOptions, probe
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, Drop, Hold, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore, serve
+from eapkit.radius.udp import serve
 from eapkit.serve import ServeConfig, build_core
 from eapkit.users import UserDirectory
 from eapkit.verify.soft_authenticator import SoftAuthenticator
 from tests.bridge.helpers import PASSWORD, Browser, make_bridge, token_of
+from tests.radius.helpers import datagram
 
 SECRET = b"testing123"
 ADDR = ("127.0.0.1", 4000)
@@ -72,11 +75,10 @@ def test_held_accept_absorbs_retransmissions_then_answers_once_decided() -> None
     enroll(bridge)
     core = pap_core(bridge)
     request = pap_request("alice")
-    assert core.handle_datagram(request, ADDR, 1000.0) is None  # held
-    assert core.handle_datagram(request, ADDR, 1003.0) is None  # a retransmission
+    held = core.receive(request, ADDR, 1000.0)
+    assert isinstance(held, Hold)  # held: nothing sent yet
+    assert core.receive(request, ADDR, 1003.0) == Drop("duplicate_held")  # a retransmission
     assert core.stats["held"] == 1 and core.stats["duplicate_held"] == 1
-    (held,) = core.take_held()
-    assert core.take_held() == []
     (approval,) = bridge.approvals.pending("alice", 1004.0)
     assert approval.ticket == held.ticket and held.deadline == 1060.0
     assert (approval.client, approval.nas_identifier, approval.nas_address) == (
@@ -88,7 +90,7 @@ def test_held_accept_absorbs_retransmissions_then_answers_once_decided() -> None
     bridge.approvals.decide(held.ticket, "alice", True, 1005.0)
     reply = core.settle(held, "approved", 1005.0)
     assert decode(reply).code == Code.ACCESS_ACCEPT
-    assert core.handle_datagram(request, ADDR, 1006.0) == reply  # from the duplicate cache
+    assert datagram(core, request, ADDR, 1006.0) == reply  # from the duplicate cache
     records = core.decisions.records
     assert records is not None
     assert [(r["result"], r["reason"]) for r in records] == [
@@ -103,8 +105,8 @@ def test_denied_and_expired_approvals_end_in_reject() -> None:
     enroll(bridge)
     core = pap_core(bridge)
     for ident, outcome in ((1, "denied"), (2, "expired")):
-        assert core.handle_datagram(pap_request("alice", ident), ADDR, 1000.0) is None
-        (held,) = core.take_held()
+        held = core.receive(pap_request("alice", ident), ADDR, 1000.0)
+        assert isinstance(held, Hold)
         reply = decode(core.settle(held, outcome, 1001.0))
         assert reply.code == Code.ACCESS_REJECT
         assert reply.get(Attr.USER_NAME) is None and reply.get(Attr.CLASS) is None
@@ -119,16 +121,16 @@ def test_users_without_approval_or_without_a_key() -> None:
     bridge = make_bridge()
     core = pap_core(bridge)
     # bob's second factor is none: no hold
-    assert decode(core.handle_datagram(pap_request("bob"), ADDR, 1000.0) or b"").code == (
+    assert decode(datagram(core, pap_request("bob"), ADDR, 1000.0) or b"").code == (
         Code.ACCESS_ACCEPT
     )
     # alice must approve but has no key yet: refused at once, not held for nothing
     bridge.users.set_second_factor("alice", "webauthn")
-    reply = decode(core.handle_datagram(pap_request("alice", 2), ADDR, 1000.0) or b"")
+    reply = decode(datagram(core, pap_request("alice", 2), ADDR, 1000.0) or b"")
     assert reply.code == Code.ACCESS_REJECT
     assert core.decisions.records is not None
     assert core.decisions.records[-1]["reason"] == "no_security_key"
-    assert core.take_held() == []
+    assert core.stats.get("held", 0) == 0
 
 
 # -- over sockets: eapkit serve's core, the asyncio front, eapkit probe as the NAS ---------

@@ -2,7 +2,7 @@
 
 10,000 conversations (``EapAccess.max_conversations``' default, as in ``eapkit serve``)
 get their first Access-Request answered with an EAP-TLS Start (RFC 5216 §2.1.1) through
-:meth:`RadiusCore.handle_datagram` and are never continued: a NAS that went away, or a
+:meth:`RadiusCore.receive` and are never continued: a NAS that went away, or a
 flood of EAP-Response/Identity.  The server must then
 
 - hold them within the documented memory bound (docs/benchmarks.md: under 40 KiB of
@@ -29,13 +29,15 @@ from eapkit.packet import Code as EapCode
 from eapkit.packet import Identity
 from eapkit.packet import decode as eap_decode
 from eapkit.radius.access import EapAccess
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Code, Packet, decode, eap_message_attributes, encode_request
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.rand import DeterministicRandom
 from eapkit.session import Finished, PeerSession, Send
 from eapkit.tlsio import TlsVersion
 from tests.certs import IDENTITY, lab, peer_config, server_config
+from tests.radius.helpers import datagram
 
 SECRET = b"half-finished"
 NAS = "127.0.0.1"
@@ -75,7 +77,7 @@ class Nas:
 
 
 def answer(core: RadiusCore, raw: bytes, port: int, now: float) -> Packet:
-    reply = core.handle_datagram(raw, (NAS, port), now)
+    reply = datagram(core, raw, (NAS, port), now)
     assert reply is not None, "the server fell silent"
     return decode(reply)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 
 from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
+from tests.radius.helpers import datagram
 
 SECRET = b"pap-secret"
 ADDR = ("127.0.0.1", 4000)
@@ -46,9 +48,9 @@ def request(user: str, password: str, ident: int = 1, state: bytes | None = None
 
 def test_pap_accept_and_reject() -> None:
     c = core(InMemoryPasswords({"alice": "p" * 100}))
-    ok = decode(c.handle_datagram(request("alice", "p" * 100), ADDR, 0) or b"")
+    ok = decode(datagram(c, request("alice", "p" * 100), ADDR, 0) or b"")
     assert ok.code == Code.ACCESS_ACCEPT and ok.get(Attr.USER_NAME) == b"alice"
-    bad = decode(c.handle_datagram(request("alice", "q", ident=2), ADDR, 0) or b"")
+    bad = decode(datagram(c, request("alice", "q", ident=2), ADDR, 0) or b"")
     assert bad.code == Code.ACCESS_REJECT
     assert bad.get(Attr.REPLY_MESSAGE) == b"Authentication failed"
     assert c.decisions.records is not None
@@ -66,22 +68,22 @@ def test_challenge_response_round_trip() -> None:
 
     check = PasswordThenCode(InMemoryPasswords({"alice": "wonderland"}), code, lambda u: True)
     c = core(check)
-    first = decode(c.handle_datagram(request("alice", "wonderland"), ADDR, 0) or b"")
+    first = decode(datagram(c, request("alice", "wonderland"), ADDR, 0) or b"")
     assert first.code == Code.ACCESS_CHALLENGE
     assert first.get(Attr.REPLY_MESSAGE) == b"One-time code: "
     state = first.get(Attr.STATE)
     assert state is not None and len(state) >= 16
-    second = c.handle_datagram(request("alice", "424242", ident=2, state=state), ADDR, 1)
+    second = datagram(c, request("alice", "424242", ident=2, state=state), ADDR, 1)
     assert decode(second or b"").code == Code.ACCESS_ACCEPT
     # the State is single-use, and a replayed code fails in a new round
-    again = c.handle_datagram(request("alice", "424242", ident=3, state=state), ADDR, 2)
+    again = datagram(c, request("alice", "424242", ident=3, state=state), ADDR, 2)
     assert decode(again or b"").code == Code.ACCESS_REJECT
-    first = decode(c.handle_datagram(request("alice", "wonderland", ident=4), ADDR, 3) or b"")
+    first = decode(datagram(c, request("alice", "wonderland", ident=4), ADDR, 3) or b"")
     state = first.get(Attr.STATE)
-    third = c.handle_datagram(request("alice", "424242", ident=5, state=state), ADDR, 4)
+    third = datagram(c, request("alice", "424242", ident=5, state=state), ADDR, 4)
     assert decode(third or b"").code == Code.ACCESS_REJECT
     # a wrong password never gets a challenge
-    wrong = c.handle_datagram(request("alice", "guess", ident=6), ADDR, 5)
+    wrong = datagram(c, request("alice", "guess", ident=6), ADDR, 5)
     assert decode(wrong or b"").code == Code.ACCESS_REJECT
 
 
@@ -94,6 +96,6 @@ def test_chap_and_missing_password_are_rejected_with_reasons() -> None:
         SECRET,
         message_authenticator=True,
     )
-    assert decode(c.handle_datagram(wire, ADDR, 0) or b"").code == Code.ACCESS_REJECT
+    assert decode(datagram(c, wire, ADDR, 0) or b"").code == Code.ACCESS_REJECT
     assert c.decisions.records is not None
     assert c.decisions.records[-1]["reason"] == "chap_unsupported"

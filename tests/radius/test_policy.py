@@ -15,10 +15,11 @@ from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.packet import Code as EapCode
 from eapkit.packet import Identity
 from eapkit.radius.access import EapAccess
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, decode, encode_request
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
 from eapkit.second_factor import SecondFactors
 from eapkit.serve import second_factor_policy
 from eapkit.session import PeerSession
@@ -26,6 +27,7 @@ from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
 from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential
+from tests.radius.helpers import datagram
 from tests.radius.test_server import running
 
 SECRET = b"policy-secret"
@@ -80,7 +82,7 @@ def test_abandoned_conversation_is_logged(tmp_path: Path) -> None:
         SECRET,
         message_authenticator=True,
     )
-    reply = core.handle_datagram(first, ("127.0.0.1", 1000), 0.0)
+    reply = datagram(core, first, ("127.0.0.1", 1000), 0.0)
     assert reply is not None and decode(reply).code == Code.ACCESS_CHALLENGE
     assert core.eap is not None and core.eap.expire(1000.0) == 1
     record = json.loads(log.getvalue().splitlines()[-1])

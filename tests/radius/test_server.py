@@ -15,12 +15,15 @@ import pytest
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
 from eapkit.radius.access import EapAccess
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import AcctStatusType, Attr, encode_integer
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore, serve
+from eapkit.radius.udp import serve
 from eapkit.session import PeerSession
 from eapkit.users import UserDirectory
+from tests.radius.helpers import datagram
 
 SECRET = b"s3cr3t-shared"
 
@@ -120,15 +123,15 @@ def test_core_policies(users: UserDirectory) -> None:
     core = make_core(users, io.StringIO())
     identity = bytes.fromhex("0201000a01616c696365")
     # unknown client: dropped
-    assert core.handle_datagram(_access_request(identity), ("192.0.2.1", 1812), 0) is None
+    assert datagram(core, _access_request(identity), ("192.0.2.1", 1812), 0) is None
     # no Message-Authenticator with EAP-Message: dropped (RFC 3579 §3.2)
-    assert core.handle_datagram(_access_request(identity, ma=False), ("127.0.0.1", 5), 0) is None
+    assert datagram(core, _access_request(identity, ma=False), ("127.0.0.1", 5), 0) is None
     # garbage: dropped
-    assert core.handle_datagram(b"\x01\x02", ("127.0.0.1", 5), 0) is None
+    assert datagram(core, b"\x01\x02", ("127.0.0.1", 5), 0) is None
     # a retransmission gets the very same reply, and the conversation does not advance
     wire = _access_request(identity, ident=9)
-    first = core.handle_datagram(wire, ("127.0.0.1", 5), 0)
-    again = core.handle_datagram(wire, ("127.0.0.1", 5), 1)
+    first = datagram(core, wire, ("127.0.0.1", 5), 0)
+    again = datagram(core, wire, ("127.0.0.1", 5), 1)
     assert first is not None and first == again
     assert decode(first).code == Code.ACCESS_CHALLENGE
     assert core.eap is not None and core.eap.live == 1
@@ -146,7 +149,7 @@ def test_unknown_state_is_rejected(users: UserDirectory) -> None:
         (Attr.STATE, b"x" * 16),
     ]
     wire = encode_request(Code.ACCESS_REQUEST, 3, attrs, SECRET, message_authenticator=True)
-    reply = core.handle_datagram(wire, ("127.0.0.1", 7), 0)
+    reply = datagram(core, wire, ("127.0.0.1", 7), 0)
     assert reply is not None and decode(reply).code == Code.ACCESS_REJECT
 
 
@@ -159,7 +162,7 @@ def test_accounting_is_answered_and_logged(users: UserDirectory) -> None:
         (Attr.USER_NAME, b"alice"),
     ]
     wire = encode_request(Code.ACCOUNTING_REQUEST, 4, attrs, SECRET)
-    reply = core.handle_datagram(wire, ("127.0.0.1", 1813), 0)
+    reply = datagram(core, wire, ("127.0.0.1", 1813), 0)
     assert reply is not None
     response = decode(reply)
     assert response.code == Code.ACCOUNTING_RESPONSE
@@ -168,4 +171,4 @@ def test_accounting_is_answered_and_logged(users: UserDirectory) -> None:
     assert record["status"] == "Start" and record["session_id"] == "sess-1"
     # a bad accounting authenticator is dropped
     forged = wire[:4] + bytes(16) + wire[20:]
-    assert core.handle_datagram(forged, ("127.0.0.1", 1813), 0) is None
+    assert datagram(core, forged, ("127.0.0.1", 1813), 0) is None

@@ -19,24 +19,27 @@ from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
 from eapkit.errors import DecodeError
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.radius.access import EapAccess
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, Packet, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
-from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
-from eapkit.radius.workers import (
+from eapkit.radius.steering import (
     STATE_MARKER,
     STEER_STEPS,
-    WorkerFront,
     attach_steering,
+    state_prefix,
+    steer,
+    steering_program,
+)
+from eapkit.radius.workers import (
+    WorkerFront,
     bind_group,
     decode_forward,
     encode_forward,
     set_owner,
-    state_prefix,
-    steer,
-    steering_program,
 )
 from eapkit.session import PeerSession
 

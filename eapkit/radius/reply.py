@@ -1,0 +1,130 @@
+"""What an access handler (EAP or PAP) answers: the reply, its decision-log line, and
+the attributes of an Access-Accept.
+
+Both handlers end a login the same way, so the Accept is built in one place
+(:func:`accept_attributes`):
+
+- User-Name: the authenticated (inner) identity (RFC 2865 §5.1, RFC 3579 §2.6.2);
+- MS-MPPE-Recv-Key / MS-MPPE-Send-Key from the MSK (RFC 2548 §2.4, RFC 3580 §3.16)
+  and EAP-Key-Name from the Session-Id (RFC 4072 §2.4), when a method derived keys;
+- Class (RFC 2865 §5.25): the user's, else a random one the NAS echoes in accounting;
+- the user's policy: Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8),
+  Framed-Pool (RFC 2869 §5.18).
+
+A Reject says only :data:`REJECT_MESSAGE`: the reason goes to the decision log, never
+on the wire, so unknown users and wrong passwords look the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from eapkit.methods.base import KeyMaterial
+from eapkit.policy import UserPolicy
+from eapkit.radius.dictionary import Attr, encode_integer, encode_ipv4
+from eapkit.radius.mppe import mppe_key_attributes
+from eapkit.radius.packet import Attribute, Code
+from eapkit.rand import RandomSource
+
+__all__ = [
+    "REJECT_MESSAGE",
+    "AccessReply",
+    "Decision",
+    "PolicyLookup",
+    "accept_attributes",
+    "policy_attributes",
+]
+
+REJECT_MESSAGE = b"Authentication failed"
+
+PolicyLookup = Callable[[str], UserPolicy | None]
+
+
+@dataclass(slots=True)
+class Decision:
+    """One line of the decision log (a SIEM reads these): never a secret in it."""
+
+    time: float
+    client: str
+    user: str
+    outer_identity: str
+    method: str
+    inner_method: str
+    result: str
+    reason: str
+    rounds: int
+    duration: float
+    session_id: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "time": round(self.time, 3),
+            "client": self.client,
+            "user": self.user,
+            "outer_identity": self.outer_identity,
+            "method": self.method,
+            "inner_method": self.inner_method,
+            "result": self.result,
+            "reason": self.reason,
+            "rounds": self.rounds,
+            "duration_ms": round(self.duration * 1000, 3),
+            "session_id": self.session_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class AccessReply:
+    """The reply to send: its Code and attributes (the server adds Message-Authenticator
+    and the Response Authenticator).  ``decision`` is set when the conversation ended;
+    ``eap_identifier`` is the Identifier of the EAP Success or Failure it carries, so a
+    Reject can replace an Accept without parsing it (RFC 3748 §4.2)."""
+
+    code: Code
+    attributes: list[Attribute]
+    decision: Decision | None = None
+    eap_identifier: int | None = None
+
+
+def policy_attributes(policy: UserPolicy) -> list[Attribute]:
+    """Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8), Framed-Pool (RFC 2869
+    §5.18) from the user's policy."""
+    out: list[Attribute] = []
+    if policy.session_timeout is not None:
+        out.append((Attr.SESSION_TIMEOUT, encode_integer(policy.session_timeout)))
+    if policy.framed_ip is not None:
+        out.append((Attr.FRAMED_IP_ADDRESS, encode_ipv4(IPv4Address(policy.framed_ip))))
+    if policy.framed_pool is not None:
+        out.append((Attr.FRAMED_POOL, policy.framed_pool.encode()))
+    return out
+
+
+def accept_attributes(
+    user: str,
+    policy: UserPolicy | None,
+    random: RandomSource,
+    *,
+    keys: KeyMaterial | None = None,
+    secret: bytes = b"",
+    request_authenticator: bytes = b"",
+) -> list[Attribute]:
+    """The attributes of an Access-Accept for ``user`` (the module docstring lists them);
+    ``keys`` are salt-encrypted with ``secret`` and the Request Authenticator
+    (RFC 2548 §2.4.2)."""
+    attrs: list[Attribute] = [(Attr.USER_NAME, user.encode()[:253])]
+    if keys is not None:
+        attrs += mppe_key_attributes(keys.msk, secret, request_authenticator, random)
+        if keys.session_id:
+            attrs.append((Attr.EAP_KEY_NAME, keys.session_id[:253]))
+    klass = (
+        policy.klass
+        if policy and policy.klass
+        else b"eapkit:" + random.random_bytes(8).hex().encode()
+    )
+    attrs.append((Attr.CLASS, klass))
+    if policy is not None:
+        attrs += policy_attributes(policy)
+    return attrs
