@@ -17,13 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eapkit
+from eapkit.directory import LocalDirectory
 from eapkit.errors import ConfigError
 from eapkit.integrations import freeradius as fr
 from eapkit.integrations.freeradius import Adapter
 from eapkit.second_factor import SecondFactors
 from eapkit.store import open_store
 from eapkit.store.sealing import Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential, totp
 from tests.conftest import IN_CI
 
@@ -34,7 +34,7 @@ KEYS = "k1:" + base64.b64encode(bytes(32)).decode()
 
 def make_db(tmp_path: Path) -> Path:
     db = tmp_path / "eapkit.db"
-    users = UserDirectory(db)
+    users = LocalDirectory(db)
     users.add("alice", "pw", second_factor="totp", nt_hash=False, iterations=1000)
     users.add("plain", "pw", nt_hash=False, iterations=1000)
     (tmp_path / "eapkit-store.key").write_text(KEYS + "\n")
