@@ -39,7 +39,15 @@ from eapkit.crypto.mschap import nt_password_hash
 from eapkit.passwords import DEFAULT_ITERATIONS, VerifiedCache, hash_password
 from eapkit.policy import UserPolicy
 
-__all__ = ["SECOND_FACTORS", "Directory", "RecordDirectory", "User", "new_user"]
+__all__ = [
+    "SECOND_FACTORS",
+    "Directory",
+    "RecordDirectory",
+    "User",
+    "check_second_factor",
+    "new_user",
+    "policy_of",
+]
 
 SECOND_FACTORS = ("none", "totp", "yubikey", "webauthn")
 

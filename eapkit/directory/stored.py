@@ -10,10 +10,11 @@ second factors' records, hence the prefix):
 ``directory:index``
     the sorted JSON list of names, for ``eapkit user list``.
 
-The record under a user's key is the truth: a login never reads the index, and the
-index is rewritten (last writer wins) only by ``add`` and ``delete``, so two admins
-adding users at the same instant may leave one name out of the listing, never out of
-the directory.  The contract is :mod:`eapkit.directory.base`.
+Changing one field rewrites the whole record (last writer wins, as for every record in
+a store).  The record under a user's key is the truth: a login never reads the index,
+which is rewritten only when a name comes or goes, so two admins adding users at the
+same instant may leave one name out of the listing, never out of the directory.
+The contract is :mod:`eapkit.directory.base`.
 """
 
 from __future__ import annotations
