@@ -306,11 +306,11 @@ def totp_users(db: Path, n: int) -> list[tuple[str, bytes]]:
     """``n`` users with a password and TOTP enrolled, in ``db`` (and its sealing key file
     beside it, as ``eapkit serve`` keeps them).  1,000 PBKDF2 iterations (the minimum
     eapkit accepts) keep setup short; both servers pay the same per first login."""
+    from eapkit.directory import LocalDirectory
     from eapkit.second_factor import open_second_factors
-    from eapkit.users import UserDirectory
     from eapkit.verify.otp import OtpCredential
 
-    users = UserDirectory(db)
+    users = LocalDirectory(db)
     second = open_second_factors(users, db)
     now = time.time()
     made: list[tuple[str, bytes]] = []

@@ -2,7 +2,7 @@
 
 - ``eapkit serve``: the reference RADIUS server (see :mod:`eapkit.serve`);
 - ``eapkit probe``: a RADIUS client running eapkit's peer methods (:mod:`eapkit.probe`);
-- ``eapkit user add|list|del``: the server's user directory (:mod:`eapkit.users`);
+- ``eapkit user add|list|del``: the server's user directory (:mod:`eapkit.directory`);
 - ``eapkit methods``: the EAP methods this installation has;
 - ``eapkit demo``: an EAP-GTC conversation between the two roles in one process.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 from eapkit import __version__
 from eapkit.credentials import InMemoryPasswords
+from eapkit.directory import SECOND_FACTORS, Directory
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.loopback import converse
 from eapkit.methods import registered
@@ -36,14 +37,13 @@ from eapkit.radius.udp import serve
 from eapkit.second_factor import SecondFactors
 from eapkit.serve import (
     ServeConfig,
-    ServedUsers,
     build_core,
     describe,
     ensure_demo_pki,
+    open_directory,
     open_second_factors,
 )
 from eapkit.session import AuthenticatorSession, PeerSession
-from eapkit.users import SECOND_FACTORS, UserDirectory
 from eapkit.verify.otp import OtpCredential, otpauth_uri
 from eapkit.verify.yubico import YubikeyCredential
 
@@ -82,8 +82,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _users(args: argparse.Namespace) -> UserDirectory:
-    return UserDirectory(Path(args.db))
+def _user_config(args: argparse.Namespace) -> ServeConfig:
+    cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
+    if args.db:
+        cfg.db = Path(args.db)
+    return cfg
+
+
+def _users(args: argparse.Namespace) -> Directory:
+    return open_directory(_user_config(args))
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -93,14 +100,16 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     policy = UserPolicy(
         session_timeout=args.session_timeout, framed_ip=args.framed_ip, framed_pool=args.framed_pool
     )
-    _users(args).add(
+    cfg = _user_config(args)
+    open_directory(cfg).add(
         args.name,
         password,
         nt_hash=not args.no_nt_hash,
         second_factor=args.second_factor,
         policy=policy,
     )
-    print(f"user {args.name} stored in {args.db}")
+    where = cfg.store or cfg.db if cfg.directory == "store" else cfg.db
+    print(f"user {args.name} stored in {where}")
     return 0
 
 
@@ -157,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"client alice {files['client_cert']} / {files['client_key']}",
             file=sys.stderr,
         )
-    users = ServedUsers(cfg.db)
+    users = open_directory(cfg)
     if args.demo_user:
         name, _, password = args.demo_user.partition(":")
         if not password:
@@ -192,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
+def _serve_workers(cfg: ServeConfig, users: Directory, workers: int) -> int:
     """``--workers N``: N processes on the same port (:mod:`eapkit.radius.workers`);
     each builds its own core (database connections, decision log) after the fork."""
     from eapkit.radius.workers import run_workers
@@ -200,13 +209,13 @@ def _serve_workers(cfg: ServeConfig, users: UserDirectory, workers: int) -> int:
 
     # Made here, once: workers racing to create the sealing keys file would read it empty.
     sealing_keys(cfg.db, keys_file=cfg.store_keys_file)
-    users.close()  # an SQLite connection must not cross a fork
+    users.close()  # a database connection must not cross a fork
     workers = workers or os.cpu_count() or 1
 
     def make_core(worker: int) -> Any:
         # O_APPEND: each worker writes whole lines to the shared log
         stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
-        return build_core(cfg, ServedUsers(cfg.db), log_stream=stream)
+        return build_core(cfg, open_directory(cfg), log_stream=stream)
 
     def ready(bound: list[tuple[str, int]]) -> None:
         cfg.listen = bound
@@ -266,7 +275,7 @@ def _second_factors(args: argparse.Namespace) -> SecondFactors:
     )
     if args.db:
         cfg.db = Path(args.db)
-    return open_second_factors(cfg, UserDirectory(cfg.db), audit=_audit_line)
+    return open_second_factors(cfg, open_directory(cfg), audit=_audit_line)
 
 
 def _need_user(second: SecondFactors, name: str) -> None:
@@ -336,7 +345,7 @@ def cmd_enroll_webauthn(args: argparse.Namespace) -> int:
     bridge_cfg = cfg.bridge or BridgeConfig()
     if args.url:
         bridge_cfg.url = args.url
-    second = open_second_factors(cfg, UserDirectory(cfg.db), audit=_audit_line)
+    second = open_second_factors(cfg, open_directory(cfg), audit=_audit_line)
     _need_user(second, args.user)
     bridge = Bridge(bridge_cfg, second.users, second.store, audit=_audit_line)
     print(bridge.enrollment_link(args.user, time.time(), args.ttl))
@@ -414,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = usub.add_parser("add", help="add or replace a user")
     add.add_argument("name")
     add.add_argument("--password", help="prompted for when left out")
-    add.add_argument("--db", default="eapkit.db")
+    add.add_argument("--db", help="the server's database (default: eapkit.db)")
+    add.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
     add.add_argument("--no-nt-hash", action="store_true", help="no MS-CHAPv2 for this user")
     add.add_argument("--second-factor", choices=SECOND_FACTORS, default="none")
     add.add_argument("--session-timeout", type=int)
@@ -422,11 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--framed-pool")
     add.set_defaults(func=cmd_user_add)
     lst = usub.add_parser("list", help="list users")
-    lst.add_argument("--db", default="eapkit.db")
+    lst.add_argument("--db", help="the server's database (default: eapkit.db)")
+    lst.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
     lst.set_defaults(func=cmd_user_list)
     dele = usub.add_parser("del", help="delete a user")
     dele.add_argument("name")
-    dele.add_argument("--db", default="eapkit.db")
+    dele.add_argument("--db", help="the server's database (default: eapkit.db)")
+    dele.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
     dele.set_defaults(func=cmd_user_del)
 
     enr = sub.add_parser("enroll", help="enroll a second factor for a user")

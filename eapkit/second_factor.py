@@ -1,6 +1,6 @@
 """Second factors per user, for ``eapkit serve`` and the helpdesk commands.
 
-Each user in the directory (:mod:`eapkit.users`) names a second factor: ``none``,
+Each user in the directory (:mod:`eapkit.directory`) names a second factor: ``none``,
 ``totp`` (an OATH token enrolled in :class:`~eapkit.verify.otp.OtpVerifier`) or
 ``yubikey`` (Yubico OTP, :class:`~eapkit.verify.yubico.YubicoVerifier`).  Single-use
 recovery codes stand in for either.  All state lives in the shared
@@ -40,12 +40,12 @@ from eapkit.credentials import (
     TwoRoundCheck,
     Verdict,
 )
+from eapkit.directory import Directory
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.store.sealing import ENV_VAR, Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpPolicy, OtpVerifier
 from eapkit.verify.yubico import YubicoVerifier
 
@@ -133,7 +133,7 @@ class RecoveryCodes:
 class SecondFactors:
     """The per-user second factor of a deployment."""
 
-    users: UserDirectory
+    users: Directory
     store: Store
     sealer: Sealer
     otp_policy: OtpPolicy | None = None
@@ -266,7 +266,7 @@ def sealing_keys(
 
 
 def open_second_factors(
-    users: UserDirectory,
+    users: Directory,
     db: Path,
     *,
     store_url: str | None = None,

@@ -13,6 +13,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
     require_message_authenticator = true
     store = "sqlite:eapkit.db"         # second-factor state: sqlite:FILE or redis://host:port/0
+    directory = "local"                # the users: "local" (a table in db) or "store"
+                                       # (records in the store above, so a Redis
+                                       # cluster holds them too; eapkit.directory)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
     pap = true                         # plain RADIUS PAP (and challenge-response)
@@ -61,10 +64,11 @@ from typing import Any
 
 from eapkit.bridge.config import BridgeConfig
 from eapkit.credentials import ResponseCheck
+from eapkit.directory import DIRECTORIES, Directory, RequestScoped
+from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_authenticator
-from eapkit.policy import UserPolicy
 from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
@@ -73,14 +77,13 @@ from eapkit.radius.pap import PapAccess
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.session import Result
-from eapkit.users import User, UserDirectory
 
 __all__ = [
     "DEFAULT_METHODS",
     "ServeConfig",
-    "ServedUsers",
     "build_core",
     "ensure_demo_pki",
+    "open_directory",
 ]
 
 DEFAULT_METHODS = ("tls", "ttls", "peap", "mschapv2", "gtc")
@@ -114,6 +117,7 @@ class ServeConfig:
     pap: bool = True
     gtc: str = "password"
     store: str | None = None
+    directory: str = "local"
     store_keys_file: Path | None = None
     checks: Checks | None = None
     bridge: BridgeConfig | None = None
@@ -151,6 +155,9 @@ class ServeConfig:
             raise ConfigError(f"gtc is one of {', '.join(GTC_MODES)}, not {cfg.gtc!r}")
         if "store" in data:
             cfg.store = str(data["store"])
+        cfg.directory = str(data.get("directory", cfg.directory))
+        if cfg.directory not in DIRECTORIES:
+            raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}")
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
@@ -219,8 +226,14 @@ class Checks:
     second_factors: SecondFactors
 
 
+def open_directory(cfg: ServeConfig) -> Directory:
+    """The users of ``cfg``: ``directory = "local"`` (the SQLite file ``db``) or
+    ``"store"`` (records in ``store``, by default that same file)."""
+    return _open_directory(cfg.directory, cfg.db, cfg.store)
+
+
 def open_second_factors(
-    cfg: ServeConfig, users: UserDirectory, audit: Callable[[dict[str, Any]], None] | None = None
+    cfg: ServeConfig, users: Directory, audit: Callable[[dict[str, Any]], None] | None = None
 ) -> SecondFactors:
     """The store and sealing keys of ``cfg`` (defaults: the user database's file and a
     key file beside it, made on first use)."""
@@ -263,7 +276,7 @@ def make_checks(second: SecondFactors) -> Checks:
     )
 
 
-MethodBuilder = Callable[[ServeConfig, UserDirectory], MethodFactory[Authenticator]]
+MethodBuilder = Callable[[ServeConfig, Directory], MethodFactory[Authenticator]]
 
 
 def _tls_config(cfg: ServeConfig) -> Any:
@@ -288,19 +301,19 @@ def _tls_config(cfg: ServeConfig) -> Any:
     )
 
 
-def _build_tls(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+def _build_tls(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
     from eapkit.methods.tls import tls_authenticator
 
     return tls_authenticator(_tls_config(cfg))
 
 
-def _build_mschapv2(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+def _build_mschapv2(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
     from eapkit.methods.mschapv2 import mschapv2_authenticator
 
     return mschapv2_authenticator(users.nt_hash)
 
 
-def _build_gtc(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+def _build_gtc(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
     # The first GTC answer may be the password followed by the code (one round, what
     # wpa_supplicant's GTC can do) or the password alone, after which a second GTC
     # round asks for the code (peers that read the prompt, eapkit probe among them).
@@ -338,7 +351,7 @@ def _load_builders() -> None:
 
 
 def build_methods(
-    cfg: ServeConfig, users: UserDirectory, warn: Callable[[str], None]
+    cfg: ServeConfig, users: Directory, warn: Callable[[str], None]
 ) -> list[MethodFactory[Authenticator]]:
     _load_builders()
     factories: list[MethodFactory[Authenticator]] = []
@@ -355,13 +368,16 @@ def build_methods(
 
 def build_core(
     cfg: ServeConfig,
-    users: UserDirectory,
+    users: Directory,
     *,
     log_stream: Any = None,
     warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
     audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> RadiusCore:
     decisions = DecisionLog(log_stream)
+    # Every check below reads a user's record at most once per Access-Request (the
+    # core opens the request scope: eapkit.directory.scope).
+    users = RequestScoped.around(users)
     second = open_second_factors(cfg, users, audit=audit or decisions.write)
     second.approval_bridge = cfg.bridge is not None
     cfg.checks = make_checks(second)
@@ -394,46 +410,6 @@ def build_core(
 
         core.approval = Bridge(cfg.bridge, users, second.store, audit=audit or decisions.write)
     return core
-
-
-class ServedUsers(UserDirectory):
-    """The user directory as a running server reads it: a record read from SQLite is
-    reused for ``record_ttl`` seconds.  One PAP login reads the same record three
-    times (password, second factor, policy): without this, those reads and their JSON
-    decoding were a third of the server's CPU per authentication.  A change made by
-    another process (``eapkit user ...``) reaches the server within ``record_ttl``."""
-
-    def __init__(self, path: str | Path, *, record_ttl: float = 1.0) -> None:
-        super().__init__(path)
-        self.record_ttl = record_ttl
-        self._records: dict[str, tuple[float, User | None]] = {}
-
-    def get(self, name: str) -> User | None:
-        now = time.monotonic()
-        hit = self._records.get(name)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        record = super().get(name)
-        if len(self._records) >= 10_000:
-            self._records.clear()
-        self._records[name] = (now + self.record_ttl, record)
-        return record
-
-    def add(self, name: str, password: str, **kw: Any) -> User:
-        self._records.pop(name, None)
-        return super().add(name, password, **kw)
-
-    def set_policy(self, name: str, policy: UserPolicy) -> bool:
-        self._records.pop(name, None)
-        return super().set_policy(name, policy)
-
-    def set_second_factor(self, name: str, second_factor: str) -> bool:
-        self._records.pop(name, None)
-        return super().set_second_factor(name, second_factor)
-
-    def delete(self, name: str) -> bool:
-        self._records.pop(name, None)
-        return super().delete(name)
 
 
 def describe(cfg: ServeConfig, methods: Sequence[str]) -> str:

@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from eapkit.credentials import CHALLENGE
+from eapkit.directory import LocalDirectory
 from eapkit.second_factor import RECOVERY_PATTERN, SecondFactors
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential, b32_secret, otpauth_uri, totp
 from eapkit.verify.yubico import YubikeyCredential, YubikeyToken, encode_otp
 
@@ -24,7 +24,7 @@ AES = bytes(range(16, 32))
 
 @pytest.fixture
 def second(tmp_path: Path) -> SecondFactors:
-    users = UserDirectory(tmp_path / "u.db")
+    users = LocalDirectory(tmp_path / "u.db")
     for name, factor in (("tom", "totp"), ("yuki", "yubikey"), ("nora", "none")):
         users.add(name, "pw-" + name, second_factor=factor, iterations=1000)
     sf = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from eapkit.directory import LocalDirectory
 from eapkit.errors import ConfigError
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_peer
 from eapkit.serve import ServeConfig, build_core
 from eapkit.session import AuthenticatorSession, PeerSession
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential, totp
 
 SECRET = bytes(range(20))
@@ -31,7 +31,7 @@ def test_gtc_setting_parsed_and_checked() -> None:
 
 def _gtc(tmp_path: Path, mode: str) -> MethodFactory[Authenticator]:
     cfg = ServeConfig(db=tmp_path / "eapkit.db", methods=["gtc"], gtc=mode)
-    users = UserDirectory(cfg.db)
+    users = LocalDirectory(cfg.db)
     users.add("tom", "pencil", second_factor="totp", iterations=1000)
     users.add("nora", "paper", iterations=1000)
     core = build_core(cfg, users, log_stream=io.StringIO())

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from eapkit.crypto.mschap import nt_password_hash
+from eapkit.directory import LocalDirectory
 from eapkit.policy import UserPolicy
-from eapkit.users import UserDirectory
 
 
 def test_add_check_list_delete(tmp_path: Path) -> None:
-    users = UserDirectory(tmp_path / "eapkit.db")
+    users = LocalDirectory(tmp_path / "eapkit.db")
     policy = UserPolicy(session_timeout=3600, framed_ip="10.9.0.7")
     users.add("alice", "wonderland", policy=policy, iterations=1000)
     users.add("bob", "builder", nt_hash=False, second_factor="totp", iterations=1000)
@@ -23,13 +23,13 @@ def test_add_check_list_delete(tmp_path: Path) -> None:
     assert [u.name for u in users.list()] == ["alice", "bob"]
     assert users.get("bob") is not None and users.get("bob").second_factor == "totp"  # type: ignore[union-attr]
     # a second handle on the same file sees the same users (the CLI and the server)
-    assert UserDirectory(tmp_path / "eapkit.db").check_password("alice", "wonderland", 0).ok
+    assert LocalDirectory(tmp_path / "eapkit.db").check_password("alice", "wonderland", 0).ok
     assert users.delete("bob") and not users.delete("bob")
     assert "wonderland" not in repr(users.get("alice"))
 
 
 def test_bad_input_is_refused(tmp_path: Path) -> None:
-    users = UserDirectory(":memory:")
+    users = LocalDirectory(":memory:")
     with pytest.raises(ValueError):
         users.add("", "x", iterations=1000)
     with pytest.raises(ValueError):

@@ -31,12 +31,12 @@ from typing import Any
 
 from eapkit.bridge.approvals import EXPIRED, ApprovalTable, EnrollmentLinks, TooManyPending
 from eapkit.bridge.config import BridgeConfig
+from eapkit.directory import Directory
 from eapkit.radius.core import GateTicket
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Packet
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
-from eapkit.users import UserDirectory
 from eapkit.verify.webauthn import WebAuthnVerifier
 
 __all__ = ["SECOND_FACTOR", "Bridge"]
@@ -65,7 +65,7 @@ class Bridge:
     def __init__(
         self,
         config: BridgeConfig,
-        users: UserDirectory,
+        users: Directory,
         store: Store,
         *,
         audit: AuditSink | None = None,

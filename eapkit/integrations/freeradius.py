@@ -28,6 +28,8 @@ Configuration (``docs/freeradius.md``), in the module's ``config { }`` section:
 
 ``db``              the user directory, ``eapkit serve --db`` (required)
 ``store``           store URL (default ``sqlite:<db>``, as ``eapkit serve``)
+``directory``       ``local`` (the users in ``db``, the default) or ``store`` (in the
+                    store), as ``eapkit serve``
 ``store_keys_file`` sealing keys ``kid:base64key`` (default: ``$EAPKIT_STORE_KEYS``,
                     else ``<db stem>-store.key`` beside the db, as ``eapkit serve``)
 ``auth_type``       the Auth-Type authorize sets (default ``eapkit``)
@@ -47,11 +49,11 @@ from types import ModuleType
 from typing import Any
 
 from eapkit.credentials import CHALLENGE, ResponseCheck, Verdict
+from eapkit.directory import RequestScoped, open_directory, request_scope
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.second_factor import SecondFactors, open_second_factors
 from eapkit.store.base import StoreUnavailable
-from eapkit.users import UserDirectory
 
 __all__ = ["Adapter", "authenticate", "authorize", "detach", "instantiate"]
 
@@ -121,7 +123,10 @@ class Adapter:
         db = Path(db_text)
         if not db.exists():
             raise ConfigError(f"user database {db} does not exist")
-        users = UserDirectory(db)
+        store_url = str(config.get("store") or "") or None
+        # One read of the user's record per authenticate call (eapkit.directory.scope).
+        kind = str(config.get("directory") or "local")
+        users = RequestScoped(open_directory(kind, db, store_url))
         sink = log or _no_log
 
         def audit(event: dict[str, Any]) -> None:  # lockouts, recovery-code use
@@ -131,7 +136,7 @@ class Adapter:
         second = open_second_factors(
             users,
             db,
-            store_url=str(config.get("store") or "") or None,
+            store_url=store_url,
             keys_file=Path(str(keyfile)) if keyfile else None,
             environ=env,
             create_keys=False,
@@ -154,6 +159,10 @@ class Adapter:
         return UPDATED, (), (("Auth-Type", ":=", self.auth_type),)
 
     def authenticate(self, request: Sequence[tuple[str, str]]) -> Result:
+        with request_scope():
+            return self._authenticate(request)
+
+    def _authenticate(self, request: Sequence[tuple[str, str]]) -> Result:
         attrs = _attributes(request)
         user, response = attrs.get("User-Name"), attrs.get("User-Password")
         if not user or response is None:

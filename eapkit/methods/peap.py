@@ -117,9 +117,9 @@ from eapkit.tlsio.method import (
 )
 
 if TYPE_CHECKING:
+    from eapkit.directory import Directory
     from eapkit.probe import PeerBuilder, ProbeOptions
     from eapkit.serve import MethodBuilder, ServeConfig
-    from eapkit.users import UserDirectory
 
 __all__ = [
     "PEAP",
@@ -733,7 +733,7 @@ def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> N
     """``eapkit serve``: "peap" offers EAP-MSCHAPv2 then EAP-GTC inside, checked against
     the user directory; no client certificate is asked."""
 
-    def build(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+    def build(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
         from eapkit.methods.gtc import gtc_authenticator
         from eapkit.methods.mschapv2 import mschapv2_authenticator
         from eapkit.serve import _tls_config

@@ -903,12 +903,12 @@ def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> N
     """``eapkit serve``: "ttls" offers PAP and MS-CHAP-V2 from the user directory and
     inner EAP-MSCHAPv2 then EAP-GTC.  CHAP is not offered: the directory keeps no
     cleartext passwords."""
+    from eapkit.directory import Directory
     from eapkit.methods.gtc import gtc_authenticator
     from eapkit.methods.mschapv2 import mschapv2_authenticator
     from eapkit.serve import ServeConfig, _tls_config
-    from eapkit.users import UserDirectory
 
-    def build(cfg: ServeConfig, users: UserDirectory) -> MethodFactory[Authenticator]:
+    def build(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
         tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
         # With the server's checks, PAP and GTC carry each user's second factor.
         pap = cfg.checks.pap if cfg.checks else users.check_password

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from eapkit.directory.scope import request_scope
 from eapkit.errors import DecodeError
 from eapkit.packet import Failure
 from eapkit.radius.access import EapAccess
@@ -284,7 +285,8 @@ class RadiusCore:
         secret = client.secret
         code = request.code
         if code == Code.ACCESS_REQUEST:
-            return self._access(request, secret, client, host, now)
+            with request_scope():  # one read of the user's record per request
+                return self._access(request, secret, client, host, now)
         if code == Code.ACCOUNTING_REQUEST:
             return self._accounting(request, secret, client, host, now)
         if code == Code.STATUS_SERVER:

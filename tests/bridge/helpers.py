@@ -9,8 +9,8 @@ from typing import Any
 from eapkit.bridge.app import BridgeApp, Request, Response
 from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
+from eapkit.directory import LocalDirectory
 from eapkit.store.memory import MemoryStore
-from eapkit.users import UserDirectory
 from eapkit.verify.soft_authenticator import SoftAuthenticator
 
 ORIGIN = "http://localhost:8812"
@@ -18,7 +18,7 @@ PASSWORD = "correct horse"
 
 
 def make_bridge(timeout: float = 60.0, poll: float = 0.02, **kw: Any) -> Bridge:
-    users = UserDirectory(":memory:")
+    users = LocalDirectory(":memory:")
     users.add("alice", PASSWORD, iterations=1000)
     users.add("bob", PASSWORD, iterations=1000)
     config = BridgeConfig(url=ORIGIN, timeout=timeout, **kw)

@@ -13,9 +13,9 @@ import pytest
 
 from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
+from eapkit.directory import LocalDirectory
 from eapkit.radius.udp import serve
 from eapkit.serve import ServeConfig, build_core
-from eapkit.users import UserDirectory
 from tests.bridge.helpers import ORIGIN, PASSWORD
 from tests.bridge.test_gate import enroll
 from tests.conftest import require_tool
@@ -28,7 +28,7 @@ async def _run(tmp_path: Path, method: str, approve: bool) -> tuple[EapolResult,
     require_tool("eapol_test")
     cfg = ServeConfig(db=tmp_path / "eapkit.db", methods=[method.lower()], pap=False)
     cfg.bridge = BridgeConfig(port=0, url=ORIGIN, timeout=20)
-    users = UserDirectory(cfg.db)
+    users = LocalDirectory(cfg.db)
     users.add("alice", PASSWORD, iterations=1000)
     core = build_core(cfg, users, log_stream=io.StringIO())
     bridge = core.approval

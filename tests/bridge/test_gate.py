@@ -11,6 +11,7 @@ from pathlib import Path
 from eapkit.bridge.app import BridgeApp
 from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
+from eapkit.directory import LocalDirectory
 from eapkit.packet import decode_frame
 from eapkit.probe import ProbeOptions, probe
 from eapkit.radius.clients import Client, ClientTable
@@ -21,7 +22,6 @@ from eapkit.radius.packet import Code, decode, encode_request, new_request_authe
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.udp import serve
 from eapkit.serve import ServeConfig, build_core
-from eapkit.users import UserDirectory
 from eapkit.verify.soft_authenticator import SoftAuthenticator
 from tests.bridge.helpers import PASSWORD, Browser, make_bridge, token_of
 from tests.radius.helpers import datagram
@@ -141,7 +141,7 @@ async def _login(
 ) -> tuple[bool, list[dict[str, object]], bytes | None]:
     cfg = ServeConfig(db=tmp_path / "eapkit.db", methods=["gtc"], pap=False)
     cfg.bridge = BridgeConfig(port=0, url="http://localhost:8812", timeout=timeout)
-    users = UserDirectory(cfg.db)
+    users = LocalDirectory(cfg.db)
     users.add("alice", PASSWORD, iterations=1000)
     core = build_core(cfg, users, log_stream=io.StringIO())
     core.decisions.records = []

@@ -29,11 +29,11 @@ import pytest
 
 import eapkit
 from eapkit import pki
+from eapkit.directory import LocalDirectory
 from eapkit.rand import DeterministicRandom
 from eapkit.second_factor import SecondFactors
 from eapkit.store import open_store
 from eapkit.store.sealing import Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential, totp, totp_step
 from eapkit.verify.yubico import YubikeyCredential, YubikeyToken, encode_otp
 from tests.conftest import require_tool
@@ -106,7 +106,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     # sealing keys (a file the server would have made on first use).
     (work / "eapkit-store.key").write_text("k1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
     (work / "eapkit-store.key").chmod(0o600)
-    users = UserDirectory(db)
+    users = LocalDirectory(db)
     for name in TOTP_USERS:
         users.add(name, PASSWORD, second_factor="totp", nt_hash=False, iterations=10_000)
     users.add("bob", PASSWORD, second_factor="yubikey", nt_hash=False, iterations=10_000)

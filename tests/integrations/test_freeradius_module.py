@@ -17,13 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eapkit
+from eapkit.directory import LocalDirectory, RequestScoped, StoredDirectory, User
 from eapkit.errors import ConfigError
 from eapkit.integrations import freeradius as fr
 from eapkit.integrations.freeradius import Adapter
 from eapkit.second_factor import SecondFactors
 from eapkit.store import open_store
 from eapkit.store.sealing import Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential, totp
 from tests.conftest import IN_CI
 
@@ -34,7 +34,7 @@ KEYS = "k1:" + base64.b64encode(bytes(32)).decode()
 
 def make_db(tmp_path: Path) -> Path:
     db = tmp_path / "eapkit.db"
-    users = UserDirectory(db)
+    users = LocalDirectory(db)
     users.add("alice", "pw", second_factor="totp", nt_hash=False, iterations=1000)
     users.add("plain", "pw", nt_hash=False, iterations=1000)
     (tmp_path / "eapkit-store.key").write_text(KEYS + "\n")
@@ -115,6 +115,29 @@ def test_rcodes(tmp_path: Path) -> None:
     ]
     assert "locked_out" in reasons
     assert not any(code in line or "pw" + wrong in line for line in lines)  # no secrets
+
+
+def test_users_in_the_store_read_once_per_request(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    StoredDirectory(open_store(f"sqlite:{db}"), owns_store=True).add(
+        "stella", "pw", nt_hash=False, iterations=1000
+    )
+    a = Adapter.from_config({"db": str(db), "directory": "store"}, environ={})
+    assert a.authenticate(req("stella", "pw")) == fr.OK
+    assert a.authenticate(req("alice", "pw")) == fr.NOTFOUND  # alice is in the local table
+    scoped = a.second.users
+    assert isinstance(scoped, RequestScoped)
+    reads: list[str] = []
+    inner = scoped.directory
+    real_get = inner.get
+
+    def counting_get(name: str) -> User | None:
+        reads.append(name)
+        return real_get(name)
+
+    inner.get = counting_get  # type: ignore[method-assign]
+    assert a.authenticate(req("stella", "pw")) == fr.OK
+    assert reads == ["stella"]
 
 
 def test_store_unavailable_fails_closed(tmp_path: Path) -> None:

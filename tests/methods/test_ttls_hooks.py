@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from eapkit.directory import LocalDirectory
 from eapkit.errors import ConfigError
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory, Peer
@@ -14,7 +15,6 @@ from eapkit.methods.ttls import TTLS, register_probe_builders, register_serve_bu
 from eapkit.probe import PeerBuilder, ProbeOptions
 from eapkit.serve import MethodBuilder, ServeConfig, TlsFiles, ensure_demo_pki
 from eapkit.session import AuthenticatorSession, PeerSession
-from eapkit.users import UserDirectory
 
 PROBE_INNER = {
     "ttls-pap": "pap",
@@ -33,7 +33,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def server(pki: dict[str, Path]) -> MethodFactory[Authenticator]:
     builders: dict[str, MethodBuilder] = {}
     register_serve_builders(builders.__setitem__)
-    users = UserDirectory(":memory:")
+    users = LocalDirectory(":memory:")
     users.add("alice", "wonderland", iterations=1000)
     cfg = ServeConfig(tls=TlsFiles(cert=pki["cert"], key=pki["key"]))
     factory = builders["ttls"](cfg, users)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from eapkit.credentials import Verdict
+from eapkit.directory import LocalDirectory
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.packet import Code as EapCode
@@ -25,7 +26,6 @@ from eapkit.serve import second_factor_policy
 from eapkit.session import PeerSession
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
-from eapkit.users import UserDirectory
 from eapkit.verify.otp import OtpCredential
 from tests.radius.helpers import datagram
 from tests.radius.test_server import running
@@ -34,7 +34,7 @@ SECRET = b"policy-secret"
 
 
 def core_for(tmp_path: Path, second_factor: str, log: io.StringIO) -> RadiusCore:
-    users = UserDirectory(tmp_path / "u.db")
+    users = LocalDirectory(tmp_path / "u.db")
     users.add("tom", "pencil", second_factor="totp", iterations=1000)
     users.add("nora", "pencil", iterations=1000)
     second = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from eapkit.directory import LocalDirectory
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
 from eapkit.radius.access import EapAccess
@@ -22,15 +23,14 @@ from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
 from eapkit.radius.udp import serve
 from eapkit.session import PeerSession
-from eapkit.users import UserDirectory
 from tests.radius.helpers import datagram
 
 SECRET = b"s3cr3t-shared"
 
 
 @pytest.fixture
-def users(tmp_path: Path) -> UserDirectory:
-    d = UserDirectory(tmp_path / "eapkit.db")
+def users(tmp_path: Path) -> LocalDirectory:
+    d = LocalDirectory(tmp_path / "eapkit.db")
     d.add(
         "alice",
         "wonderland",
@@ -40,7 +40,7 @@ def users(tmp_path: Path) -> UserDirectory:
     return d
 
 
-def make_core(users: UserDirectory, log: io.StringIO) -> RadiusCore:
+def make_core(users: LocalDirectory, log: io.StringIO) -> RadiusCore:
     eap = EapAccess([gtc_authenticator(users.check_password)], policy=users.policy)
     return RadiusCore(
         ClientTable([Client.of("127.0.0.0/8", SECRET)]), eap, decisions=DecisionLog(log)
@@ -79,7 +79,7 @@ async def _probe(addr: tuple[str, int], password: str, secret: bytes = SECRET) -
         return await authenticate(client, peer)
 
 
-def test_gtc_over_radius_accept_and_reject(users: UserDirectory) -> None:
+def test_gtc_over_radius_accept_and_reject(users: LocalDirectory) -> None:
     log = io.StringIO()
     core = make_core(users, log)
     with running(core) as addr:
@@ -97,7 +97,7 @@ def test_gtc_over_radius_accept_and_reject(users: UserDirectory) -> None:
     assert "wonderland" not in log.getvalue() and "guess" not in log.getvalue()
 
 
-def test_wrong_secret_gets_no_reply(users: UserDirectory) -> None:
+def test_wrong_secret_gets_no_reply(users: LocalDirectory) -> None:
     core = make_core(users, io.StringIO())
     with running(core) as addr:
         from eapkit.radius.nas import RadiusTimeout
@@ -119,7 +119,7 @@ def _access_request(eap: bytes, ident: int = 1, ma: bool = True) -> bytes:
     )
 
 
-def test_core_policies(users: UserDirectory) -> None:
+def test_core_policies(users: LocalDirectory) -> None:
     core = make_core(users, io.StringIO())
     identity = bytes.fromhex("0201000a01616c696365")
     # unknown client: dropped
@@ -142,7 +142,7 @@ def test_core_policies(users: UserDirectory) -> None:
     assert decode(first).attributes[0][0] == Attr.MESSAGE_AUTHENTICATOR
 
 
-def test_unknown_state_is_rejected(users: UserDirectory) -> None:
+def test_unknown_state_is_rejected(users: LocalDirectory) -> None:
     core = make_core(users, io.StringIO())
     attrs = [
         (Attr.EAP_MESSAGE, bytes.fromhex("0205000b06677565737321")),
@@ -153,7 +153,7 @@ def test_unknown_state_is_rejected(users: UserDirectory) -> None:
     assert reply is not None and decode(reply).code == Code.ACCESS_REJECT
 
 
-def test_accounting_is_answered_and_logged(users: UserDirectory) -> None:
+def test_accounting_is_answered_and_logged(users: LocalDirectory) -> None:
     log = io.StringIO()
     core = make_core(users, log)
     attrs = [

@@ -1,0 +1,45 @@
+"""Where users live (DESIGN.md, ``eapkit.directory``).
+
+- :mod:`~eapkit.directory.base`: the :class:`Directory` interface and the
+  :class:`User` record;
+- :mod:`~eapkit.directory.local`: SQLite, the server's database file (the default);
+- :mod:`~eapkit.directory.stored`: any :class:`~eapkit.store.base.Store` (Redis for a
+  cluster);
+- :mod:`~eapkit.directory.scope`: one read of a user's record per request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eapkit.directory.base import SECOND_FACTORS, Directory, User, new_user
+from eapkit.directory.local import LocalDirectory
+from eapkit.directory.scope import RequestScoped, request_scope
+from eapkit.directory.stored import StoredDirectory
+from eapkit.errors import ConfigError
+from eapkit.store import open_store
+
+__all__ = [
+    "DIRECTORIES",
+    "SECOND_FACTORS",
+    "Directory",
+    "LocalDirectory",
+    "RequestScoped",
+    "StoredDirectory",
+    "User",
+    "new_user",
+    "open_directory",
+    "request_scope",
+]
+
+DIRECTORIES = ("local", "store")
+
+
+def open_directory(kind: str, db: Path, store_url: str | None = None) -> Directory:
+    """``local``: the SQLite file ``db``; ``store``: the store at ``store_url``
+    (default: the same file, as the second factors' store)."""
+    if kind == "local":
+        return LocalDirectory(db)
+    if kind == "store":
+        return StoredDirectory(open_store(store_url or f"sqlite:{db}"), owns_store=True)
+    raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}, not {kind!r}")
