@@ -10,8 +10,8 @@ from eapkit.bridge.app import BridgeApp, Request, Response
 from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
 from eapkit.store.memory import MemoryStore
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.users import UserDirectory
-from eapkit.verify.soft_authenticator import SoftAuthenticator
 
 ORIGIN = "http://localhost:8812"
 PASSWORD = "correct horse"

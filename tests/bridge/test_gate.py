@@ -19,8 +19,8 @@ from eapkit.radius.packet import Code, decode, encode_request, new_request_authe
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore, serve
 from eapkit.serve import ServeConfig, build_core
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.users import UserDirectory
-from eapkit.verify.soft_authenticator import SoftAuthenticator
 from tests.bridge.helpers import PASSWORD, Browser, make_bridge, token_of
 
 SECRET = b"testing123"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 
-from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
+from eapkit.credentials import (
+    PasswordThenCode,
+    Verdict,
+)
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.server import Client, ClientTable, DecisionLog, RadiusCore
+from eapkit.testing import InMemoryPasswords
 
 SECRET = b"pap-secret"
 ADDR = ("127.0.0.1", 4000)

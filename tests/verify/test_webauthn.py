@@ -27,11 +27,11 @@ from eapkit.errors import ConfigError, DecodeError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore, SqliteStore, StoreUnavailable
 from eapkit.store.base import Store
-from eapkit.verify import webauthn as w
-from eapkit.verify.soft_authenticator import (
+from eapkit.testing.soft_authenticator import (
     SoftAuthenticator,
     make_attestation_chain,
 )
+from eapkit.verify import webauthn as w
 from eapkit.verify.webauthn import (
     StoredCredential,
     WebAuthnVerifier,

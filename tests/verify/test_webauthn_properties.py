@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from eapkit.errors import DecodeError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.verify.webauthn import (
     CredentialPublicKey,
     RegistrationVerdict,
