@@ -42,7 +42,6 @@ import argparse
 import base64
 import binascii
 import hmac
-import json
 import math
 import re
 import sys
@@ -58,6 +57,7 @@ from eapkit.errors import ConfigError, DecodeError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.store.memory import MemoryStore
+from eapkit.store.records import SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.verdict import OK as VERDICT_OK
 from eapkit.verify.verdict import REPLAYED, STORE_UNAVAILABLE
@@ -187,25 +187,15 @@ class StoreApiClients:
     """API clients as records in a Store, keys sealed (``ykval:client:<id>``)."""
 
     def __init__(self, store: Store, sealer: Sealer | None = None) -> None:
-        if sealer is None and not isinstance(store, MemoryStore):
-            raise ConfigError("API keys must be sealed at rest: pass a Sealer")
+        self._records = SealedRecords(store, sealer, what="API keys")
         self.store = store
-        self._sealer = sealer
 
     @staticmethod
     def _key(client_id: str) -> str:
         return f"ykval:client:{client_id}"
 
     def add(self, client: ApiClient) -> None:
-        key = self._key(client.id)
-        record: dict[str, object] = {"v": 1, "enabled": client.enabled}
-        if self._sealer is not None:
-            record["sealed"] = base64.b64encode(
-                self._sealer.seal(client.key, key.encode())
-            ).decode()
-        else:
-            record["plain"] = base64.b64encode(client.key).decode()
-        self.store.put(key, json.dumps(record, sort_keys=True).encode())
+        self._records.write(self._key(client.id), {"v": 1, "enabled": client.enabled}, client.key)
 
     def create(self, rand: RandomSource = SYSTEM_RANDOM, *, enabled: bool = True) -> ApiClient:
         """A new client with a free id and a random 20-byte key (like YubiCloud's)."""
@@ -226,13 +216,7 @@ class StoreApiClients:
         if raw is None:
             return None
         try:
-            record = json.loads(raw)
-            if "sealed" in record:
-                if self._sealer is None:
-                    raise SealError("record is sealed and no sealer is configured")
-                secret = self._sealer.open(base64.b64decode(record["sealed"]), key.encode())
-            else:
-                secret = base64.b64decode(record["plain"])
+            record, secret = self._records.open(key, raw)
             return ApiClient(client_id, secret, bool(record.get("enabled", True)))
         except (SealError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise StoreUnavailable(
