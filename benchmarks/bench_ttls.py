@@ -27,10 +27,7 @@ from OpenSSL import SSL, crypto
 from eapkit import pki
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory, Peer
-from eapkit.methods.mschapv2 import (
-    mschapv2_authenticator,
-    mschapv2_peer,
-)
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.ttls import InnerEap, InnerMethod, InnerPap, ttls_authenticator, ttls_peer
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.testing import InMemoryPasswords, StaticNtHashes

@@ -7,10 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from eapkit.credentials import (
-    PasswordThenCode,
-    Verdict,
-)
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.loopback import converse
 from eapkit.methods import lookup

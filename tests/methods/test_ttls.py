@@ -35,10 +35,7 @@ from eapkit.methods.base import (
     Step,
 )
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
-from eapkit.methods.mschapv2 import (
-    mschapv2_authenticator,
-    mschapv2_peer,
-)
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.ttls import (
     TTLS,
     InnerChap,

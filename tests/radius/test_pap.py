@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 
-from eapkit.credentials import (
-    PasswordThenCode,
-    Verdict,
-)
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator

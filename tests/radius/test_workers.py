@@ -15,10 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eapkit.credentials import (
-    PasswordThenCode,
-    Verdict,
-)
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.errors import DecodeError
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.radius.access import EapAccess
