@@ -38,10 +38,10 @@ from eapkit.methods.mschapv2 import (
     MsChapV2Authenticator,
     MsChapV2Challenge,
     MsChapV2Response,
-    StaticNtHashes,
     decode_request,
 )
 from eapkit.rand import DeterministicRandom
+from eapkit.testing import StaticNtHashes
 
 USER = "alice"
 PASSWORD = "correct horse battery staple"

@@ -27,9 +27,10 @@ from benchmarks.runner import standalone
 from eapkit import pki
 from eapkit.loopback import converse
 from eapkit.methods.base import Done, MethodContext, MethodFactory, Reply
-from eapkit.methods.mschapv2 import StaticNtHashes, mschapv2_authenticator, mschapv2_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.peap import PEAP, PeapAuthenticator, PeapPeer
 from eapkit.session import AuthenticatorSession, PeerSession
+from eapkit.testing import StaticNtHashes
 from eapkit.tlsio import TlsConfig, TlsContext, TlsRole, TlsVersion
 
 SERVER_NAME = "radius.bench.test"

@@ -25,12 +25,12 @@ from collections.abc import Callable
 from OpenSSL import SSL, crypto
 
 from eapkit import pki
-from eapkit.credentials import InMemoryPasswords
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory, Peer
-from eapkit.methods.mschapv2 import StaticNtHashes, mschapv2_authenticator, mschapv2_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.ttls import InnerEap, InnerMethod, InnerPap, ttls_authenticator, ttls_peer
 from eapkit.session import AuthenticatorSession, PeerSession
+from eapkit.testing import InMemoryPasswords, StaticNtHashes
 from eapkit.tlsio import TlsConfig, TlsVersion
 
 SERVER_NAME = "radius.bench.test"

@@ -36,7 +36,7 @@ from fido2.webauthn import (
 
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.verify.webauthn import WebAuthnVerifier, b64url_decode, verify_assertion
 
 RP = "example.org"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import hashlib
+import hmac
 import importlib
 import json
 import os
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eapkit import __version__
-from eapkit.credentials import InMemoryPasswords
+from eapkit.credentials import ResponseCheck, Verdict
 from eapkit.directory import SECOND_FACTORS, Directory
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.loopback import converse
@@ -64,9 +66,24 @@ def _fixed_answer(answer: str) -> Callable[[str], str]:
     return lambda prompt: answer
 
 
+def _one_password(user: str, password: str) -> ResponseCheck:
+    """The demo's one user, checked as eapkit.testing.InMemoryPasswords would (which the
+    application layer may not import)."""
+    digest = hashlib.sha256(password.encode()).digest()
+
+    def check(name: str, response: str, now: float, /) -> Verdict:
+        given = hashlib.sha256(response.encode("utf-8", "surrogatepass")).digest()
+        match = hmac.compare_digest(given, digest)  # compared either way: same cost
+        if name != user:
+            return Verdict.reject("unknown_user")
+        return Verdict.accept(name) if match else Verdict.reject("bad_password")
+
+    return check
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """A GTC conversation between the two roles, right and wrong password."""
-    check = InMemoryPasswords({args.user: args.password})
+    check = _one_password(args.user, args.password)
     ok = True
     for label, answer in (("right password", args.password), ("wrong password", "guess")):
         auth = AuthenticatorSession([gtc_authenticator(check)])

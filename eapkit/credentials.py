@@ -8,15 +8,12 @@ say why without saying anything secret.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
     "CHALLENGE",
-    "InMemoryPasswords",
     "PasswordAndCode",
     "PasswordThenCode",
     "ResponseCheck",
@@ -52,26 +49,6 @@ class ResponseCheck(Protocol):
     """Checks a cleartext response (EAP-GTC, PAP) for a user at a time."""
 
     def __call__(self, user: str, response: str, now: float, /) -> Verdict: ...
-
-
-class InMemoryPasswords:
-    """A test double and tiny deployments: user -> password, checked in constant time.
-
-    An unknown user costs the same comparison as a known one, so timing does not tell
-    which users exist.
-    """
-
-    def __init__(self, passwords: Mapping[str, str]) -> None:
-        self._digests = {u: hashlib.sha256(p.encode()).digest() for u, p in passwords.items()}
-        self._dummy = hashlib.sha256(b"\x00unknown user").digest()
-
-    def __call__(self, user: str, response: str, now: float) -> Verdict:
-        expected = self._digests.get(user)
-        given = hashlib.sha256(response.encode("utf-8", "surrogatepass")).digest()
-        match = hmac.compare_digest(given, expected if expected is not None else self._dummy)
-        if expected is None:
-            return Verdict.reject("unknown_user")
-        return Verdict.accept(user) if match else Verdict.reject("bad_password")
 
 
 CHALLENGE = "challenge"

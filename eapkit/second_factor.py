@@ -46,7 +46,7 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.store.sealing import ENV_VAR, Sealer
-from eapkit.verify.otp import OtpPolicy, OtpVerifier
+from eapkit.verify.otp import OtpPolicy, OtpVerifier, totp_digits
 from eapkit.verify.yubico import YubicoVerifier
 
 __all__ = [
@@ -186,11 +186,7 @@ class SecondFactors:
         return digits
 
     def _totp_digits(self, user: str) -> int:
-        raw = self.store.get(f"otp:cred:{user}")
-        try:
-            return int(json.loads(raw)["digits"]) if raw is not None else 6
-        except (ValueError, KeyError, TypeError):
-            return 6
+        return totp_digits(self.store, user)
 
     def pap(self, password: ResponseCheck) -> TwoRoundCheck:
         """Password followed by the code, in one response; the password alone gets a

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eapkit.credentials import InMemoryPasswords
 from eapkit.loopback import converse
 from eapkit.methods.base import (
     Authenticator,
@@ -47,6 +46,7 @@ from eapkit.session import (
     Send,
     SessionConfig,
 )
+from eapkit.testing import InMemoryPasswords
 
 PASSWORDS = InMemoryPasswords({"alice": "correct horse"})
 MD5 = MethodId.legacy(EapType.MD5_CHALLENGE)

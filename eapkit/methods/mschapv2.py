@@ -71,7 +71,7 @@ import hmac
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,7 +120,6 @@ __all__ = [
     "NtHashLookup",
     "OpCode",
     "PasswordChange",
-    "StaticNtHashes",
     "decode_request",
     "decode_response",
     "mschapv2_authenticator",
@@ -497,37 +496,6 @@ class PasswordChange(Protocol):
     def change(self, user: str, new_nt_hash: bytes) -> bool:
         """Store the new NT hash; ``False`` refuses it (policy, history, store down)."""
         ...
-
-
-class StaticNtHashes:
-    """A table of users for tests and small deployments: user -> NT hash, with the
-    set of users whose password has expired.  Implements :class:`NtHashLookup` and
-    :class:`PasswordChange`."""
-
-    def __init__(
-        self, hashes: Mapping[str, bytes] | None = None, expired: Iterable[str] = ()
-    ) -> None:
-        self.hashes = dict(hashes or {})
-        self.expired_users = set(expired)
-
-    @classmethod
-    def from_passwords(
-        cls, passwords: Mapping[str, str], expired: Iterable[str] = ()
-    ) -> StaticNtHashes:
-        return cls({u: nt_password_hash(p) for u, p in passwords.items()}, expired)
-
-    def __call__(self, user: str) -> bytes | None:
-        return self.hashes.get(user)
-
-    def expired(self, user: str) -> bool:
-        return user in self.expired_users
-
-    def change(self, user: str, new_nt_hash: bytes) -> bool:
-        if user not in self.hashes or new_nt_hash == self.hashes[user]:
-            return False
-        self.hashes[user] = new_nt_hash
-        self.expired_users.discard(user)
-        return True
 
 
 # A process secret: an unknown user's stand-in NT hash is stable (so it caches like a real

@@ -10,6 +10,7 @@ from __future__ import annotations
 from eapkit.errors import ConfigError
 from eapkit.store.base import MAX_COUNTER, Store, StoreUnavailable
 from eapkit.store.memory import MemoryStore
+from eapkit.store.records import SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.store.sqlite import SqliteStore
 
@@ -17,6 +18,7 @@ __all__ = [
     "MAX_COUNTER",
     "MemoryStore",
     "SealError",
+    "SealedRecords",
     "Sealer",
     "SqliteStore",
     "Store",

@@ -9,6 +9,9 @@ copied onto another user's record does not open.  The key id names which key sea
 it; :meth:`Sealer.open` accepts any configured key, :meth:`Sealer.seal` always uses the
 current one, and :meth:`Sealer.needs_reseal` tells a rotation job what to rewrite.
 
+Verifiers do not call a :class:`Sealer` themselves: :class:`~eapkit.store.records.SealedRecords`
+writes and opens their records with it.
+
 Keys come from the configuration or an environment variable (default
 ``EAPKIT_STORE_KEYS``) as ``kid:base64key[,kid:base64key...]``; the first is current.
 """

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import hmac as _crypto_hmac
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable, composed_advance_unless_locked
-from eapkit.store.memory import MemoryStore
+from eapkit.store.records import SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.verdict import (
     BAD_CODE,
@@ -71,6 +71,7 @@ __all__ = [
     "hotp",
     "normalise_code",
     "totp",
+    "totp_digits",
 ]
 
 ALGORITHMS: Mapping[str, Callable[..., Any]] = {
@@ -310,6 +311,17 @@ def _record_key(user: str) -> str:
     return f"otp:cred:{user}"
 
 
+def totp_digits(store: Store, user: str) -> int:
+    """How many digits ``user``'s enrolled code has (RFC 4226 §5.3 ``Digit``): 6 when no
+    credential is enrolled or its record does not read.  The digit count sits outside
+    the seal, so no key is needed: a caller can split "password then code" cheaply."""
+    raw = store.get(_record_key(user))
+    try:
+        return int(json.loads(raw)["digits"]) if raw is not None else 6
+    except (ValueError, KeyError, TypeError):
+        return 6
+
+
 _compare = hmac.compare_digest
 _new = tuple.__new__  # builds an OtpVerdict without NamedTuple's Python-level __new__
 _U32 = struct.Struct(">I").unpack_from
@@ -336,8 +348,7 @@ class OtpVerifier:
         rand: RandomSource = SYSTEM_RANDOM,
         audit: AuditSink | None = None,
     ) -> None:
-        if sealer is None and not isinstance(store, MemoryStore):
-            raise ConfigError("OTP secrets must be sealed at rest: pass a Sealer")
+        self._records = SealedRecords(store, sealer, what="OTP secrets")
         self.store = store
         # A store written before Store.advance_unless_locked existed gets it composed
         # from tally/advance/delete (the old behaviour): same answers, not one atomic step.
@@ -346,7 +357,6 @@ class OtpVerifier:
             [str, int | None, str, int, float], tuple[bool, int, float]
         ] = gate if gate is not None else partial(composed_advance_unless_locked, store)
         self.policy = policy or OtpPolicy()
-        self._sealer = sealer
         self._rand = rand
         self._audit = audit
         self._cache: dict[str, _Prepared] = {}
@@ -363,9 +373,6 @@ class OtpVerifier:
         is the HOTP counter of the next code the token will show.
         """
         cid = self._rand.random_bytes(12).hex()
-        key = _record_key(user)
-        secret = credential.secret
-        sealed = self._sealer.seal(secret, key.encode()) if self._sealer else None
         record = {
             "v": 1,
             "cid": cid,
@@ -375,11 +382,10 @@ class OtpVerifier:
             "period": credential.period,
             "t0": credential.t0,
             "enrolled": now,
-            "sealed" if sealed else "plain": base64.b64encode(sealed or secret).decode(),
         }
         if counter > 0:
             self.store.advance(f"otp:step:{cid}", counter - 1)
-        self.store.put(key, json.dumps(record, sort_keys=True).encode())
+        self._records.write(_record_key(user), record, credential.secret)
         self._cache.pop(user, None)
         self._emit({"event": "otp_enrolled", "user": user, "kind": credential.kind, "cid": cid})
         return cid
@@ -409,13 +415,7 @@ class OtpVerifier:
             cached.loaded_at = now
             return cached
         try:
-            record = json.loads(raw)
-            if "sealed" in record:
-                if self._sealer is None:
-                    raise SealError("record is sealed and no sealer is configured")
-                secret = self._sealer.open(base64.b64decode(record["sealed"]), key.encode())
-            else:
-                secret = base64.b64decode(record["plain"])
+            record, secret = self._records.open(key, raw)
             cred = OtpCredential(
                 secret,
                 record["kind"],

@@ -3,6 +3,9 @@
 A :class:`OtpVerdict` is a small immutable tuple (cheap to build on the hot path) that
 speaks the reason vocabulary of :class:`eapkit.credentials.Verdict` (DESIGN.md,
 "Errors"): verifiers return one for every input and raise only for programming errors.
+
+The reason codes below are the whole vocabulary of the verifiers: the OTP ones first,
+then those only WebAuthn (W3C Web Authentication Level 3, §7) gives.
 """
 
 from __future__ import annotations
@@ -12,13 +15,27 @@ from typing import Final, NamedTuple
 from eapkit.credentials import Verdict
 
 __all__ = [
+    "BAD_ATTESTATION",
     "BAD_CODE",
+    "BAD_ORIGIN",
+    "BAD_RP_ID",
+    "BAD_SIGNATURE",
+    "CHALLENGE_EXPIRED",
+    "CHALLENGE_UNKNOWN",
+    "COUNTER_REGRESSED",
+    "CREDENTIAL_EXISTS",
     "LOCKED_OUT",
     "MALFORMED",
     "OK",
     "REPLAYED",
     "STORE_UNAVAILABLE",
+    "UNKNOWN_CREDENTIAL",
     "UNKNOWN_USER",
+    "UNSUPPORTED_ALGORITHM",
+    "UNSUPPORTED_ATTESTATION",
+    "UNTRUSTED_ATTESTATION",
+    "USER_NOT_PRESENT",
+    "UV_REQUIRED",
     "OtpVerdict",
 ]
 
@@ -29,6 +46,22 @@ LOCKED_OUT: Final = "locked_out"
 UNKNOWN_USER: Final = "unknown_user"
 STORE_UNAVAILABLE: Final = "store_unavailable"
 MALFORMED: Final = "malformed"
+
+# WebAuthn (REPLAYED there: the challenge was already used)
+BAD_SIGNATURE: Final = "bad_signature"
+BAD_ORIGIN: Final = "bad_origin"  # origin not allowed, or cross-origin use not allowed
+BAD_RP_ID: Final = "bad_rp_id"  # rpIdHash is not SHA-256 of our RP ID
+CHALLENGE_UNKNOWN: Final = "challenge_unknown"  # not a challenge we issued (or hold)
+CHALLENGE_EXPIRED: Final = "challenge_expired"
+USER_NOT_PRESENT: Final = "user_not_present"
+UV_REQUIRED: Final = "uv_required"
+UNKNOWN_CREDENTIAL: Final = "unknown_credential"
+COUNTER_REGRESSED: Final = "counter_regressed"  # possible cloned authenticator
+UNSUPPORTED_ALGORITHM: Final = "unsupported_algorithm"
+BAD_ATTESTATION: Final = "bad_attestation"  # the statement does not verify
+UNTRUSTED_ATTESTATION: Final = "untrusted_attestation"  # verifies, but policy refuses it
+UNSUPPORTED_ATTESTATION: Final = "unsupported_attestation"  # a format we cannot verify
+CREDENTIAL_EXISTS: Final = "credential_exists"
 
 
 class OtpVerdict(NamedTuple):

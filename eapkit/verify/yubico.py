@@ -24,22 +24,19 @@ key, so there is no lockout here (compare RFC 4226 §7.3 for six-digit codes).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
-import json
 import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from eapkit.errors import ConfigError, DecodeError
+from eapkit.errors import DecodeError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
-from eapkit.store.memory import MemoryStore
+from eapkit.store.records import SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.otp import AuditSink
 from eapkit.verify.verdict import (
@@ -272,10 +269,8 @@ class YubicoVerifier:
         rand: RandomSource = SYSTEM_RANDOM,
         audit: AuditSink | None = None,
     ) -> None:
-        if sealer is None and not isinstance(store, MemoryStore):
-            raise ConfigError("YubiKey AES keys must be sealed at rest: pass a Sealer")
+        self._records = SealedRecords(store, sealer, what="YubiKey AES keys")
         self.store = store
-        self._sealer = sealer
         self._cache_ttl = cache_ttl
         self._rand = rand
         self._audit = audit
@@ -295,16 +290,12 @@ class YubicoVerifier:
         that it cannot be replayed afterwards.
         """
         cid = self._rand.random_bytes(12).hex()
-        key = _record_key(credential.public_id)
-        secret = credential.aes_key + credential.private_id
-        record: dict[str, Any] = {"v": 1, "cid": cid, "user": user, "enrolled": now}
-        if self._sealer is not None:
-            record["sealed"] = base64.b64encode(self._sealer.seal(secret, key.encode())).decode()
-        else:
-            record["plain"] = base64.b64encode(secret).decode()
+        record = {"v": 1, "cid": cid, "user": user, "enrolled": now}
         if seen is not None:
             self.store.advance(f"yk:ctr:{cid}", seen.counter_pair)
-        self.store.put(key, json.dumps(record, sort_keys=True).encode())
+        self._records.write(
+            _record_key(credential.public_id), record, credential.aes_key + credential.private_id
+        )
         self._cache.pop(credential.public_id, None)
         if self._audit is not None:
             self._audit(
@@ -335,13 +326,7 @@ class YubicoVerifier:
             cached.loaded_at = now  # unchanged: keep the prepared cipher
             return cached
         try:
-            record = json.loads(raw)
-            if "sealed" in record:
-                if self._sealer is None:
-                    raise SealError("record is sealed and no sealer is configured")
-                secret = self._sealer.open(base64.b64decode(record["sealed"]), key.encode())
-            else:
-                secret = base64.b64decode(record["plain"])
+            record, secret = self._records.open(key, raw)
             if len(secret) != 22:
                 raise ValueError("bad secret length")
             user, cid = str(record["user"]), str(record["cid"])

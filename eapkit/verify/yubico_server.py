@@ -32,32 +32,29 @@ interface instead of HTTP).  Fewer answers than the requested level: NOT_ENOUGH_
 (the OTP stays consumed, as in yubikey-val).
 
 :class:`ValidationService` is the protocol without I/O (query text and ``now`` in,
-response text out); :func:`make_http_server` puts it behind ``http.server`` on
-loopback.  API keys are sealed at rest like the YubiKey AES keys.
+response text out); :mod:`eapkit.yubico_validation` (the application layer) puts it
+behind ``http.server`` and gives it a command line.  API keys are sealed at rest like
+the YubiKey AES keys.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hmac
-import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
-from eapkit.store.memory import MemoryStore
+from eapkit.store.records import SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.verdict import OK as VERDICT_OK
 from eapkit.verify.verdict import REPLAYED, STORE_UNAVAILABLE
@@ -82,7 +79,6 @@ __all__ = [
     "SyncLevels",
     "ValidationResponse",
     "ValidationService",
-    "make_http_server",
     "parse_response",
     "sign",
     "signature_valid",
@@ -187,25 +183,15 @@ class StoreApiClients:
     """API clients as records in a Store, keys sealed (``ykval:client:<id>``)."""
 
     def __init__(self, store: Store, sealer: Sealer | None = None) -> None:
-        if sealer is None and not isinstance(store, MemoryStore):
-            raise ConfigError("API keys must be sealed at rest: pass a Sealer")
+        self._records = SealedRecords(store, sealer, what="API keys")
         self.store = store
-        self._sealer = sealer
 
     @staticmethod
     def _key(client_id: str) -> str:
         return f"ykval:client:{client_id}"
 
     def add(self, client: ApiClient) -> None:
-        key = self._key(client.id)
-        record: dict[str, object] = {"v": 1, "enabled": client.enabled}
-        if self._sealer is not None:
-            record["sealed"] = base64.b64encode(
-                self._sealer.seal(client.key, key.encode())
-            ).decode()
-        else:
-            record["plain"] = base64.b64encode(client.key).decode()
-        self.store.put(key, json.dumps(record, sort_keys=True).encode())
+        self._records.write(self._key(client.id), {"v": 1, "enabled": client.enabled}, client.key)
 
     def create(self, rand: RandomSource = SYSTEM_RANDOM, *, enabled: bool = True) -> ApiClient:
         """A new client with a free id and a random 20-byte key (like YubiCloud's)."""
@@ -226,13 +212,7 @@ class StoreApiClients:
         if raw is None:
             return None
         try:
-            record = json.loads(raw)
-            if "sealed" in record:
-                if self._sealer is None:
-                    raise SealError("record is sealed and no sealer is configured")
-                secret = self._sealer.open(base64.b64decode(record["sealed"]), key.encode())
-            else:
-                secret = base64.b64decode(record["plain"])
+            record, secret = self._records.open(key, raw)
             return ApiClient(client_id, secret, bool(record.get("enabled", True)))
         except (SealError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise StoreUnavailable(
@@ -461,85 +441,3 @@ class ValidationService:
         order = ["h", *sorted(k for k in params if k != "h")] if "h" in params else sorted(params)
         body = "".join(f"{k}={params[k]}\r\n" for k in order) + "\r\n"
         return ValidationResponse(status, params, body)
-
-
-# -- HTTP ----------------------------------------------------------------------------
-
-
-def make_http_server(
-    service: ValidationService, host: str = "127.0.0.1", port: int = 0
-) -> ThreadingHTTPServer:
-    """An ``http.server`` answering GET :data:`VERIFY_PATH`; run ``serve_forever()``
-    (a thread per request), stop with ``shutdown()`` and ``server_close()``.  Plain
-    HTTP: put it on loopback or behind a TLS proxy; responses are signed anyway."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "eapkit-ykval"
-        sys_version = ""
-
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            if url.path != VERIFY_PATH:
-                self._send(404, "not found\r\n")
-                return
-            answer = service.handle(url.query, time.time())
-            self._send(answer.http_status, answer.body)
-
-        def _send(self, code: int, body: str) -> None:
-            data = body.encode("ascii", "replace")
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # the query holds OTPs: keep them out of stderr
-
-    return ThreadingHTTPServer((host, port), Handler)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eapkit.verify.yubico_server``: run the server, or add an API client.
-
-    The store URL is that of ``eapkit serve`` (keys enrolled with ``eapkit enroll
-    yubikey`` validate here); sealing keys come from ``EAPKIT_STORE_KEYS``.
-    """
-    from eapkit.store import open_store
-
-    parser = argparse.ArgumentParser(prog="python -m eapkit.verify.yubico_server")
-    parser.add_argument("--store", required=True, help="store URL, e.g. sqlite:///srv/eapkit.db")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="answer /wsapi/2.0/verify")
-    run.add_argument("--listen", default="127.0.0.1:8000", help="HOST:PORT (default loopback)")
-    run.add_argument("--require-signature", action="store_true")
-    add = sub.add_parser("add-client", help="create an API client; prints id and key")
-    add.add_argument("--disabled", action="store_true")
-    args = parser.parse_args(argv)
-
-    store = open_store(args.store)
-    sealer = None if isinstance(store, MemoryStore) else Sealer.from_env()
-    clients = StoreApiClients(store, sealer)
-    if args.command == "add-client":
-        client = clients.create(enabled=not args.disabled)
-        print(f"id={client.id}\nkey={client.key_b64}")
-        return 0
-    host, _, port = args.listen.rpartition(":")
-    service = ValidationService(
-        YubicoVerifier(store, sealer), clients, require_signature=args.require_signature
-    )
-    server = make_http_server(service, host or "127.0.0.1", int(port))
-    print(f"listening on http://{host}:{server.server_address[1]}{VERIFY_PATH}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        store.close()
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ from eapkit.bridge.config import BridgeConfig
 from eapkit.bridge.gate import Bridge
 from eapkit.directory import LocalDirectory
 from eapkit.store.memory import MemoryStore
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 
 ORIGIN = "http://localhost:8812"
 PASSWORD = "correct horse"

@@ -17,7 +17,7 @@ from eapkit.errors import ConfigError
 from eapkit.second_factor import SecondFactors
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.verify.webauthn import b64url_decode, b64url_encode
 from tests.bridge.helpers import ORIGIN, PASSWORD, Browser, make_bridge, token_of
 

@@ -22,7 +22,7 @@ from eapkit.radius.packet import Code, decode, encode_request, new_request_authe
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.udp import serve
 from eapkit.serve import ServeConfig, build_core
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from tests.bridge.helpers import PASSWORD, Browser, make_bridge, token_of
 from tests.radius.helpers import datagram
 

@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from eapkit.credentials import (
     CHALLENGE,
-    InMemoryPasswords,
     PasswordAndCode,
     PasswordThenCode,
     Verdict,
@@ -16,6 +15,7 @@ from eapkit.loopback import converse
 from eapkit.methods.base import Done, MethodContext, Reply
 from eapkit.methods.gtc import GtcAuthenticator, gtc_authenticator, gtc_peer
 from eapkit.session import AuthenticatorSession, PeerSession
+from eapkit.testing import InMemoryPasswords
 
 PASSWORDS = InMemoryPasswords({"alice": "wonderland", "bob": "builder"})
 

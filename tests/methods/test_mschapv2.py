@@ -26,7 +26,6 @@ from eapkit.methods.mschapv2 import (
     MsChapV2Peer,
     MsChapV2Response,
     MsChapV2SuccessRequest,
-    StaticNtHashes,
     decode_request,
     mschapv2_authenticator,
     mschapv2_peer,
@@ -34,6 +33,7 @@ from eapkit.methods.mschapv2 import (
 from eapkit.packet import Code, EapType, MethodData, decode
 from eapkit.rand import DeterministicRandom
 from eapkit.session import AuthenticatorSession, PeerSession
+from eapkit.testing import StaticNtHashes
 
 PASSWORDS = {"alice": "correct horse", "bob": "hunter2"}
 

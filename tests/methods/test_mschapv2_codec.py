@@ -23,11 +23,11 @@ from eapkit.methods.mschapv2 import (
     MsChapV2Response,
     MsChapV2SuccessRequest,
     MsChapV2SuccessResponse,
-    StaticNtHashes,
     decode_request,
     decode_response,
 )
 from eapkit.rand import DeterministicRandom
+from eapkit.testing import StaticNtHashes
 
 octets = st.integers(0, 255)
 b16 = st.binary(min_size=16, max_size=16)

@@ -41,11 +41,11 @@ from eapkit.methods.mschapv2 import (
     MsChapV2Peer,
     MsChapV2Response,
     MsChapV2SuccessRequest,
-    StaticNtHashes,
     decode_request,
     decode_response,
 )
 from eapkit.packet import Code, MethodData, decode
+from eapkit.testing import StaticNtHashes
 from tests.vectorlib import VECTORS, Case, hexbytes, ids, load
 
 SOURCE = "eapol_test 2.10 / hostapd 2.10 (Debian 12)"

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.loopback import converse
 from eapkit.methods import lookup
@@ -27,6 +27,7 @@ from eapkit.methods.peap import (
 )
 from eapkit.packet import Code
 from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
+from eapkit.testing import InMemoryPasswords
 from eapkit.tlsio import Message, TlsVersion
 from tests.methods.test_peap_helpers import (
     OUTER,

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from eapkit.credentials import InMemoryPasswords
 from eapkit.methods.base import (
     Authenticator,
     Done,
@@ -23,13 +22,14 @@ from eapkit.methods.base import (
     Step,
 )
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
-from eapkit.methods.mschapv2 import StaticNtHashes, mschapv2_authenticator, mschapv2_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.peap import (
     PEAP,
     CryptoBindingPolicy,
     PeapAuthenticator,
     PeapPeer,
 )
+from eapkit.testing import InMemoryPasswords, StaticNtHashes
 from eapkit.tlsio import TlsConfig, TlsContext, TlsEapEngine, TlsRole, TlsVersion
 from tests.certs import lab, peer_config, server_config
 

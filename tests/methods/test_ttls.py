@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eapkit.credentials import (
-    InMemoryPasswords,
     PasswordAndCode,
     PasswordThenCode,
     ResponseCheck,
@@ -36,7 +35,7 @@ from eapkit.methods.base import (
     Step,
 )
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
-from eapkit.methods.mschapv2 import StaticNtHashes, mschapv2_authenticator, mschapv2_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.methods.ttls import (
     TTLS,
     InnerChap,
@@ -55,6 +54,7 @@ from eapkit.methods.ttls import (
     unpad_password,
 )
 from eapkit.packet import Code, decode
+from eapkit.testing import InMemoryPasswords, StaticNtHashes
 from eapkit.tlsio import Fragment, FramingConfig, TlsContext, TlsRole, TlsVersion
 from tests.certs import lab, peer_config, run, server_config
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 
-from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.packet import Code, decode, encode_request, new_request_authenticator
 from eapkit.radius.pap import PapAccess
+from eapkit.testing import InMemoryPasswords
 from tests.radius.helpers import datagram
 
 SECRET = b"pap-secret"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
+from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.errors import DecodeError
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.radius.access import EapAccess
@@ -42,6 +42,7 @@ from eapkit.radius.workers import (
     set_owner,
 )
 from eapkit.session import PeerSession
+from eapkit.testing import InMemoryPasswords
 
 SECRET = b"workers-secret"
 

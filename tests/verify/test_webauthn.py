@@ -27,16 +27,17 @@ from eapkit.errors import ConfigError, DecodeError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore, SqliteStore, StoreUnavailable
 from eapkit.store.base import Store
-from eapkit.verify import webauthn as w
-from eapkit.verify.soft_authenticator import (
+from eapkit.testing.soft_authenticator import (
     SoftAuthenticator,
     make_attestation_chain,
 )
+from eapkit.verify import webauthn as w
 from eapkit.verify.webauthn import (
     StoredCredential,
     WebAuthnVerifier,
     b64url_decode,
     b64url_encode,
+    cose,
 )
 
 RP = "example.org"
@@ -617,7 +618,7 @@ def test_public_key_parsed_once_per_credential(
         calls.append(cose)
         return real(cose)
 
-    monkeypatch.setattr(w, "parse_credential_public_key", counting)
+    monkeypatch.setattr(cose, "parse_credential_public_key", counting)
     for _ in range(3):
         assert login(rp, enrolled).ok
     assert len(calls) == 1

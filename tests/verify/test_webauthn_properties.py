@@ -20,14 +20,12 @@ from hypothesis import strategies as st
 from eapkit.errors import DecodeError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore
-from eapkit.verify.soft_authenticator import SoftAuthenticator
+from eapkit.testing.soft_authenticator import SoftAuthenticator
 from eapkit.verify.webauthn import (
     CredentialPublicKey,
     RegistrationVerdict,
     WebAuthnVerdict,
     WebAuthnVerifier,
-    _credential_id,
-    _parse_client_data_json,
     b64url_decode,
     b64url_encode,
     decode_cose_key_map,
@@ -35,6 +33,8 @@ from eapkit.verify.webauthn import (
     parse_credential_public_key,
     verify_assertion,
 )
+from eapkit.verify.webauthn.client_data import _parse_client_data_json
+from eapkit.verify.webauthn.credential_json import parse_raw_id
 
 _ABSENT = object()
 RP = "example.org"
@@ -185,7 +185,7 @@ def test_client_data_fast_path_answers_as_the_json_parser(raw: bytes) -> None:
 
 def _credential_id_outcome(resp: dict[str, Any]) -> object:
     try:
-        return _credential_id(resp)
+        return parse_raw_id(resp)
     except DecodeError as exc:
         return str(exc)
 
@@ -199,7 +199,7 @@ _id_texts = st.sampled_from(["", "AA", "AAA", "AAAA", "A", "AA==", "a+b/", "_-_-
 def test_credential_id_answers_the_same_when_its_text_is_known(
     raw_id: str, text_id: str | None
 ) -> None:
-    # _credential_id remembers rawId texts that passed; the second answer (from the
+    # parse_raw_id remembers rawId texts that passed; the second answer (from the
     # memo when the first passed) must equal the first, and an id that differs from a
     # known rawId is still refused.
     resp: dict[str, Any] = {"type": "public-key", "rawId": raw_id}

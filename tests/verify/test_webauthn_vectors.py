@@ -14,7 +14,7 @@ import pytest
 from fido2.cose import CoseKey
 from fido2.webauthn import AttestationObject
 
-from eapkit.verify.soft_authenticator import make_attestation_chain
+from eapkit.testing.soft_authenticator import make_attestation_chain
 from eapkit.verify.webauthn import (
     BAD_ORIGIN,
     BAD_RP_ID,

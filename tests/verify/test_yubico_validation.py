@@ -39,11 +39,11 @@ from eapkit.verify.yubico_server import (
     ApiClient,
     StoreApiClients,
     ValidationService,
-    make_http_server,
     parse_response,
     sign,
     signature_valid,
 )
+from eapkit.yubico_validation import make_http_server
 from tests.conftest import IN_CI
 from tests.verify.helpers import NOW, DownStore, sealer
 
