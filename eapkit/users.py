@@ -25,6 +25,7 @@ from pathlib import Path
 
 from eapkit.credentials import Verdict
 from eapkit.crypto.mschap import nt_password_hash
+from eapkit.methods.base import Factor
 from eapkit.passwords import DEFAULT_ITERATIONS, VerifiedCache, hash_password
 from eapkit.policy import UserPolicy
 
@@ -140,7 +141,9 @@ class UserDirectory:
         ok = self._cache.check(user, password, record.password_hash if record else None, now)
         if record is None:
             return Verdict.reject("unknown_user")
-        return Verdict.accept(user) if ok else Verdict.reject("bad_password")
+        if not ok:
+            return Verdict.reject("bad_password")
+        return Verdict(True, "ok", user, factors=frozenset({Factor.PASSWORD}))
 
     __call__ = check_password
 

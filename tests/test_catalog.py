@@ -1,5 +1,6 @@
-"""The EAP-TTLS hooks of ``eapkit serve`` and ``eapkit probe``: the server's "ttls"
-accepts every probe TTLS method, and the outer identity stays anonymous."""
+"""The method catalog (:mod:`eapkit.catalog`): one row per method, its builders, and the
+factors each proves.  EAP-TTLS: the server's "ttls" accepts every probe TTLS method,
+and the outer identity stays anonymous."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from eapkit.catalog import lookup
 from eapkit.errors import ConfigError
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory, Peer
-from eapkit.methods.ttls import TTLS, register_probe_builders, register_serve_builders
-from eapkit.probe import PeerBuilder, ProbeOptions
-from eapkit.serve import MethodBuilder, ServeConfig, TlsFiles, ensure_demo_pki
+from eapkit.methods.ttls import TTLS
+from eapkit.probe import ProbeOptions, build_peer_methods
+from eapkit.serve import ServeConfig, TlsFiles, ensure_demo_pki, server_context
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.users import UserDirectory
 
@@ -31,20 +33,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(pki: dict[str, Path]) -> MethodFactory[Authenticator]:
-    builders: dict[str, MethodBuilder] = {}
-    register_serve_builders(builders.__setitem__)
     users = UserDirectory(":memory:")
     users.add("alice", "wonderland", iterations=1000)
     cfg = ServeConfig(tls=TlsFiles(cert=pki["cert"], key=pki["key"]))
-    factory = builders["ttls"](cfg, users)
+    factory = lookup("ttls").server(server_context(cfg, users))
     assert factory.method == TTLS
     return factory
 
 
 def _peer(pki: dict[str, Path], method: str, password: str | None) -> list[MethodFactory[Peer]]:
-    builders: dict[str, PeerBuilder] = {}
-    register_probe_builders(builders.__setitem__)
-    assert set(builders) == set(PROBE_INNER)
+    assert set(lookup("ttls").peer_names()) == set(PROBE_INNER)
     opts = ProbeOptions(
         server=("127.0.0.1", 1812),
         secret=b"testing123",
@@ -55,7 +53,7 @@ def _peer(pki: dict[str, Path], method: str, password: str | None) -> list[Metho
         ca=pki["ca"],
         server_name="radius.eapkit.test",
     )
-    return builders[method](opts)
+    return build_peer_methods(opts)
 
 
 @pytest.mark.parametrize("method", sorted(PROBE_INNER))
@@ -74,7 +72,7 @@ def test_serve_accepts_every_probe_method(
 
 
 @pytest.mark.parametrize("method", sorted(PROBE_INNER))
-def test_wrong_password_through_the_hooks(
+def test_wrong_password_through_the_catalog(
     pki: dict[str, Path], server: MethodFactory[Authenticator], method: str
 ) -> None:
     conv = converse(
