@@ -14,7 +14,6 @@ import asyncio
 import getpass
 import hashlib
 import hmac
-import importlib
 import json
 import os
 import sys
@@ -24,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from eapkit import __version__
+from eapkit.catalog import CATALOG, DEFAULT_METHODS, PEER_METHODS
 from eapkit.credentials import ResponseCheck, Verdict
 from eapkit.directory import SECOND_FACTORS, Directory
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.loopback import converse
-from eapkit.methods import registered
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.policy import UserPolicy
-from eapkit.probe import METHODS, ProbeOptions, load, run_probe
+from eapkit.probe import ProbeOptions, load, run_probe
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
@@ -50,15 +49,9 @@ from eapkit.verify.otp import OtpCredential, otpauth_uri
 from eapkit.verify.yubico import YubikeyCredential
 
 
-def _load_all_methods() -> None:
-    for info in registered():
-        importlib.import_module(info.module)
-
-
 def cmd_methods(args: argparse.Namespace) -> int:
-    _load_all_methods()
-    for info in registered():
-        print(f"{info.name:10} {info.method!s:10} {info.description}")
+    for entry in sorted(CATALOG, key=lambda e: e.method):
+        print(f"{entry.name:10} {entry.method!s:10} {entry.description}")
     return 0
 
 
@@ -400,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--ca", help="CAs that issue client certificates (PEM)")
     srv.add_argument("--config", help="TOML configuration file")
     srv.add_argument(
-        "--methods", help="comma-separated, in order (default tls,ttls,peap,mschapv2,gtc)"
+        "--methods", help=f"comma-separated, in order (default {','.join(DEFAULT_METHODS)})"
     )
     srv.add_argument("--log", help="decision log file ('-' for stdout)")
     srv.add_argument("--fragment-size", type=int)
@@ -418,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     prb = sub.add_parser("probe", help="authenticate against a RADIUS server as a NAS would")
     prb.add_argument("--server", default="127.0.0.1:1812", metavar="HOST:PORT")
     prb.add_argument("--secret", default="testing123")
-    prb.add_argument("--method", required=True, choices=METHODS)
+    prb.add_argument("--method", required=True, choices=PEER_METHODS)
     prb.add_argument("--identity", required=True)
     prb.add_argument("--anonymous-identity")
     prb.add_argument("--password")

@@ -9,7 +9,7 @@ say why without saying anything secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 __all__ = [
@@ -35,6 +35,7 @@ class Verdict:
     reason: str
     user: str | None = None
     detail: str = ""
+    factors: frozenset[str] = frozenset()
 
     @classmethod
     def accept(cls, user: str | None = None) -> Verdict:
@@ -50,6 +51,10 @@ class ResponseCheck(Protocol):
 
     def __call__(self, user: str, response: str, now: float, /) -> Verdict: ...
 
+
+PASSWORD = "password"  # noqa: S105 - the name of a factor, not a secret
+"""The factor (:class:`eapkit.methods.base.Factor`) a password check proves; a plain str
+here so that credentials need not import the methods."""
 
 CHALLENGE = "challenge"
 """Verdict reason meaning "right so far: ask for the next factor" (``detail`` is the
@@ -97,7 +102,9 @@ class PasswordAndCode:
         second = self.code(user, response[-length:], now)
         if not first.ok:
             return first
-        return second if not second.ok else Verdict.accept(first.user or user)
+        if not second.ok:
+            return second
+        return Verdict(True, "ok", first.user or user, factors=first.factors | second.factors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +121,12 @@ class PasswordThenCode:
     def __call__(self, user: str, response: str, now: float, /) -> Verdict:
         verdict = self.password(user, response, now)
         if verdict.ok and self.needs_code(user):
-            return Verdict(False, CHALLENGE, verdict.user or user, self.prompt)
+            # not done yet, but the password is proved: the code round adds to it
+            return Verdict(False, CHALLENGE, verdict.user or user, self.prompt, verdict.factors)
         return verdict
 
     def second(self, user: str, code: str, now: float, /) -> Verdict:
-        return self.code(user, code, now)
+        verdict = self.code(user, code, now)
+        if not verdict.ok:
+            return verdict
+        return replace(verdict, factors=verdict.factors | {PASSWORD})

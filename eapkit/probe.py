@@ -10,32 +10,28 @@ Access-Accept with matching keys (or, for a method that derives none, on an Acce
 from __future__ import annotations
 
 import asyncio
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from eapkit.catalog import PeerContext, peer_method
 from eapkit.errors import ConfigError
 from eapkit.methods.base import MethodFactory, Peer
-from eapkit.methods.gtc import gtc_peer
 from eapkit.radius.nas import ProbeResult, RadiusClient, authenticate
 from eapkit.radius.packet import Code
 from eapkit.session import PeerSession
 
-__all__ = ["METHODS", "ProbeOptions", "build_peer_methods", "probe", "run_probe"]
+if TYPE_CHECKING:
+    from eapkit.tlsio.config import TlsConfig
 
-METHODS = (
-    "tls",
-    "ttls-pap",
-    "ttls-mschapv2",
-    "ttls-gtc",
-    "ttls-eap-mschapv2",
-    "peap-mschapv2",
-    "peap-gtc",
-    "gtc",
-    "mschapv2",
-)
+__all__ = [
+    "ProbeOptions",
+    "build_peer_methods",
+    "peer_context",
+    "probe",
+    "run_probe",
+    "tls_config",
+]
 
 
 @dataclass
@@ -57,7 +53,7 @@ class ProbeOptions:
     otp: str | None = None
 
 
-def tls_config(opts: ProbeOptions) -> Any:
+def tls_config(opts: ProbeOptions) -> TlsConfig:
     """The peer's TLS settings: verify the server against ``--ca`` (and its name when
     given), present ``--cert``/``--key``, pin the version with ``--tls``."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
@@ -83,70 +79,23 @@ def tls_config(opts: ProbeOptions) -> Any:
     )
 
 
-def _need_password(opts: ProbeOptions) -> str:
-    if opts.password is None:
-        raise ConfigError(f"--method {opts.method} needs --password")
-    return opts.password
-
-
-PeerBuilder = Callable[[ProbeOptions], list[MethodFactory[Peer]]]
-
-
-def gtc_answers(opts: ProbeOptions) -> Callable[[str], str]:
-    """The GTC answers: the password to the first prompt, the one-time code (``--otp``)
-    to a second one (a server asking for the second factor in its own round)."""
-    password = _need_password(opts)
-    asked: list[str] = []
-
-    def answer(prompt: str) -> str:
-        asked.append(prompt)
-        if len(asked) > 1 and opts.otp is not None:
-            return opts.otp
-        return password
-
-    return answer
-
-
-def _gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-    return [gtc_peer(gtc_answers(opts))]
-
-
-def _mschapv2(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-    from eapkit.methods.mschapv2 import mschapv2_peer
-
-    return [mschapv2_peer(_need_password(opts))]
-
-
-def _tls(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-    from eapkit.methods.tls import tls_peer
-
-    if opts.cert is None or opts.key is None:
-        raise ConfigError("--method tls needs --cert and --key")
-    return [tls_peer(tls_config(opts))]
-
-
-BUILDERS: dict[str, PeerBuilder] = {"gtc": _gtc, "mschapv2": _mschapv2, "tls": _tls}
-
-
-def register_builder(name: str, builder: PeerBuilder) -> None:
-    BUILDERS[name] = builder
+def peer_context(opts: ProbeOptions) -> PeerContext:
+    """What the catalog's peer builder of ``--method`` gets; the TLS settings are read
+    only for a TLS-based method."""
+    entry, inner = peer_method(opts.method)
+    return PeerContext(
+        method=opts.method,
+        identity=opts.identity,
+        password=opts.password,
+        otp=opts.otp,
+        tls=tls_config(opts) if entry.tls else None,
+        inner=inner,
+    )
 
 
 def build_peer_methods(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-    for module in ("eapkit.methods.ttls", "eapkit.methods.peap"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        hook = getattr(mod, "register_probe_builders", None)
-        if hook is not None:
-            hook(register_builder)
-    if opts.method not in METHODS:
-        raise ConfigError(f"--method is one of {', '.join(METHODS)}")
-    builder = BUILDERS.get(opts.method)
-    if builder is None:
-        raise ConfigError(f"method {opts.method} is not available in this eapkit yet")
-    return builder(opts)
+    entry, _ = peer_method(opts.method)
+    return entry.peer(peer_context(opts))
 
 
 async def probe(opts: ProbeOptions) -> ProbeResult:

@@ -29,7 +29,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from eapkit.credentials import (
 )
 from eapkit.directory import Directory
 from eapkit.errors import ConfigError
+from eapkit.methods.base import Factor
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
@@ -62,6 +63,13 @@ RECOVERY_PATTERN = re.compile(r"[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}")
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 _TEN_YEARS = 10 * 365 * 86400.0
 YUBIKEY_OTP_LENGTH = 44
+_CODE = frozenset({Factor.OTP_DEVICE})
+_PASSWORD_AND_CODE = frozenset({Factor.PASSWORD, Factor.OTP_DEVICE})
+
+
+def _proved(verdict: Verdict, factors: frozenset[Factor]) -> Verdict:
+    """``verdict`` with the factors it proved, when it is an acceptance."""
+    return replace(verdict, factors=verdict.factors | factors) if verdict.ok else verdict
 
 
 class RecoveryCodes:
@@ -158,7 +166,10 @@ class SecondFactors:
 
     def check_code(self, user: str, code: str, now: float, /) -> Verdict:
         """One code (TOTP, YubiKey OTP or recovery code) for ``user``; store failures
-        fail closed with ``store_unavailable``."""
+        fail closed with ``store_unavailable``.  An accepted code proves the device."""
+        return _proved(self._check_code(user, code, now), _CODE)
+
+    def _check_code(self, user: str, code: str, now: float) -> Verdict:
         kind = self.kind(user)
         try:
             if RECOVERY_PATTERN.fullmatch(code.strip().lower()):
@@ -224,13 +235,18 @@ class _PasswordWithCode:
         alone = password(user, response, now)
         if split and first.ok:
             second = factors.check_code(user, response[-length:], now)
-            return second if not second.ok else Verdict.accept(first.user or user)
+            if not second.ok:
+                return second
+            return Verdict(True, "ok", first.user or user, factors=_PASSWORD_AND_CODE)
         if alone.ok:
-            return Verdict(False, CHALLENGE, alone.user or user, factors.prompt(user))
+            # the password is proved; the code round (:meth:`second`) adds the device
+            prompt = factors.prompt(user)
+            return Verdict(False, CHALLENGE, alone.user or user, prompt, alone.factors)
         return Verdict.reject(alone.reason)
 
     def second(self, user: str, code: str, now: float, /) -> Verdict:
-        return self.factors.check_code(user, code, now)
+        """The code round after a CHALLENGE: the password was proved in the first."""
+        return _proved(self.factors.check_code(user, code, now), _PASSWORD_AND_CODE)
 
 
 def sealing_keys(

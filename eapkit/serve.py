@@ -53,22 +53,21 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eapkit.bridge.config import BridgeConfig
+from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
 from eapkit.credentials import ResponseCheck
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
-from eapkit.methods.base import Authenticator, MethodFactory
-from eapkit.methods.gtc import gtc_authenticator
+from eapkit.methods.base import Authenticator, Factor, MethodFactory
 from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
@@ -78,15 +77,18 @@ from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.session import Result
 
+if TYPE_CHECKING:
+    from eapkit.tlsio.config import TlsConfig
+
 __all__ = [
-    "DEFAULT_METHODS",
     "ServeConfig",
     "build_core",
     "ensure_demo_pki",
     "open_directory",
+    "server_context",
+    "server_tls_config",
 ]
 
-DEFAULT_METHODS = ("tls", "ttls", "peap", "mschapv2", "gtc")
 DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
 GTC_MODES = ("password", "code")
 
@@ -119,7 +121,6 @@ class ServeConfig:
     store: str | None = None
     directory: str = "local"
     store_keys_file: Path | None = None
-    checks: Checks | None = None
     bridge: BridgeConfig | None = None
 
     @classmethod
@@ -215,17 +216,6 @@ def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[
     return paths
 
 
-@dataclass
-class Checks:
-    """The credential checks the methods get: the password checks already carry the
-    users' second factors (:mod:`eapkit.second_factor`)."""
-
-    pap: ResponseCheck  # one response: password, or password followed by the code
-    gtc: ResponseCheck  # password, then a second GTC round for the code
-    code: ResponseCheck  # the code alone
-    second_factors: SecondFactors
-
-
 def open_directory(cfg: ServeConfig) -> Directory:
     """The users of ``cfg``: ``directory = "local"`` (the SQLite file ``db``) or
     ``"store"`` (records in ``store``, by default that same file)."""
@@ -242,44 +232,31 @@ def open_second_factors(
     )
 
 
-# Methods that prove only a password: they cannot carry a one-time code.
-PASSWORD_ONLY = frozenset({"MSCHAPV2"})
-PASSWORD_ONLY_INNER = frozenset({"mschapv2", "eap-mschapv2", "chap"})
+# A login that proved this alone cannot have carried a one-time code.
+PASSWORD_ONLY = frozenset({Factor.PASSWORD})
 
 
 def second_factor_policy(
     second: SecondFactors, clients: Sequence[Client]
 ) -> Callable[[Result, str], str | None]:
-    """Refuse a password-only method (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP inside a
-    tunnel) to a user who has a second factor, unless the NAS runs the second factor in
-    a round of its own (a client with ``second_factor = "nas"``)."""
+    """Refuse a login that proved only a password (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP
+    inside a tunnel: :attr:`~eapkit.session.Result.factors`) to a user who has a second
+    factor, unless the NAS runs the second factor in a round of its own (a client with
+    ``second_factor = "nas"``)."""
     nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
 
     def authorize(result: Result, client: str) -> str | None:
         if client in nas_enforced or not second.needs_code(result.user):
             return None
-        inner = result.outcome.attributes.get("inner_method", "") if result.outcome else ""
-        if str(result.method) in PASSWORD_ONLY or inner in PASSWORD_ONLY_INNER:
+        if result.factors == PASSWORD_ONLY:
             return "second_factor_required"
         return None
 
     return authorize
 
 
-def make_checks(second: SecondFactors) -> Checks:
-    users = second.users
-    return Checks(
-        pap=second.pap(users.check_password),
-        gtc=second.gtc(users.check_password),
-        code=second.check_code,
-        second_factors=second,
-    )
-
-
-MethodBuilder = Callable[[ServeConfig, Directory], MethodFactory[Authenticator]]
-
-
-def _tls_config(cfg: ServeConfig) -> Any:
+def server_tls_config(cfg: ServeConfig) -> TlsConfig:
+    """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
     from eapkit.tlsio.framing import FramingConfig
 
@@ -301,66 +278,38 @@ def _tls_config(cfg: ServeConfig) -> Any:
     )
 
 
-def _build_tls(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
-    from eapkit.methods.tls import tls_authenticator
-
-    return tls_authenticator(_tls_config(cfg))
-
-
-def _build_mschapv2(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
-    from eapkit.methods.mschapv2 import mschapv2_authenticator
-
-    return mschapv2_authenticator(users.nt_hash)
-
-
-def _build_gtc(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
-    # The first GTC answer may be the password followed by the code (one round, what
-    # wpa_supplicant's GTC can do) or the password alone, after which a second GTC
-    # round asks for the code (peers that read the prompt, eapkit probe among them).
-    if cfg.checks is None:
-        return gtc_authenticator(users.check_password)
-    if cfg.gtc == "code":
-        # Only safe behind a NAS that enforces an earlier authentication round: this
-        # conversation alone proves possession of the token, not the password.
-        second = cfg.checks.second_factors
-        return gtc_authenticator(second.code_only(), prompt="One-time code: ")
-    return gtc_authenticator(cfg.checks.pap, code_check=cfg.checks.code)
-
-
-BUILDERS: dict[str, MethodBuilder] = {
-    "tls": _build_tls,
-    "mschapv2": _build_mschapv2,
-    "gtc": _build_gtc,
-}
-
-
-def register_builder(name: str, builder: MethodBuilder) -> None:
-    """Method modules that need the server's settings (TTLS, PEAP) add themselves."""
-    BUILDERS[name] = builder
-
-
-def _load_builders() -> None:
-    for module in ("eapkit.methods.ttls", "eapkit.methods.peap"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        hook = getattr(mod, "register_serve_builders", None)
-        if hook is not None:
-            hook(register_builder)
+def server_context(
+    cfg: ServeConfig,
+    users: Directory,
+    *,
+    pap: ResponseCheck | None = None,
+    code: ResponseCheck | None = None,
+) -> ServerContext:
+    """What the catalog's builders get: the user directory's checks, ``pap`` (the
+    password followed by the user's code) and ``code`` when the server runs second
+    factors, and the TLS settings when a configured method needs them."""
+    needs_tls = any(entry.tls for entry in CATALOG if entry.name in cfg.methods)
+    return ServerContext(
+        password=users.check_password,
+        nt_hash=users.nt_hash,
+        tls=server_tls_config(cfg) if needs_tls else None,
+        password_and_code=pap,
+        code=code,
+        gtc=cfg.gtc,
+    )
 
 
 def build_methods(
-    cfg: ServeConfig, users: Directory, warn: Callable[[str], None]
+    cfg: ServeConfig, context: ServerContext, warn: Callable[[str], None]
 ) -> list[MethodFactory[Authenticator]]:
-    _load_builders()
+    """The catalog's methods that ``cfg.methods`` names, in its order."""
     factories: list[MethodFactory[Authenticator]] = []
+    names = {entry.name for entry in CATALOG}
     for name in cfg.methods:
-        builder = BUILDERS.get(name)
-        if builder is None:
+        if name not in names:
             warn(f"method {name!r} is not available in this eapkit; skipped")
             continue
-        factories.append(builder(cfg, users))
+        factories.append(lookup(name).server(context))
     if not factories:
         raise ConfigError("no EAP method left to offer")
     return factories
@@ -380,8 +329,9 @@ def build_core(
     users = RequestScoped.around(users)
     second = open_second_factors(cfg, users, audit=audit or decisions.write)
     second.approval_bridge = cfg.bridge is not None
-    cfg.checks = make_checks(second)
-    methods = build_methods(cfg, users, warn)
+    # With the users' second factors: the password followed by the code, or a challenge
+    pap = second.pap(users.check_password)
+    methods = build_methods(cfg, server_context(cfg, users, pap=pap, code=second.check_code), warn)
     clients = cfg.clients or [
         Client.of("127.0.0.0/8", DEFAULT_SECRET, "localhost"),
         Client.of("::1/128", DEFAULT_SECRET, "localhost6"),
@@ -393,11 +343,7 @@ def build_core(
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
     )
-    plain = (
-        PapAccess(cfg.checks.pap, policy=users.policy, code_check=cfg.checks.code)
-        if cfg.pap
-        else None
-    )
+    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
     core = RadiusCore(
         ClientTable(clients),
         eap,

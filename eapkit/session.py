@@ -44,6 +44,7 @@ from eapkit.errors import DecodeError, EapkitError
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     KeyMaterial,
     MethodContext,
     MethodFactory,
@@ -114,6 +115,11 @@ class Result:
     detail: str = ""
     rounds: int = 0
     outcome: Outcome | None = field(default=None, repr=False)
+
+    @property
+    def factors(self) -> frozenset[Factor]:
+        """What the method proved (:class:`~eapkit.methods.base.Factor`); empty on failure."""
+        return self.outcome.factors if self.outcome is not None and self.success else frozenset()
 
 
 @dataclass(frozen=True, slots=True)

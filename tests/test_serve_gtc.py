@@ -15,7 +15,7 @@ from eapkit.errors import ConfigError
 from eapkit.loopback import converse
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.gtc import gtc_peer
-from eapkit.serve import ServeConfig, build_core
+from eapkit.serve import ServeConfig, build_core, open_second_factors
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.verify.otp import OtpCredential, totp
 
@@ -35,8 +35,9 @@ def _gtc(tmp_path: Path, mode: str) -> MethodFactory[Authenticator]:
     users.add("tom", "pencil", second_factor="totp", iterations=1000)
     users.add("nora", "paper", iterations=1000)
     core = build_core(cfg, users, log_stream=io.StringIO())
-    assert cfg.checks is not None and core.eap is not None
-    cfg.checks.second_factors.totp.enroll("tom", OtpCredential(SECRET), time.time() - 60)
+    second = open_second_factors(cfg, users)  # the server's store and keys
+    assert second is not None and core.eap is not None
+    second.totp.enroll("tom", OtpCredential(SECRET), time.time() - 60)
     [factory] = core.eap.methods
     return factory
 

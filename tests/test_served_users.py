@@ -24,7 +24,7 @@ from eapkit.radius.packet import (
     encode_request,
     new_request_authenticator,
 )
-from eapkit.serve import ServeConfig, build_core
+from eapkit.serve import ServeConfig, build_core, open_second_factors
 from eapkit.session import PeerSession, Send
 from eapkit.verify.otp import OtpCredential, totp
 from tests.radius.helpers import datagram
@@ -83,8 +83,7 @@ def _core(tmp_path: Path, methods: list[str]) -> tuple[RadiusCore, CountingDirec
     users = CountingDirectory(cfg.db)
     users.add("tom", "pencil", second_factor="totp", iterations=1000)
     core = build_core(cfg, users, log_stream=io.StringIO())
-    assert cfg.checks is not None
-    cfg.checks.second_factors.totp.enroll("tom", OtpCredential(OTP_SECRET), time.time() - 60)
+    open_second_factors(cfg, users).totp.enroll("tom", OtpCredential(OTP_SECRET), time.time() - 60)
     users.reads.clear()
     return core, users
 

@@ -36,6 +36,7 @@ from typing import Protocol, runtime_checkable
 
 from eapkit.credentials import Verdict
 from eapkit.crypto.mschap import nt_password_hash
+from eapkit.methods.base import Factor
 from eapkit.passwords import DEFAULT_ITERATIONS, VerifiedCache, hash_password
 from eapkit.policy import UserPolicy
 
@@ -224,7 +225,9 @@ class RecordDirectory(ABC):
         ok = self._cache.check(name, password, stored, now)
         if record is None:
             return Verdict.reject("unknown_user")
-        return Verdict.accept(name) if ok else Verdict.reject("bad_password")
+        if not ok:
+            return Verdict.reject("bad_password")
+        return Verdict(True, "ok", name, factors=frozenset({Factor.PASSWORD}))
 
     def check_password(self, user: str, password: str, now: float, /) -> Verdict:
         return self.verify_password(self.get(user), user, password, now)

@@ -4,18 +4,21 @@ The Request carries a displayable prompt, the Response the user's answer (a pass
 one-time code, ...) in cleartext: run it only inside a tunnel (TTLS, PEAP) or where the
 link is otherwise protected.  GTC derives no keys.
 
-The authenticator checks the answer through an injected :class:`ResponseCheck`; the peer
-asks a callback, so a prompt on a terminal, a script or a token driver can answer.
+The authenticator checks the answer through an injected :class:`ResponseCheck`; its
+success carries the factors the check's :class:`~eapkit.credentials.Verdict` proved.  The
+peer asks a callback, so a prompt on a terminal, a script or a token driver can answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -54,6 +57,7 @@ class GtcAuthenticator:
         self._code_check = code_check
         self._round = 0
         self._user = ctx.identity_text
+        self._proved: frozenset[str] = frozenset()  # by the first round, when it challenged
 
     def start(self) -> bytes:
         return self._prompt.encode()
@@ -77,9 +81,12 @@ class GtcAuthenticator:
             verdict = self._check(self._user, response, self._ctx.now)
             if verdict.reason == CHALLENGE and self._code_check is not None:
                 self._user = verdict.user or self._user
+                self._proved = verdict.factors
                 return Reply((verdict.detail or "One-time code: ").encode())
         if verdict.ok:
-            return Done(Outcome.ok(identity=verdict.user or self._user))
+            outcome = Outcome.ok(identity=verdict.user or self._user)
+            factors = frozenset(map(Factor, self._proved | verdict.factors))
+            return Done(replace(outcome, factors=factors))
         return Done(Outcome.failed(verdict.reason, verdict.detail, identity=self._user))
 
 

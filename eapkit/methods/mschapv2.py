@@ -72,7 +72,7 @@ import os
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from eapkit.crypto.mschap import (
@@ -95,6 +95,7 @@ from eapkit.errors import ConfigError, DecodeError, need
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     KeyMaterial,
     MethodContext,
     MethodFactory,
@@ -584,7 +585,8 @@ class MsChapV2Authenticator:
             return self._response(msg)
         if state is _AuthState.SUCCESS_SENT:
             if isinstance(msg, MsChapV2SuccessResponse):
-                return self._end(Outcome.ok(self._keys, self._user))
+                outcome = Outcome.ok(self._keys, self._user)
+                return self._end(replace(outcome, factors=frozenset({Factor.PASSWORD})))
             if isinstance(msg, MsChapV2FailureResponse):
                 return self._end(
                     Outcome.failed(

@@ -71,9 +71,9 @@ from __future__ import annotations
 import enum
 import hmac
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.errors import DecodeError
@@ -116,11 +116,6 @@ from eapkit.tlsio.method import (
     tls_failure_outcome,
 )
 
-if TYPE_CHECKING:
-    from eapkit.directory import Directory
-    from eapkit.probe import PeerBuilder, ProbeOptions
-    from eapkit.serve import MethodBuilder, ServeConfig
-
 __all__ = [
     "PEAP",
     "PEAP_VERSION",
@@ -133,8 +128,6 @@ __all__ = [
     "peap_authenticator",
     "peap_peer",
     "peap_prf_plus",
-    "register_probe_builders",
-    "register_serve_builders",
     "tunnel_key",
 ]
 
@@ -227,15 +220,13 @@ def _is_full_request(data: bytes, eap_type: int) -> bool:
     )
 
 
-def _inner_method_name(method: MethodId | None) -> str:
+def _inner_method_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
     if method is None:
         return "none"
-    from eapkit.methods import lookup
-
-    try:
-        return "eap-" + lookup(method).name
-    except KeyError:
-        return f"eap-{method.vendor_id}:{method.vendor_type}"
+    for factory in factories:  # the name its factory gives (eapkit's: the catalog's name)
+        if factory.method == method and factory.name:
+            return "eap-" + factory.name
+    return f"eap-{method.vendor_id}:{method.vendor_type}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +297,7 @@ class PeapAuthenticator(TlsAuthenticatorBase):
     ) -> None:
         self._ctx = ctx
         super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        self._inner_methods = tuple(inner)
         self._inner = AuthenticatorSession(
             inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
         )
@@ -445,16 +437,15 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
         else:
             keys = tunnel
-        return Outcome(
-            True, "ok", keys, inner.user or None, "", self._attributes(inner, binding_used)
-        )
+        attrs = self._attributes(inner, binding_used)
+        return Outcome(True, "ok", keys, inner.user or None, "", attrs, inner.factors)
 
     def _attributes(self, inner: SessionResult | None, binding_used: bool) -> dict[str, str]:
         attrs = tls_attributes(self._engine)
         attrs["outer_identity"] = self._ctx.identity_text
         attrs["crypto_binding"] = "yes" if binding_used else "no"
         if inner is not None:
-            attrs["inner_method"] = _inner_method_name(inner.method)
+            attrs["inner_method"] = _inner_method_name(inner.method, self._inner_methods)
             attrs["inner_identity"] = inner.identity
         return attrs
 
@@ -517,6 +508,7 @@ class PeapPeer(TlsPeerBase):
     ) -> None:
         self._ctx = ctx
         super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        self._inner_methods = tuple(inner)
         self._inner = PeerSession(
             inner,
             identity,
@@ -643,7 +635,7 @@ class PeapPeer(TlsPeerBase):
             keys = tunnel
         attrs = tls_attributes(self._engine)
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
-        attrs["inner_method"] = _inner_method_name(inner.method)
+        attrs["inner_method"] = _inner_method_name(inner.method, self._inner_methods)
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
 
     def _answer(
@@ -724,51 +716,3 @@ def peap_peer(
         )
 
     return MethodFactory(PEAP, create, "peap")
-
-
-# -- eapkit serve / eapkit probe hooks -------------------------------------------------------
-
-
-def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> None:
-    """``eapkit serve``: "peap" offers EAP-MSCHAPv2 then EAP-GTC inside, checked against
-    the user directory; no client certificate is asked."""
-
-    def build(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
-        from eapkit.methods.gtc import gtc_authenticator
-        from eapkit.methods.mschapv2 import mschapv2_authenticator
-        from eapkit.serve import _tls_config
-
-        tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
-        # With the server's checks, GTC carries each user's second factor (the
-        # password followed by the code, or the code in a second GTC round).
-        gtc = (
-            gtc_authenticator(cfg.checks.pap, code_check=cfg.checks.code)
-            if cfg.checks
-            else gtc_authenticator(users.check_password)
-        )
-        inner = [mschapv2_authenticator(users.nt_hash), gtc]
-        return peap_authenticator(tls, inner)
-
-    register("peap", build)
-
-
-def register_probe_builders(register: Callable[[str, PeerBuilder], None]) -> None:
-    """``eapkit probe``: "peap-mschapv2" and "peap-gtc" (``--identity`` inside the tunnel,
-    ``--anonymous-identity`` outside)."""
-
-    def mschapv2(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-        from eapkit.methods.mschapv2 import mschapv2_peer
-        from eapkit.probe import _need_password, tls_config
-
-        inner = [mschapv2_peer(_need_password(opts))]
-        return [peap_peer(tls_config(opts), inner, opts.identity)]
-
-    def gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-        from eapkit.methods.gtc import gtc_peer
-        from eapkit.probe import gtc_answers, tls_config
-
-        inner = [gtc_peer(gtc_answers(opts))]  # password, then --otp if a code is asked
-        return [peap_peer(tls_config(opts), inner, opts.identity)]
-
-    register("peap-mschapv2", mschapv2)
-    register("peap-gtc", gtc)

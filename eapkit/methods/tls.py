@@ -43,6 +43,7 @@ from eapkit.credentials import Verdict
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -176,7 +177,8 @@ class TlsAuthenticator(TlsAuthenticatorBase):
         engine = self._engine
         assert self._verdict is not None and self._verdict.ok
         user = self._verdict.user or self._ctx.identity_text
-        outcome = Outcome(True, "ok", derive_keys(engine), user, "", _tls_attributes(engine))
+        keys, attrs = derive_keys(engine), _tls_attributes(engine)
+        outcome = Outcome(True, "ok", keys, user, "", attrs, frozenset({Factor.CERTIFICATE}))
         return self._end(outcome)
 
     def _end(self, outcome: Outcome) -> Done:

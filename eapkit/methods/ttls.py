@@ -82,6 +82,7 @@ from eapkit.errors import ConfigError, DecodeError, EapkitError
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -109,8 +110,6 @@ from eapkit.tlsio.method import (
 
 if TYPE_CHECKING:
     from eapkit.methods.mschapv2 import NtHashLookup
-    from eapkit.probe import PeerBuilder
-    from eapkit.serve import MethodBuilder
 
 __all__ = [
     "TTLS",
@@ -128,8 +127,6 @@ __all__ = [
     "any_realm",
     "implicit_challenge",
     "pad_password",
-    "register_probe_builders",
-    "register_serve_builders",
     "same_realm",
     "ttls_authenticator",
     "ttls_peer",
@@ -234,15 +231,16 @@ def _eap_avp(packet: bytes) -> bytes:
     return Avp(AvpCode.EAP_MESSAGE, packet).encode()
 
 
-def _inner_eap_name(method: MethodId | None) -> str:
+def _inner_eap_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
     if method is None:
         return "eap"
-    from eapkit.methods import lookup
+    for factory in factories:  # the name its factory gives (eapkit's: the catalog's name)
+        if factory.method == method and factory.name:
+            return "eap-" + factory.name
+    return f"eap-{method}"
 
-    try:
-        return "eap-" + lookup(method).name
-    except KeyError:
-        return f"eap-{method}"
+
+_PASSWORD = frozenset({Factor.PASSWORD})
 
 
 # A process secret: an unknown user's stand-in NT hash / password costs the same work as
@@ -413,7 +411,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
 
     def _verdict(self, verdict: Verdict, user: str) -> Step:
         if verdict.ok:
-            return self._success(verdict.user or user)
+            return self._success(verdict.user or user, frozenset(map(Factor, verdict.factors)))
         return self._fail(verdict.reason, verdict.detail)
 
     def _chap(self, user: str, password: bytes, challenge: Avp | None) -> Step:
@@ -432,7 +430,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         match = hmac.compare_digest(digest, password[1:])
         if secret is None:
             return self._fail("unknown_user", "")
-        return self._success(user) if match else self._fail("bad_password", "")
+        return self._success(user, _PASSWORD) if match else self._fail("bad_password", "")
 
     def _mschapv2(self, user: str, response: bytes, challenge: Avp | None) -> Step:
         lookup = self._inner.mschapv2
@@ -473,7 +471,8 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         if self._inner.success_message:
             success += b" M=" + self._inner.success_message.encode()
         return self._tell(
-            self._success_outcome(user), [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)]
+            self._success_outcome(user, _PASSWORD),
+            [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)],
         )
 
     # -- inner EAP ---------------------------------------------------------------------------
@@ -501,7 +500,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
 
     def _inner_action(self, action: Send | Discard | Finished) -> Step:
         assert self._session is not None
-        self._inner_name = _inner_eap_name(self._session.method)
+        self._inner_name = _inner_eap_name(self._session.method, self._inner.eap)
         if isinstance(action, Send):
             return self._send_avps_raw(_eap_avp(action.packet))
         if isinstance(action, Discard):
@@ -509,7 +508,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         result = action.result
         self._user = result.user or self._user
         if result.success:
-            return self._success(result.user)
+            return self._success(result.user, result.factors)
         return self._fail(result.reason, f"inner EAP: {result.detail}".rstrip(": "))
 
     # -- endings ------------------------------------------------------------------------------
@@ -529,15 +528,16 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         self._phase = _AuthPhase.MSCHAPV2_RESULT
         return self._send_avps(avps)
 
-    def _success_outcome(self, user: str) -> Outcome:
+    def _success_outcome(self, user: str, factors: frozenset[Factor]) -> Outcome:
         engine = self._engine
         attrs = tls_attributes(engine)
         attrs["inner_method"] = self._inner_name
         attrs["outer_identity"] = self._ctx.identity_text
-        return Outcome(True, "ok", derive_keys(engine, TTLS_KEY_LABEL), user, "", attrs)
+        keys = derive_keys(engine, TTLS_KEY_LABEL)
+        return Outcome(True, "ok", keys, user, "", attrs, factors)  # what the inner proved
 
-    def _success(self, user: str) -> Step:
-        outcome = self._success_outcome(user)
+    def _success(self, user: str, factors: frozenset[Factor]) -> Step:
+        outcome = self._success_outcome(user, factors)
         if self._engine.has_output:  # e.g. our Finished, when the peer sent AVPs with its own
             self._pending = outcome
             self._phase = _AuthPhase.CLOSING
@@ -670,7 +670,7 @@ class TtlsPeer(TlsPeerBase):
             return "chap"
         if isinstance(inner, InnerMsChapV2):
             return "mschapv2"
-        return _inner_eap_name(self._session.method if self._session else None)
+        return _inner_eap_name(self._session.method if self._session else None, inner.methods)
 
     def _message(self, event: Message) -> Step:
         engine = self._engine
@@ -894,62 +894,3 @@ def ttls_peer(
     then be anonymous)."""
     context = TlsContext(replace(config, resumption=False), TlsRole.PEER)
     return MethodFactory(TTLS, lambda ctx: TtlsPeer(ctx, context, inner, identity), "ttls")
-
-
-# -- eapkit serve / eapkit probe hooks ---------------------------------------------------
-
-
-def register_serve_builders(register: Callable[[str, MethodBuilder], None]) -> None:
-    """``eapkit serve``: "ttls" offers PAP and MS-CHAP-V2 from the user directory and
-    inner EAP-MSCHAPv2 then EAP-GTC.  CHAP is not offered: the directory keeps no
-    cleartext passwords."""
-    from eapkit.directory import Directory
-    from eapkit.methods.gtc import gtc_authenticator
-    from eapkit.methods.mschapv2 import mschapv2_authenticator
-    from eapkit.serve import ServeConfig, _tls_config
-
-    def build(cfg: ServeConfig, users: Directory) -> MethodFactory[Authenticator]:
-        tls = replace(_tls_config(cfg), verify_peer=False, require_peer_certificate=False)
-        # With the server's checks, PAP and GTC carry each user's second factor.
-        pap = cfg.checks.pap if cfg.checks else users.check_password
-        code = cfg.checks.code if cfg.checks else None
-        inner = [mschapv2_authenticator(users.nt_hash), gtc_authenticator(pap, code_check=code)]
-        if cfg.checks:
-            # GTC first: it can carry the code, and a peer that answers whatever inner
-            # method is asked (strongSwan's TTLS peer cannot Nak to another) must be
-            # asked GTC; a peer that wants MS-CHAPv2 Naks to it.
-            inner.reverse()
-        return ttls_authenticator(tls, pap=pap, mschapv2=users.nt_hash, eap=inner)
-
-    register("ttls", build)
-
-
-def register_probe_builders(register: Callable[[str, PeerBuilder], None]) -> None:
-    """``eapkit probe``: ttls-pap, ttls-mschapv2, ttls-gtc (inner EAP-GTC) and
-    ttls-eap-mschapv2; ``--identity`` is the inner identity."""
-    from eapkit.methods.gtc import gtc_peer
-    from eapkit.methods.mschapv2 import mschapv2_peer
-    from eapkit.probe import ProbeOptions, tls_config
-
-    def password(opts: ProbeOptions) -> str:
-        if opts.password is None:
-            raise ConfigError(f"--method {opts.method} needs --password")
-        return opts.password
-
-    def builder(make: Callable[[str], InnerMethod]) -> PeerBuilder:
-        def build(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-            return [ttls_peer(tls_config(opts), make(password(opts)), identity=opts.identity)]
-
-        return build
-
-    register("ttls-pap", builder(lambda pw: InnerPap(pw)))
-    register("ttls-mschapv2", builder(lambda pw: InnerMsChapV2(pw)))
-
-    def gtc(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
-        from eapkit.probe import gtc_answers  # password, then --otp if a code is asked
-
-        inner = InnerEap([gtc_peer(gtc_answers(opts))])
-        return [ttls_peer(tls_config(opts), inner, identity=opts.identity)]
-
-    register("ttls-gtc", gtc)
-    register("ttls-eap-mschapv2", builder(lambda pw: InnerEap([mschapv2_peer(pw)])))

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from eapkit.credentials import Verdict
+from eapkit.credentials import PASSWORD, Verdict
 
 __all__ = ["InMemoryPasswords"]
 
@@ -29,4 +29,6 @@ class InMemoryPasswords:
         match = hmac.compare_digest(given, expected if expected is not None else self._dummy)
         if expected is None:
             return Verdict.reject("unknown_user")
-        return Verdict.accept(user) if match else Verdict.reject("bad_password")
+        if not match:
+            return Verdict.reject("bad_password")
+        return Verdict(True, "ok", user, factors=frozenset({PASSWORD}))

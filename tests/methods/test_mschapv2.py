@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from eapkit.catalog import lookup
 from eapkit.crypto.mschap import (
     authenticator_response_digest,
     generate_nt_response,
@@ -16,7 +17,6 @@ from eapkit.crypto.mschap import (
     nt_password_hash,
 )
 from eapkit.loopback import Conversation, converse
-from eapkit.methods import lookup
 from eapkit.methods.base import Done, MethodContext, Reply
 from eapkit.methods.mschapv2 import (
     MSCHAPV2,

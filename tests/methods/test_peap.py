@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from eapkit.catalog import CATALOG, lookup
 from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.loopback import converse
-from eapkit.methods import lookup
 from eapkit.methods.base import Authenticator, Done, MethodFactory, Outcome, Peer, Reply, Step
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.peap import (
@@ -22,8 +22,6 @@ from eapkit.methods.peap import (
     peap_authenticator,
     peap_peer,
     peap_prf_plus,
-    register_probe_builders,
-    register_serve_builders,
 )
 from eapkit.packet import Code
 from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
@@ -489,12 +487,10 @@ def test_peer_sends_tunnel_data_instead_of_acknowledging_finished() -> None:
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def test_registry_serve_and_probe_hooks() -> None:
+def test_catalog_serve_and_probe_names() -> None:
     assert lookup("peap").method == PEAP and lookup(25).name == "peap"
-    serve: dict[str, object] = {}
-    probe: dict[str, object] = {}
-    register_serve_builders(lambda name, builder: serve.__setitem__(name, builder))
-    register_probe_builders(lambda name, builder: probe.__setitem__(name, builder))
+    serve = {e.name for e in CATALOG if e.method == PEAP}
+    probe = set(lookup("peap").peer_names())
     assert set(serve) == {"peap"} and set(probe) == {"peap-mschapv2", "peap-gtc"}
 
 

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from OpenSSL import SSL
 
 from eapkit import pki
+from eapkit.catalog import lookup
 from eapkit.credentials import Verdict
-from eapkit.methods import lookup
 from eapkit.methods.base import KeyMaterial, MethodContext, MethodFactory
 from eapkit.methods.tls import (
     TLS,

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from hypothesis import given
 from hypothesis import strategies as st
 
+from eapkit.catalog import lookup
 from eapkit.credentials import (
     PasswordAndCode,
     PasswordThenCode,
@@ -23,7 +24,6 @@ from eapkit.credentials import (
 )
 from eapkit.diameter import MICROSOFT, Avp, AvpCode, encode_avps
 from eapkit.loopback import Conversation
-from eapkit.methods import lookup
 from eapkit.methods.base import (
     Authenticator,
     Done,

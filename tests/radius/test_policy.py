@@ -11,6 +11,7 @@ from pathlib import Path
 
 from eapkit.credentials import Verdict
 from eapkit.directory import LocalDirectory
+from eapkit.methods.base import Factor, Outcome
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.packet import Code as EapCode
@@ -23,7 +24,7 @@ from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, decode, encode_request
 from eapkit.second_factor import SecondFactors
 from eapkit.serve import second_factor_policy
-from eapkit.session import PeerSession
+from eapkit.session import PeerSession, Result
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
 from eapkit.verify.otp import OtpCredential
@@ -111,3 +112,24 @@ def test_a_check_that_raises_ends_in_reject_not_silence(tmp_path: Path) -> None:
     assert result.reply is not None and result.reply.code == Code.ACCESS_REJECT  # type: ignore[attr-defined]
     record = json.loads(log.getvalue().splitlines()[-1])
     assert record["reason"] == "internal_error" and record["detail"] == "RuntimeError"
+
+
+def test_policy_reads_the_factors_proved(tmp_path: Path) -> None:
+    """Refused: a password alone for a user with a second factor, whatever the method's
+    name.  Not refused (today): a certificate, a password with a code, a code alone."""
+    users = LocalDirectory(tmp_path / "u.db")
+    users.add("tom", "pencil", second_factor="totp", iterations=1000)
+    second = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))
+    clients = [Client.of("127.0.0.1/32", SECRET, "gw"), Client.of("::1/128", SECRET, "nas", "nas")]
+    authorize = second_factor_policy(second, clients)
+
+    def decide(user: str, client: str, *factors: Factor) -> str | None:
+        outcome = Outcome(True, "ok", identity=user, factors=frozenset(factors))
+        return authorize(Result(True, "ok", user, user, outcome=outcome), client)
+
+    assert decide("tom", "gw", Factor.PASSWORD) == "second_factor_required"
+    assert decide("tom", "nas", Factor.PASSWORD) is None
+    assert decide("nora", "gw", Factor.PASSWORD) is None
+    assert decide("tom", "gw", Factor.PASSWORD, Factor.OTP_DEVICE) is None
+    assert decide("tom", "gw", Factor.OTP_DEVICE) is None
+    assert decide("tom", "gw", Factor.CERTIFICATE) is None
