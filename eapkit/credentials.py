@@ -38,6 +38,7 @@ class Verdict:
     reason: str
     user: str | None = None
     detail: str = ""
+    factors: frozenset[str] = frozenset()
 
     @classmethod
     def accept(cls, user: str | None = None) -> Verdict:

@@ -23,6 +23,7 @@ Failure; its outcome says whether the peer will accept a Success (RFC 4137 §4.1
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -33,6 +34,7 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 __all__ = [
     "Authenticator",
     "Done",
+    "Factor",
     "KeyMaterial",
     "MethodContext",
     "MethodFactory",
@@ -57,6 +59,17 @@ class KeyMaterial:
             raise ValueError(f"MSK of {len(self.msk)} bytes: RFC 5247 requires at least 64")
 
 
+class Factor(enum.StrEnum):
+    """What a finished method proved about the user (DESIGN.md, "Authorization"): policy
+    reads these, never method names."""
+
+    PASSWORD = "password"  # something the user knows (PAP, GTC, MS-CHAPv2, inner methods)
+    CERTIFICATE = "certificate"  # a user certificate whose key the peer holds (EAP-TLS)
+    MACHINE_CERTIFICATE = "machine_certificate"  # a device certificate (TEAP machine)
+    OTP_DEVICE = "otp_device"  # possession: a TOTP/HOTP/YubiKey OTP code or recovery code
+    SECURITY_KEY = "security_key"  # possession: a FIDO2/WebAuthn assertion
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a method ended.
@@ -74,6 +87,7 @@ class Outcome:
     identity: str | None = None
     detail: str = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
+    factors: frozenset[Factor] = frozenset()
 
     @classmethod
     def ok(cls, keys: KeyMaterial | None = None, identity: str | None = None) -> Outcome:
