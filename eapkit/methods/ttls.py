@@ -64,7 +64,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -77,6 +76,7 @@ from eapkit.crypto.mschap import (
     nt_hash_keys,
     nt_password_hash,
 )
+from eapkit.crypto.stand_in import stand_in_secret
 from eapkit.diameter import MICROSOFT, Avp, AvpCode, decode_avps, encode_avps, unknown_mandatory
 from eapkit.errors import ConfigError, DecodeError, EapkitError
 from eapkit.methods.base import (
@@ -88,6 +88,13 @@ from eapkit.methods.base import (
     Peer,
     Reply,
     Step,
+)
+from eapkit.methods.mschapv2_check import (
+    NtHashLookup,
+    authenticator_response,
+    check_nt_response,
+    failure_message,
+    success_message,
 )
 from eapkit.packet import Code, EapType, Identity, MethodId
 from eapkit.session import (
@@ -108,7 +115,6 @@ from eapkit.tlsio.method import (
 )
 
 if TYPE_CHECKING:
-    from eapkit.methods.mschapv2 import NtHashLookup
     from eapkit.probe import PeerBuilder
     from eapkit.serve import MethodBuilder
 
@@ -243,16 +249,6 @@ def _inner_eap_name(method: MethodId | None) -> str:
         return "eap-" + lookup(method).name
     except KeyError:
         return f"eap-{method}"
-
-
-# A process secret: an unknown user's stand-in NT hash / password costs the same work as
-# a real one and is unpredictable.
-_STAND_IN_KEY = os.urandom(32)
-
-
-def _stand_in(user: str, size: int) -> bytes:
-    digest = hmac.new(_STAND_IN_KEY, user.encode("utf-8", "surrogatepass"), "sha256").digest()
-    return digest[:size]
 
 
 # -- authenticator --------------------------------------------------------------------------
@@ -427,7 +423,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         if not hmac.compare_digest(challenge.data, expected) or password[0] != ident:
             return self._fail("challenge_mismatch", "CHAP challenge not from this tunnel")
         secret = lookup(user)
-        stand_in = _stand_in(user, 16)
+        stand_in = stand_in_secret(user, 16)
         digest = _chap_md5(ident, secret.encode() if secret is not None else stand_in, expected)
         match = hmac.compare_digest(digest, password[1:])
         if secret is None:
@@ -452,26 +448,17 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             return self._fail("challenge_mismatch", "MS-CHAP challenge not from this tunnel")
         peer_challenge, nt_response = response[2:18], response[26:50]
         name = user.encode()
-        stored = lookup(user)
-        if stored is not None and len(stored) != NT_HASH_LEN:
-            raise ConfigError("the NT hash lookup returned a value that is not 16 bytes")
-        keys = nt_hash_keys(stored if stored is not None else _stand_in(user, NT_HASH_LEN))
-        valid = keys.verify_nt_response(expected, peer_challenge, name, nt_response)
-        if not (valid and stored is not None):
-            reason = "unknown_user" if stored is None else "bad_password"
+        check = check_nt_response(lookup, user, expected, peer_challenge, name, nt_response)
+        if check.nt_hash is None:
             # RFC 2759 §6 failure packet, as the MS-CHAP-Error AVP carries it (RFC 2548)
-            text = f"E=691 R=0 C={self._ctx.random.random_bytes(16).hex().upper()} V=3"
-            error = bytes([ident]) + (text + " M=Authentication failed").encode()
+            next_challenge = self._ctx.random.random_bytes(CHALLENGE_LEN)
+            text = failure_message(691, False, next_challenge, 3, "Authentication failed")
             return self._tell(
-                Outcome.failed(reason, "", identity=user),
-                [Avp(AvpCode.MS_CHAP_ERROR, error, MICROSOFT)],
+                Outcome.failed(check.reason, "", identity=user),
+                [Avp(AvpCode.MS_CHAP_ERROR, bytes([ident]) + text, MICROSOFT)],
             )
-        digest = authenticator_response_digest(
-            keys.nt_hash_hash, nt_response, peer_challenge, expected, name
-        )
-        success = bytes([ident]) + b"S=" + digest.hex().upper().encode()
-        if self._inner.success_message:
-            success += b" M=" + self._inner.success_message.encode()
+        digest = authenticator_response(check.nt_hash, nt_response, peer_challenge, expected, name)
+        success = bytes([ident]) + success_message(digest, self._inner.success_message)
         return self._tell(
             self._success_outcome(user), [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)]
         )
