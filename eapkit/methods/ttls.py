@@ -82,6 +82,7 @@ from eapkit.errors import ConfigError, DecodeError, EapkitError
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -96,8 +97,15 @@ from eapkit.methods.mschapv2_check import (
     failure_message,
     success_message,
 )
+from eapkit.methods.tunnel import (
+    TunnelAuthenticatorBase,
+    TunnelPeerBase,
+    inner_eap_name,
+    inner_factors,
+)
 from eapkit.packet import Code, EapType, Identity, MethodId
 from eapkit.session import (
+    Action,
     AuthenticatorSession,
     Discard,
     Finished,
@@ -105,14 +113,10 @@ from eapkit.session import (
     Send,
     SessionConfig,
 )
+from eapkit.session import Result as SessionResult
 from eapkit.tlsio import Failed, Message, TlsConfig, TlsContext, TlsEapEngine, TlsRole
 from eapkit.tlsio.keys import derive_keys
-from eapkit.tlsio.method import (
-    TlsAuthenticatorBase,
-    TlsPeerBase,
-    tls_attributes,
-    tls_failure_outcome,
-)
+from eapkit.tlsio.method import tls_failure_outcome
 
 if TYPE_CHECKING:
     from eapkit.probe import PeerBuilder
@@ -241,14 +245,15 @@ def _eap_avp(packet: bytes) -> bytes:
 
 
 def _inner_eap_name(method: MethodId | None) -> str:
-    if method is None:
-        return "eap"
-    from eapkit.methods import lookup
+    return inner_eap_name(method) if method is not None else "eap"  # none chosen yet
 
-    try:
-        return "eap-" + lookup(method).name
-    except KeyError:
-        return f"eap-{method}"
+
+def _proved(verdict: Verdict) -> frozenset[Factor]:
+    """The factors a check proved (a word this version does not know is left out)."""
+    return frozenset(Factor(f) for f in verdict.factors if f in _FACTORS)
+
+
+_FACTORS = frozenset(f.value for f in Factor)
 
 
 # -- authenticator --------------------------------------------------------------------------
@@ -278,16 +283,15 @@ class _ServerInner:
     success_message: str = ""
 
 
-class TtlsAuthenticator(TlsAuthenticatorBase):
+class TtlsAuthenticator(TunnelAuthenticatorBase):
     """The server role of EAP-TTLSv0 (see the module docstring)."""
 
     method = TTLS
     _label = "EAP-TTLS"
 
     def __init__(self, ctx: MethodContext, context: TlsContext, inner: _ServerInner) -> None:
-        self._ctx = ctx
         self._inner = inner
-        super().__init__(TlsEapEngine(context, EapType.TTLS))
+        super().__init__(ctx, TlsEapEngine(context, EapType.TTLS))
         self._phase = _AuthPhase.HANDSHAKE
         self._prompted = False
         self._user: str | None = None
@@ -393,7 +397,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             self._code_check = check.second
             self._phase = _AuthPhase.PAP_CODE
             prompt = (verdict.detail or "One-time code: ").encode()
-            return self._send_avps([Avp(AvpCode.REPLY_MESSAGE, prompt)])
+            return self._write(encode_avps([Avp(AvpCode.REPLY_MESSAGE, prompt)]))
         return self._verdict(verdict, user)
 
     def _pap_code(self, avps: list[Avp]) -> Step:
@@ -409,7 +413,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
 
     def _verdict(self, verdict: Verdict, user: str) -> Step:
         if verdict.ok:
-            return self._success(verdict.user or user)
+            return self._success(verdict.user or user, _proved(verdict))
         return self._fail(verdict.reason, verdict.detail)
 
     def _chap(self, user: str, password: bytes, challenge: Avp | None) -> Step:
@@ -428,7 +432,9 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         match = hmac.compare_digest(digest, password[1:])
         if secret is None:
             return self._fail("unknown_user", "")
-        return self._success(user) if match else self._fail("bad_password", "")
+        if not match:
+            return self._fail("bad_password", "")
+        return self._success(user, frozenset({Factor.PASSWORD}))
 
     def _mschapv2(self, user: str, response: bytes, challenge: Avp | None) -> Step:
         lookup = self._inner.mschapv2
@@ -460,7 +466,8 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         digest = authenticator_response(check.nt_hash, nt_response, peer_challenge, expected, name)
         success = bytes([ident]) + success_message(digest, self._inner.success_message)
         return self._tell(
-            self._success_outcome(user), [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)]
+            self._success_outcome(user, frozenset({Factor.PASSWORD})),
+            [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)],
         )
 
     # -- inner EAP ---------------------------------------------------------------------------
@@ -486,27 +493,24 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             return self._fail("malformed", "no EAP-Message during inner EAP")
         return self._inner_action(self._session.receive(eap))
 
-    def _inner_action(self, action: Send | Discard | Finished) -> Step:
+    def _inner_action(self, action: Action) -> Step:
         assert self._session is not None
         self._inner_name = _inner_eap_name(self._session.method)
-        if isinstance(action, Send):
-            return self._send_avps_raw(_eap_avp(action.packet))
-        if isinstance(action, Discard):
-            return self._fail("malformed", f"inner EAP: {action.reason}")
-        result = action.result
+        return super()._inner_action(action)
+
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _eap_avp(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        return self._fail("malformed", f"inner EAP: {reason}")
+
+    def _inner_finished(self, result: SessionResult) -> Step:
         self._user = result.user or self._user
         if result.success:
-            return self._success(result.user)
+            return self._success(result.user, inner_factors(result))
         return self._fail(result.reason, f"inner EAP: {result.detail}".rstrip(": "))
 
     # -- endings ------------------------------------------------------------------------------
-
-    def _send_avps(self, avps: list[Avp]) -> Reply:
-        return self._send_avps_raw(encode_avps(avps))
-
-    def _send_avps_raw(self, data: bytes) -> Reply:
-        self._engine.write(data)
-        return Reply(self._engine.next_type_data())
 
     def _tell(self, outcome: Outcome, avps: list[Avp]) -> Step:
         """Send result AVPs; the outcome holds once the peer acknowledges them."""
@@ -514,17 +518,14 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             outcome = replace(outcome, attributes={"inner_method": self._inner_name})
         self._pending = outcome
         self._phase = _AuthPhase.MSCHAPV2_RESULT
-        return self._send_avps(avps)
+        return self._write(encode_avps(avps))
 
-    def _success_outcome(self, user: str) -> Outcome:
-        engine = self._engine
-        attrs = tls_attributes(engine)
-        attrs["inner_method"] = self._inner_name
-        attrs["outer_identity"] = self._ctx.identity_text
-        return Outcome(True, "ok", derive_keys(engine, TTLS_KEY_LABEL), user, "", attrs)
+    def _success_outcome(self, user: str, factors: frozenset[Factor]) -> Outcome:
+        keys = derive_keys(self._engine, TTLS_KEY_LABEL)
+        return self._tunnel_success(keys, user, self._tunnel_attributes(self._inner_name), factors)
 
-    def _success(self, user: str) -> Step:
-        outcome = self._success_outcome(user)
+    def _success(self, user: str, factors: frozenset[Factor]) -> Step:
+        outcome = self._success_outcome(user, factors)
         if self._engine.has_output:  # e.g. our Finished, when the peer sent AVPs with its own
             self._pending = outcome
             self._phase = _AuthPhase.CLOSING
@@ -626,7 +627,7 @@ class _PeerPhase(enum.Enum):
     SENT = "sent"  # phase-2 AVPs sent
 
 
-class TtlsPeer(TlsPeerBase):
+class TtlsPeer(TunnelPeerBase):
     """The peer role of EAP-TTLSv0 (see the module docstring).  Resumption is not used:
     every conversation runs the full handshake and phase 2."""
 
@@ -636,10 +637,9 @@ class TtlsPeer(TlsPeerBase):
     def __init__(
         self, ctx: MethodContext, context: TlsContext, inner: InnerMethod, identity: str | None
     ) -> None:
-        self._ctx = ctx
         self._inner = inner
         self._identity = identity if identity is not None else ctx.identity_text
-        super().__init__(TlsEapEngine(context, EapType.TTLS))
+        super().__init__(ctx, TlsEapEngine(context, EapType.TTLS))
         self._phase = _PeerPhase.HANDSHAKE
         self._watch = _Watch()
         self._session: PeerSession | None = None
@@ -718,7 +718,7 @@ class TtlsPeer(TlsPeerBase):
                 self._user_name(),
                 Avp(AvpCode.USER_PASSWORD, pad_password(inner.password.encode())),
             ]
-            return self._write(avps, self._ok(), final=False)
+            return self._write_avps_last(avps, self._ok(), final=False)
         challenge, ident = implicit_challenge(self._engine)
         if isinstance(inner, InnerChap):
             digest = _chap_md5(ident, inner.password.encode(), challenge)
@@ -727,7 +727,7 @@ class TtlsPeer(TlsPeerBase):
                 Avp(AvpCode.CHAP_CHALLENGE, challenge),
                 Avp(AvpCode.CHAP_PASSWORD, bytes([ident]) + digest),
             ]
-            return self._write(avps, self._ok(), final=False)
+            return self._write_avps_last(avps, self._ok(), final=False)
         self._nt_hash = (
             nt_password_hash(inner.password) if inner.password is not None else inner.nt_hash or b""
         )
@@ -745,8 +745,7 @@ class TtlsPeer(TlsPeerBase):
             Avp(AvpCode.MS_CHAP_CHALLENGE, challenge, MICROSOFT),
             Avp(AvpCode.MS_CHAP2_RESPONSE, response, MICROSOFT),
         ]
-        self._engine.write(encode_avps(avps))
-        return Reply(self._engine.next_type_data())
+        return self._write(encode_avps(avps))
 
     def _mschapv2_result(self, avps: list[Avp]) -> Step:
         success = _first(avps, AvpCode.MS_CHAP2_SUCCESS, MICROSOFT)
@@ -787,7 +786,7 @@ class TtlsPeer(TlsPeerBase):
             return self._send_last(Outcome.failed("protocol_error", "unexpected PAP challenge"))
         code = inner.challenge(prompt.data.decode("utf-8", "replace"))
         avps_out = [self._user_name(), Avp(AvpCode.USER_PASSWORD, pad_password(code.encode()))]
-        return self._write(avps_out, self._ok(), final=False)
+        return self._write_avps_last(avps_out, self._ok(), final=False)
 
     def _inner_eap(self, avps: list[Avp]) -> Step:
         assert self._session is not None
@@ -809,27 +808,21 @@ class TtlsPeer(TlsPeerBase):
             return self._send_last(Outcome.failed("malformed", f"inner EAP: {action.reason}"))
         data = _eap_avp(action.packet)
         if done is None:
-            self._engine.write(data)
-            return Reply(self._engine.next_type_data())
+            return self._write(data)
         if done.outcome.success:
             # The inner method would take a Success; it may still be asked more (MAY_CONT).
-            return self._write_raw(data, self._ok(), final=False)
+            return self._write_last(data, self._ok(), final=False)
         outcome = done.outcome
-        return self._write_raw(data, Outcome.failed(outcome.reason, outcome.detail))
+        return self._write_last(data, Outcome.failed(outcome.reason, outcome.detail))
 
     # -- endings ---------------------------------------------------------------------------
 
     def _ok(self) -> Outcome:
-        attrs = tls_attributes(self._engine)
-        attrs["inner_method"] = self.inner_name
+        attrs = self._tunnel_attributes(self.inner_name)
         return Outcome(True, "ok", derive_keys(self._engine, TTLS_KEY_LABEL), None, "", attrs)
 
-    def _write(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:
-        return self._write_raw(encode_avps(avps), outcome, final)
-
-    def _write_raw(self, data: bytes, outcome: Outcome, final: bool = True) -> Step:
-        self._engine.write(data)
-        return self._send_last(outcome, final)
+    def _write_avps_last(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:
+        return self._write_last(encode_avps(avps), outcome, final)
 
 
 # -- factories -----------------------------------------------------------------------------
