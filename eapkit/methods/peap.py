@@ -88,11 +88,15 @@ from eapkit.methods.base import (
     Reply,
     Step,
 )
+from eapkit.methods.tunnel import (
+    TunnelAuthenticatorBase,
+    TunnelPeerBase,
+    inner_eap_name,
+    inner_factors,
+)
 from eapkit.packet import Code, EapType, MethodId
 from eapkit.session import (
-    Action,
     AuthenticatorSession,
-    Discard,
     Finished,
     PeerSession,
     Send,
@@ -109,12 +113,6 @@ from eapkit.tlsio import (
     derive_keys,
 )
 from eapkit.tlsio.keys import EAP_TLS_LABEL, TLS13_KEY_LABEL
-from eapkit.tlsio.method import (
-    TlsAuthenticatorBase,
-    TlsPeerBase,
-    tls_attributes,
-    tls_failure_outcome,
-)
 
 if TYPE_CHECKING:
     from eapkit.probe import PeerBuilder, ProbeOptions
@@ -228,14 +226,7 @@ def _is_full_request(data: bytes, eap_type: int) -> bool:
 
 
 def _inner_method_name(method: MethodId | None) -> str:
-    if method is None:
-        return "none"
-    from eapkit.methods import lookup
-
-    try:
-        return "eap-" + lookup(method).name
-    except KeyError:
-        return f"eap-{method.vendor_id}:{method.vendor_type}"
+    return inner_eap_name(method) if method is not None else "none"  # no method ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +280,7 @@ class _AuthState(enum.Enum):
     DONE = "done"
 
 
-class PeapAuthenticator(TlsAuthenticatorBase):
+class PeapAuthenticator(TunnelAuthenticatorBase):
     """The server role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
@@ -304,14 +295,12 @@ class PeapAuthenticator(TlsAuthenticatorBase):
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
     ) -> None:
-        self._ctx = ctx
-        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner = AuthenticatorSession(
             inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
         )
         self._binding_policy = crypto_binding
         self._state = _AuthState.HANDSHAKE
-        self._inner_id = 0
         self._inner_result: SessionResult | None = None
         self._tlv_id = 0
         self._sent_success = False
@@ -363,16 +352,15 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             return self._end(Outcome.failed("malformed", "inner message too long"))
         return self._inner_action(self._inner.receive(packet))
 
-    def _inner_action(self, action: Action) -> Step:
-        if isinstance(action, Send):
-            self._inner_id = action.packet[1]
-            return self._send(_strip_header(action.packet))
-        if isinstance(action, Discard):
-            # The inner session would wait for another Response; in the tunnel the peer
-            # waits for us, so a message the inner session cannot use ends phase 2.
-            failed = SessionResult(False, "protocol_error", detail=f"inner: {action.reason}")
-            return self._send_result(failed)
-        return self._send_result(action.result)
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _strip_header(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        failed = SessionResult(False, "protocol_error", detail=f"inner: {reason}")
+        return self._send_result(failed)
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        return self._send_result(result)
 
     def _send_result(self, inner: SessionResult) -> Step:
         self._inner_result = inner
@@ -393,13 +381,7 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             request = replace(request, compound_mac=compound_mac(self._cmk, request))
             self._binding_sent = request
             tlvs.append(Tlv(TlvType.CRYPTO_BINDING, request.encode(), mandatory=False))
-        return self._send(_extensions(Code.REQUEST, self._tlv_id, tlvs))
-
-    def _send(self, data: bytes) -> Step:
-        self._engine.write(data)
-        if self._engine.failure is not None:
-            return self._end(tls_failure_outcome(self._engine.failure))
-        return Reply(self._engine.next_type_data())
+        return self._write(_extensions(Code.REQUEST, self._tlv_id, tlvs))
 
     # -- the result exchange ----------------------------------------------------------------
 
@@ -445,16 +427,14 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
         else:
             keys = tunnel
-        return Outcome(
-            True, "ok", keys, inner.user or None, "", self._attributes(inner, binding_used)
-        )
+        attrs = self._attributes(inner, binding_used)
+        return self._tunnel_success(keys, inner.user or None, attrs, inner_factors(inner))
 
     def _attributes(self, inner: SessionResult | None, binding_used: bool) -> dict[str, str]:
-        attrs = tls_attributes(self._engine)
-        attrs["outer_identity"] = self._ctx.identity_text
+        name = _inner_method_name(inner.method) if inner is not None else None
+        attrs = self._tunnel_attributes(name)
         attrs["crypto_binding"] = "yes" if binding_used else "no"
         if inner is not None:
-            attrs["inner_method"] = _inner_method_name(inner.method)
             attrs["inner_identity"] = inner.identity
         return attrs
 
@@ -499,7 +479,7 @@ def _is_full_response(data: bytes, identifier: int) -> bool:
 # -- peer --------------------------------------------------------------------------------------
 
 
-class PeapPeer(TlsPeerBase):
+class PeapPeer(TunnelPeerBase):
     """The peer role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
@@ -515,8 +495,7 @@ class PeapPeer(TlsPeerBase):
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
     ) -> None:
-        self._ctx = ctx
-        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner = PeerSession(
             inner,
             identity,
@@ -641,9 +620,8 @@ class PeapPeer(TlsPeerBase):
             keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
         else:
             keys = tunnel
-        attrs = tls_attributes(self._engine)
+        attrs = self._tunnel_attributes(_inner_method_name(inner.method))
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
-        attrs["inner_method"] = _inner_method_name(inner.method)
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
 
     def _answer(
@@ -656,14 +634,7 @@ class PeapPeer(TlsPeerBase):
         tlvs = [Tlv.result(Result.SUCCESS if success else Result.FAILURE)]
         if binding is not None:
             tlvs.append(Tlv(TlvType.CRYPTO_BINDING, binding.encode(), mandatory=False))
-        self._engine.write(_extensions(Code.RESPONSE, identifier, tlvs))
-        return self._send_last(outcome)
-
-    def _write(self, data: bytes) -> Step:
-        self._engine.write(data)
-        if self._engine.failure is not None:
-            return self._end(tls_failure_outcome(self._engine.failure), self._engine.ack())
-        return Reply(self._engine.next_type_data())
+        return self._write_last(_extensions(Code.RESPONSE, identifier, tlvs), outcome)
 
 
 # -- factories ---------------------------------------------------------------------------------

@@ -237,12 +237,12 @@ def _forge_request(version: TlsVersion, plaintext: bytes) -> Done | Reply | None
     """The peer's last step when the server's Extensions Request is ``plaintext``."""
     auth = make_authenticator(tls_server(version), inner_authenticators())
     peer = make_peer(tls_peer(version), [inner_peer("mschapv2")])
-    real_send = auth._send
+    real_send = auth._write
 
     def send(data: bytes) -> Reply | Done:
         return real_send(plaintext if _is_extensions(data) else data)
 
-    auth._send = send  # type: ignore[method-assign]
+    auth._write = send  # type: ignore[method-assign]
     return drive(auth, peer).peer_step
 
 
@@ -308,7 +308,7 @@ def test_vendor_and_soh_tlvs_are_skipped() -> None:
     auth = make_authenticator(tls_server(), inner_authenticators(), crypto_binding="off")
     peer = make_peer(tls_peer(), [inner_peer("mschapv2")])
     soh = Tlv(TlvType.VENDOR_SPECIFIC, b"\x00\x00\x01\x37" + b"\x00\x01\x00\x02hi", False)
-    original_send = auth._send
+    original_send = auth._write
 
     def send(data: bytes) -> Reply | Done:
         if len(data) > 4 and data[0] == 1 and data[4] == 33:
@@ -316,7 +316,7 @@ def test_vendor_and_soh_tlvs_are_skipped() -> None:
             data = data[:2] + len(data).to_bytes(2, "big") + data[4:]
         return original_send(data)
 
-    auth._send = send  # type: ignore[method-assign]
+    auth._write = send  # type: ignore[method-assign]
     run = drive(auth, peer)
     assert isinstance(run.peer_step, Done) and run.peer_step.outcome.success
     assert isinstance(run.auth_step, Done) and run.auth_step.outcome.success
