@@ -99,7 +99,6 @@ from eapkit.session import (
     AuthenticatorSession,
     Finished,
     PeerSession,
-    Send,
     SessionConfig,
 )
 from eapkit.session import Result as SessionResult
@@ -530,12 +529,16 @@ class PeapPeer(TunnelPeerBase):
                 return self._send_last(Outcome.failed("malformed", "inner message too long"))
             packet = full
         self._inner_id = packet[1]
-        action = self._inner.receive(packet)
-        if isinstance(action, Send):
-            return self._write(_strip_header(action.packet))
-        if isinstance(action, Finished):
-            return self._send_last(self._inner_outcome(action.result))
-        return self._send_last(Outcome.failed("protocol_error", f"inner: {action.reason}"))
+        return self._inner_action(self._inner.receive(packet))
+
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _strip_header(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        return self._send_last(Outcome.failed("protocol_error", f"inner: {reason}"))
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        return self._send_last(self._inner_outcome(result))
 
     def _extensions(self, data: bytes) -> Step:
         identifier = data[1]

@@ -107,8 +107,6 @@ from eapkit.packet import Code, EapType, Identity, MethodId
 from eapkit.session import (
     Action,
     AuthenticatorSession,
-    Discard,
-    Finished,
     PeerSession,
     Send,
     SessionConfig,
@@ -796,17 +794,23 @@ class TtlsPeer(TunnelPeerBase):
         self._watch.done = None
         return self._inner_action(self._session.receive(eap))
 
-    def _inner_action(self, action: Send | Discard | Finished) -> Step:
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _eap_avp(packet)
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        # a server that tunnels the inner Success/Failure
+        outcome = self._ok() if result.success else Outcome.failed(result.reason, result.detail)
+        return self._send_last(outcome)
+
+    def _inner_discarded(self, reason: str) -> Step:
         done = self._watch.done
-        if isinstance(action, Finished):  # a server that tunnels the inner Success/Failure
-            result = action.result
-            outcome = self._ok() if result.success else Outcome.failed(result.reason, result.detail)
-            return self._send_last(outcome)
-        if isinstance(action, Discard):
-            if done is not None and done.outcome.success and done.type_data is None:
-                return self._send_last(self._ok(), final=done.final)
-            return self._send_last(Outcome.failed("malformed", f"inner EAP: {action.reason}"))
-        data = _eap_avp(action.packet)
+        if done is not None and done.outcome.success and done.type_data is None:
+            return self._send_last(self._ok(), final=done.final)
+        return self._send_last(Outcome.failed("malformed", f"inner EAP: {reason}"))
+
+    def _inner_send(self, packet: bytes) -> Step:
+        done = self._watch.done
+        data = self._tunnel_packet(packet)
         if done is None:
             return self._write(data)
         if done.outcome.success:

@@ -27,7 +27,7 @@ Identities: the outer EAP Identity may be anonymous; the inner one is the user.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 from eapkit.methods.base import Done, Factor, KeyMaterial, MethodContext, Outcome, Reply, Step
@@ -67,12 +67,42 @@ def inner_factors(result: SessionResult | None) -> frozenset[Factor]:
     return result.outcome.factors
 
 
-class TunnelAuthenticatorBase(TlsAuthenticatorBase):
+class _InnerEap(ABC):
+    """Both roles: the actions of an inner EAP session (:mod:`eapkit.session`) become
+    tunnel writes or the tunnel's end."""
+
+    def _inner_action(self, action: Action) -> Step:
+        """One action of the inner session."""
+        if isinstance(action, Send):
+            return self._inner_send(action.packet)
+        if isinstance(action, Discard):
+            return self._inner_discarded(action.reason)
+        return self._inner_finished(action.result)
+
+    @abstractmethod
+    def _inner_send(self, packet: bytes) -> Step:
+        """Send an inner EAP packet through the tunnel."""
+
+    @abstractmethod
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        """An inner EAP packet as this method carries it in the tunnel."""
+
+    @abstractmethod
+    def _inner_discarded(self, reason: str) -> Step:
+        """The inner session could not use the other side's message; in a tunnel the
+        other side waits for us, so this ends phase 2."""
+
+    @abstractmethod
+    def _inner_finished(self, result: SessionResult) -> Step:
+        """The inner conversation has ended."""
+
+
+class TunnelAuthenticatorBase(TlsAuthenticatorBase, _InnerEap):
     """The server role's share of a tunnel method (see the module docstring).
 
     A subclass implements ``_message`` (from :class:`TlsAuthenticatorBase`),
     ``_tunnel_packet``, ``_inner_discarded`` and ``_inner_finished``; it runs its inner
-    session through :meth:`_inner_action`.
+    :class:`~eapkit.session.AuthenticatorSession` through ``_inner_action``.
     """
 
     def __init__(self, ctx: MethodContext, engine: TlsEapEngine) -> None:
@@ -80,31 +110,9 @@ class TunnelAuthenticatorBase(TlsAuthenticatorBase):
         self._ctx = ctx
         self._inner_id = 0  # the Identifier of the inner Request last sent
 
-    # -- the inner EAP session ---------------------------------------------------------
-
-    def _inner_action(self, action: Action) -> Step:
-        """One action of the inner :class:`~eapkit.session.AuthenticatorSession`."""
-        if isinstance(action, Send):
-            self._inner_id = action.packet[1]
-            return self._write(self._tunnel_packet(action.packet))
-        if isinstance(action, Discard):
-            return self._inner_discarded(action.reason)
-        return self._inner_finished(action.result)
-
-    @abstractmethod
-    def _tunnel_packet(self, packet: bytes) -> bytes:
-        """An inner EAP Request as this method carries it in the tunnel."""
-
-    @abstractmethod
-    def _inner_discarded(self, reason: str) -> Step:
-        """The inner session could not use the peer's message; in a tunnel the peer waits
-        for us, so this ends phase 2."""
-
-    @abstractmethod
-    def _inner_finished(self, result: SessionResult) -> Step:
-        """The inner conversation has ended."""
-
-    # -- the tunnel --------------------------------------------------------------------
+    def _inner_send(self, packet: bytes) -> Step:
+        self._inner_id = packet[1]
+        return self._write(self._tunnel_packet(packet))
 
     def _write(self, data: bytes) -> Step:
         """Send ``data`` through the tunnel, unless TLS fails while writing it."""
@@ -133,12 +141,20 @@ class TunnelAuthenticatorBase(TlsAuthenticatorBase):
         return Outcome(True, "ok", keys, user, "", attributes, factors)
 
 
-class TunnelPeerBase(TlsPeerBase):
-    """The peer role's share of a tunnel method (see the module docstring)."""
+class TunnelPeerBase(TlsPeerBase, _InnerEap):
+    """The peer role's share of a tunnel method (see the module docstring).
+
+    A subclass implements ``_message`` (from :class:`TlsPeerBase`), ``_tunnel_packet``,
+    ``_inner_discarded`` and ``_inner_finished``; it runs its inner
+    :class:`~eapkit.session.PeerSession` through ``_inner_action``.
+    """
 
     def __init__(self, ctx: MethodContext, engine: TlsEapEngine) -> None:
         super().__init__(engine)
         self._ctx = ctx
+
+    def _inner_send(self, packet: bytes) -> Step:
+        return self._write(self._tunnel_packet(packet))
 
     def _write(self, data: bytes) -> Step:
         """Send ``data`` through the tunnel, unless TLS fails while writing it."""
