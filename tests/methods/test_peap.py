@@ -11,7 +11,16 @@ from eapkit.credentials import InMemoryPasswords, PasswordThenCode, Verdict
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.loopback import converse
 from eapkit.methods import lookup
-from eapkit.methods.base import Authenticator, Done, MethodFactory, Outcome, Peer, Reply, Step
+from eapkit.methods.base import (
+    Authenticator,
+    Done,
+    Factor,
+    MethodFactory,
+    Outcome,
+    Peer,
+    Reply,
+    Step,
+)
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.peap import (
     PEAP,
@@ -527,3 +536,31 @@ def test_compound_mac_covers_the_whole_tlv() -> None:
     assert compound_mac(cmk, base, mandatory=True) != mac  # the header is covered
     tlvs = decode_tlvs(encode_tlvs([Tlv(TlvType.CRYPTO_BINDING, base.encode(), False)]))
     assert tlvs[0].value == base.encode()
+
+
+class _Proving:
+    """An inner authenticator whose success says it proved ``factors``."""
+
+    def __init__(self, inner: Authenticator, factors: frozenset[Factor]) -> None:
+        self.method = inner.method
+        self._inner = inner
+        self._factors = factors
+
+    def start(self) -> bytes:
+        return self._inner.start()
+
+    def receive(self, type_data: bytes) -> Step:
+        step = self._inner.receive(type_data)
+        if isinstance(step, Done) and step.outcome.success:
+            return replace(step, outcome=replace(step.outcome, factors=self._factors))
+        return step
+
+
+def test_success_carries_the_inner_methods_factors() -> None:
+    proved = frozenset({Factor.PASSWORD, Factor.OTP_DEVICE})
+    base = inner_authenticators(["mschapv2"])[0]
+    proving = MethodFactory(base.method, lambda ctx: _Proving(base(ctx), proved), base.name)
+    auth = make_authenticator(tls_server(), [proving])
+    run = drive(auth, make_peer(tls_peer(), [inner_peer("mschapv2")]))
+    assert isinstance(run.auth_step, Done) and run.auth_step.outcome.success
+    assert run.auth_step.outcome.factors == proved
