@@ -36,27 +36,10 @@ finished and would accept a Success (RFC 4137 ``decision``).  Extensions TLVs th
 mandatory (vendor TLVs such as Microsoft's SoH) are skipped; a mandatory unknown TLV ends
 the conversation.
 
-Crypto-binding ([MS-PEAP] §3.1.5.5, as hostapd implements it): with TLS 1.2 the tunnel key
-TK is the first 60 bytes of ``TLS-PRF(master, "client EAP encryption", randoms)``; with TLS
-1.3 the first 60 bytes of ``TLS-Exporter("EXPORTER_EAP_TLS_Key_Material", 0x19, 128)``
-(RFC 9427 keeps PEAP's derivation and takes TK from its TLS 1.3 Key_Material).  ISK is
-the inner method's MSK, first 32 bytes (zeros for EAP-GTC)::
-
-    IPMK | CMK = PRF+(TK[0:40], "Inner Methods Compound Keys" | ISK, 60)   (40 + 20 bytes)
-    Compound_MAC = HMAC-SHA1(CMK, Crypto-Binding TLV with a zero MAC | 0x19)
-    CSK = PRF+(IPMK, "Session Key Generating Function" | 0x00, 128)
-    PRF+(K, S, n) = T1 | T2 | ..., Ti = HMAC-SHA1(K, T(i-1) | S | i | 0x00 0x00)
-
 The server sends a Crypto-Binding Request with a Result Success (policy ``optional``, as
-hostapd); a peer that answers it proves it holds the same TK and ISK, and then both use
-MSK = CSK[0:64] and no EMSK (hostapd: "[MS-PEAP] does not define EMSK derivation").
-Without crypto-binding, MSK/EMSK come from the tunnel as EAP-TLS's do (RFC 5216 §2.3 with
-``client EAP encryption``; for TLS 1.3 RFC 9427's exporters with type code 0x19).  The
-Session-Id is always the tunnel's (0x19 | randoms, or 0x19 | Method-Id).
-
-hostapd 2.10 as a TLS 1.3 *server* derives its TK from a 64-byte export instead of the
-128-byte Key_Material (a TLS 1.3 export depends on its length); the peer therefore checks
-a TLS 1.3 Crypto-Binding Request against both and answers with the one that verified.
+hostapd); a peer that answers it proves it holds the same tunnel and inner keys, and both
+then use the compound keys (:mod:`eapkit.methods.peap_crypto_binding`, which tells the
+derivations).  Without crypto-binding the keys are the tunnel's.
 
 The outer identity may be anonymous: the result names the inner identity as the user,
 and ``Outcome.attributes`` says which inner method ran (``inner_method``), the outer
@@ -80,13 +63,19 @@ from eapkit.errors import DecodeError
 from eapkit.methods.base import (
     Authenticator,
     Done,
-    KeyMaterial,
     MethodContext,
     MethodFactory,
     Outcome,
     Peer,
     Reply,
     Step,
+)
+from eapkit.methods.peap_crypto_binding import (
+    bound_keys,
+    compound_keys,
+    compound_mac,
+    inner_session_key,
+    tunnel_key,
 )
 from eapkit.methods.tunnel import (
     TunnelAuthenticatorBase,
@@ -111,7 +100,6 @@ from eapkit.tlsio import (
     TlsRole,
     derive_keys,
 )
-from eapkit.tlsio.keys import EAP_TLS_LABEL, TLS13_KEY_LABEL
 
 if TYPE_CHECKING:
     from eapkit.probe import PeerBuilder, ProbeOptions
@@ -124,77 +112,20 @@ __all__ = [
     "CryptoBindingPolicy",
     "PeapAuthenticator",
     "PeapPeer",
-    "compound_keys",
-    "compound_mac",
-    "compound_session_key",
     "peap_authenticator",
     "peap_peer",
-    "peap_prf_plus",
     "register_probe_builders",
     "register_serve_builders",
-    "tunnel_key",
 ]
 
 PEAP = MethodId.legacy(EapType.PEAP)
 PEAP_VERSION = 0
 _TYPE_CODE = bytes([EapType.PEAP])
 _HEADER = struct.Struct("!BBH")
-_IPMK_LABEL = b"Inner Methods Compound Keys"
-_CSK_LABEL = b"Session Key Generating Function\x00"  # [MS-PEAP] §3.1.5.7: NUL included
-_TK_SIZE = 60
-_ISK_SIZE = 32
 
 CryptoBindingPolicy = Literal["off", "optional", "required"]
 """``off``: never send or answer one; ``optional``: use it when the other side does (the
 server sends it); ``required``: fail without it."""
-
-
-# -- crypto-binding keys ([MS-PEAP] §3.1.5.5.2, §3.1.5.7) ----------------------------------
-
-
-def peap_prf_plus(key: bytes, seed: bytes, length: int) -> bytes:
-    """PEAPv0's PRF+ ([MS-PEAP] §3.1.5.5.2.2): Ti = HMAC-SHA1(K, T(i-1) | S | i | 00 00)."""
-    out = bytearray()
-    previous = b""
-    counter = 0
-    while len(out) < length:
-        counter += 1
-        previous = hmac.digest(key, previous + seed + bytes((counter, 0, 0)), "sha1")
-        out += previous
-    return bytes(out[:length])
-
-
-def tunnel_key(engine: TlsEapEngine, tls13_export_size: int = 128) -> bytes:
-    """TK: the first 60 bytes of the tunnel's Key_Material (see the module docstring)."""
-    if engine.is_tls13:
-        material = engine.export_keying_material(TLS13_KEY_LABEL, tls13_export_size, _TYPE_CODE)
-    else:
-        material = engine.export_keying_material(EAP_TLS_LABEL, 128, None)
-    return material[:_TK_SIZE]
-
-
-def compound_keys(tk: bytes, isk: bytes) -> tuple[bytes, bytes]:
-    """IPMK (40 bytes) and CMK (20 bytes) from TK and the inner method's ISK."""
-    isk = (isk[:_ISK_SIZE]).ljust(_ISK_SIZE, b"\x00")
-    imck = peap_prf_plus(tk[:40], _IPMK_LABEL + isk, 60)
-    return imck[:40], imck[40:60]
-
-
-def compound_mac(cmk: bytes, binding: CryptoBinding, mandatory: bool = False) -> bytes:
-    """HMAC-SHA1-160 over the Crypto-Binding TLV with its MAC zeroed, then the EAP type."""
-    blank = replace(binding, compound_mac=bytes(20))
-    tlv = Tlv(TlvType.CRYPTO_BINDING, blank.encode(), mandatory)
-    return hmac.digest(cmk, tlv.encode() + _TYPE_CODE, "sha1")
-
-
-def compound_session_key(ipmk: bytes) -> bytes:
-    """CSK = PRF+(IPMK, "Session Key Generating Function\\0", 128)."""
-    return peap_prf_plus(ipmk, _CSK_LABEL, 128)
-
-
-def _isk(result: SessionResult | None) -> bytes:
-    keys = result.keys if result is not None else None
-    return keys.msk[:_ISK_SIZE] if keys is not None else bytes(_ISK_SIZE)
 
 
 # -- PEAPv0 inner-message framing ------------------------------------------------------------
@@ -369,7 +300,7 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         tlvs = [Tlv.result(Result.SUCCESS if inner.success else Result.FAILURE)]
         if inner.success and self._binding_policy != "off":
             tk = tunnel_key(self._engine)
-            self._ipmk, self._cmk = compound_keys(tk, _isk(inner))
+            self._ipmk, self._cmk = compound_keys(tk, inner_session_key(inner))
             request = CryptoBinding(
                 PEAP_VERSION,
                 self._engine.peer_version_bits or 0,
@@ -421,11 +352,7 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     def _success(self, inner: SessionResult, binding_used: bool) -> Outcome:
         engine = self._engine
         tunnel = derive_keys(engine)
-        if binding_used:
-            csk = compound_session_key(self._ipmk)
-            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
-        else:
-            keys = tunnel
+        keys = bound_keys(tunnel, self._ipmk) if binding_used else tunnel
         attrs = self._attributes(inner, binding_used)
         return self._tunnel_success(keys, inner.user or None, attrs, inner_factors(inner))
 
@@ -565,7 +492,9 @@ class PeapPeer(TunnelPeerBase):
                     Outcome.failed("crypto_binding_missing", "no Crypto-Binding TLV"),
                 )
             return self._answer(identifier, True, None, self._success(inner, None))
-        verified = self._verify_binding(tlvs.binding, tlvs.binding_mandatory, _isk(inner))
+        verified = self._verify_binding(
+            tlvs.binding, tlvs.binding_mandatory, inner_session_key(inner)
+        )
         if verified is None:
             return self._answer(
                 identifier,
@@ -618,11 +547,7 @@ class PeapPeer(TunnelPeerBase):
 
     def _success(self, inner: SessionResult, ipmk: bytes | None) -> Outcome:
         tunnel = derive_keys(self._engine)
-        if ipmk is not None:
-            csk = compound_session_key(ipmk)
-            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
-        else:
-            keys = tunnel
+        keys = bound_keys(tunnel, ipmk) if ipmk is not None else tunnel
         attrs = self._tunnel_attributes(_inner_method_name(inner.method))
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)

@@ -26,14 +26,12 @@ from eapkit.methods.peap import (
     PEAP,
     PeapAuthenticator,
     PeapPeer,
-    compound_keys,
-    compound_mac,
     peap_authenticator,
     peap_peer,
-    peap_prf_plus,
     register_probe_builders,
     register_serve_builders,
 )
+from eapkit.methods.peap_crypto_binding import compound_keys, compound_mac, peap_prf_plus
 from eapkit.packet import Code
 from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
 from eapkit.tlsio import Message, TlsVersion
