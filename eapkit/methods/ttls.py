@@ -53,6 +53,13 @@ authenticated user (``Outcome.identity``), and :data:`RealmPolicy` says whether 
 realms of the two must agree.  ``Outcome.attributes["inner_method"]`` names the inner
 method (``pap``, ``chap``, ``mschapv2``, ``eap-gtc``, ``eap-mschapv2``).
 
+What every tunnel shares (the inner EAP session's actions as tunnel writes, checking TLS
+after each write, the inner method's name, the final outcome with the factors the inner
+method proved) is :mod:`eapkit.methods.tunnel`; inner MS-CHAP-V2 is checked by
+:mod:`eapkit.methods.mschapv2_check`, as bare EAP-MSCHAPv2 is.  PAP proves the factors of
+its check (``Verdict.factors``), CHAP and MS-CHAP-V2 a password, inner EAP those of the
+inner method.
+
 Every problem ends in a Failure with a reason (``malformed``, ``unsupported_avp``,
 ``challenge_mismatch``, ``bad_password``, ``unknown_user``, ``realm_mismatch``,
 ``inner_method_not_allowed``, ``peer_refused_methods``, a TLS alert name...); nothing
