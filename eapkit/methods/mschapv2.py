@@ -20,7 +20,8 @@ of the whole Type-Data)::
 
 The authenticator stores no password: an injected :class:`NtHashLookup` gives the user's
 NT hash, or ``None``.  An unknown user is checked against a stand-in hash derived from
-the name with a process-secret key, through the same code and the same cache, and gets
+the name with a process-secret key, through the same code and the same cache
+(:mod:`eapkit.methods.mschapv2_check`, shared with EAP-TTLS's inner MS-CHAP-V2), and gets
 the same Failure (E=691, same R, a fresh C, same text): the wire and the time do not say
 which users exist.  A :class:`PasswordChange` (optional) says when a password has
 expired and stores the new hash after a Change-Password.
@@ -66,9 +67,7 @@ no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so is the Ses
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
-import os
 import re
 import struct
 from collections.abc import Callable
@@ -103,6 +102,13 @@ from eapkit.methods.base import (
     Peer,
     Reply,
     Step,
+)
+from eapkit.methods.mschapv2_check import (
+    NtHashLookup,
+    authenticator_response,
+    check_nt_response,
+    failure_message,
+    success_message,
 )
 from eapkit.packet import EapType, MethodId
 
@@ -251,10 +257,8 @@ class MsChapV2SuccessRequest:
         _check_bytes(self.authenticator_response, 20, "authenticator_response")
 
     def encode(self) -> bytes:
-        text = "S=" + self.authenticator_response.hex().upper()
-        if self.message:
-            text += " M=" + self.message
-        return _with_header(OpCode.SUCCESS, self.ms_chap_id, text.encode("utf-8"))
+        body = success_message(self.authenticator_response, self.message)
+        return _with_header(OpCode.SUCCESS, self.ms_chap_id, body)
 
     @classmethod
     def parse(cls, ms_chap_id: int, body: bytes) -> MsChapV2SuccessRequest:
@@ -293,14 +297,8 @@ class MsChapV2FailureRequest:
         return _ERROR_REASONS.get(self.error, "mschapv2_error")
 
     def encode(self) -> bytes:
-        text = f"E={self.error} R={int(self.retry)}"
-        if self.challenge is not None:
-            text += " C=" + self.challenge.hex().upper()
-        if self.version is not None:
-            text += f" V={self.version}"
-        if self.message:
-            text += " M=" + self.message
-        return _with_header(OpCode.FAILURE, self.ms_chap_id, text.encode("utf-8"))
+        body = failure_message(self.error, self.retry, self.challenge, self.version, self.message)
+        return _with_header(OpCode.FAILURE, self.ms_chap_id, body)
 
     @classmethod
     def parse(cls, ms_chap_id: int, body: bytes) -> MsChapV2FailureRequest:
@@ -478,15 +476,6 @@ def decode_response(data: bytes) -> ResponseMessage:
 # -- credentials -------------------------------------------------------------------------
 
 
-class NtHashLookup(Protocol):
-    """The user's NT hash (16 bytes, RFC 2759 §8.3), or ``None`` for an unknown user.
-
-    ``user`` is the EAP Identity as the peer sent it, any ``DOMAIN\\`` prefix included;
-    the MS-CHAPv2 Name must equal it, domains aside."""
-
-    def __call__(self, user: str) -> bytes | None: ...
-
-
 class PasswordChange(Protocol):
     """Password expiry and change (RFC 2759 §7) for the authenticator."""
 
@@ -497,17 +486,6 @@ class PasswordChange(Protocol):
     def change(self, user: str, new_nt_hash: bytes) -> bool:
         """Store the new NT hash; ``False`` refuses it (policy, history, store down)."""
         ...
-
-
-# A process secret: an unknown user's stand-in NT hash is stable (so it caches like a real
-# user's) but unpredictable.
-_STAND_IN_KEY = os.urandom(32)
-
-
-def _stand_in_hash(user: str) -> bytes:
-    return hmac.new(_STAND_IN_KEY, user.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()[
-        :NT_HASH_LEN
-    ]
 
 
 def _keys_for(nt_hash: bytes, nt_response: bytes) -> KeyMaterial:
@@ -629,18 +607,18 @@ class MsChapV2Authenticator:
             )
         self._name = msg.name
         self._user = self._ctx.identity_text or msg.name.decode("utf-8", "backslashreplace")
-        stored = self._lookup(self._user)
-        stand_in = _stand_in_hash(self._user)  # computed either way: same work
-        if stored is not None and len(stored) != NT_HASH_LEN:
-            raise ConfigError("the NT hash lookup returned a value that is not 16 bytes")
-        nt_hash = stand_in if stored is None else stored
-        valid = nt_hash_keys(nt_hash).verify_nt_response(
-            self._challenge, msg.peer_challenge, msg.name, msg.nt_response
+        check = check_nt_response(
+            self._lookup,
+            self._user,
+            self._challenge,
+            msg.peer_challenge,
+            msg.name,
+            msg.nt_response,
         )
         self._ms_chap_id = msg.ms_chap_id
-        if not (valid and stored is not None):
-            reason = "unknown_user" if stored is None else "bad_password"
-            return self._failure(MsChapV2Error.AUTHENTICATION_FAILURE, reason)
+        stored = check.nt_hash
+        if stored is None:
+            return self._failure(MsChapV2Error.AUTHENTICATION_FAILURE, check.reason)
         if self._password_change is not None and self._password_change.expired(self._user):
             self._old_hash = stored
             return self._failure(
@@ -649,12 +627,8 @@ class MsChapV2Authenticator:
         return self._success(stored, msg.peer_challenge, msg.nt_response)
 
     def _success(self, nt_hash: bytes, peer_challenge: bytes, nt_response: bytes) -> Reply:
-        digest = authenticator_response_digest(
-            nt_hash_keys(nt_hash).nt_hash_hash,
-            nt_response,
-            peer_challenge,
-            self._challenge,
-            self._name,
+        digest = authenticator_response(
+            nt_hash, nt_response, peer_challenge, self._challenge, self._name
         )
         self._keys = _keys_for(nt_hash, nt_response)
         self._old_hash = None

@@ -36,27 +36,10 @@ finished and would accept a Success (RFC 4137 ``decision``).  Extensions TLVs th
 mandatory (vendor TLVs such as Microsoft's SoH) are skipped; a mandatory unknown TLV ends
 the conversation.
 
-Crypto-binding ([MS-PEAP] §3.1.5.5, as hostapd implements it): with TLS 1.2 the tunnel key
-TK is the first 60 bytes of ``TLS-PRF(master, "client EAP encryption", randoms)``; with TLS
-1.3 the first 60 bytes of ``TLS-Exporter("EXPORTER_EAP_TLS_Key_Material", 0x19, 128)``
-(RFC 9427 keeps PEAP's derivation and takes TK from its TLS 1.3 Key_Material).  ISK is
-the inner method's MSK, first 32 bytes (zeros for EAP-GTC)::
-
-    IPMK | CMK = PRF+(TK[0:40], "Inner Methods Compound Keys" | ISK, 60)   (40 + 20 bytes)
-    Compound_MAC = HMAC-SHA1(CMK, Crypto-Binding TLV with a zero MAC | 0x19)
-    CSK = PRF+(IPMK, "Session Key Generating Function" | 0x00, 128)
-    PRF+(K, S, n) = T1 | T2 | ..., Ti = HMAC-SHA1(K, T(i-1) | S | i | 0x00 0x00)
-
 The server sends a Crypto-Binding Request with a Result Success (policy ``optional``, as
-hostapd); a peer that answers it proves it holds the same TK and ISK, and then both use
-MSK = CSK[0:64] and no EMSK (hostapd: "[MS-PEAP] does not define EMSK derivation").
-Without crypto-binding, MSK/EMSK come from the tunnel as EAP-TLS's do (RFC 5216 §2.3 with
-``client EAP encryption``; for TLS 1.3 RFC 9427's exporters with type code 0x19).  The
-Session-Id is always the tunnel's (0x19 | randoms, or 0x19 | Method-Id).
-
-hostapd 2.10 as a TLS 1.3 *server* derives its TK from a 64-byte export instead of the
-128-byte Key_Material (a TLS 1.3 export depends on its length); the peer therefore checks
-a TLS 1.3 Crypto-Binding Request against both and answers with the one that verified.
+hostapd); a peer that answers it proves it holds the same tunnel and inner keys, and both
+then use the compound keys (:mod:`eapkit.methods.peap_crypto_binding`, which tells the
+derivations).  Without crypto-binding the keys are the tunnel's.
 
 The outer identity may be anonymous: the result names the inner identity as the user,
 and ``Outcome.attributes`` says which inner method ran (``inner_method``), the outer
@@ -80,7 +63,6 @@ from eapkit.errors import DecodeError
 from eapkit.methods.base import (
     Authenticator,
     Done,
-    KeyMaterial,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -88,14 +70,24 @@ from eapkit.methods.base import (
     Reply,
     Step,
 )
+from eapkit.methods.peap_crypto_binding import (
+    bound_keys,
+    compound_keys,
+    compound_mac,
+    inner_session_key,
+    tunnel_key,
+)
+from eapkit.methods.tunnel import (
+    TunnelAuthenticatorBase,
+    TunnelPeerBase,
+    inner_eap_name,
+    inner_factors,
+)
 from eapkit.packet import Code, EapType, MethodId
 from eapkit.session import (
-    Action,
     AuthenticatorSession,
-    Discard,
     Finished,
     PeerSession,
-    Send,
     SessionConfig,
 )
 from eapkit.session import Result as SessionResult
@@ -108,13 +100,6 @@ from eapkit.tlsio import (
     TlsRole,
     derive_keys,
 )
-from eapkit.tlsio.keys import EAP_TLS_LABEL, TLS13_KEY_LABEL
-from eapkit.tlsio.method import (
-    TlsAuthenticatorBase,
-    TlsPeerBase,
-    tls_attributes,
-    tls_failure_outcome,
-)
 
 __all__ = [
     "PEAP",
@@ -122,12 +107,8 @@ __all__ = [
     "CryptoBindingPolicy",
     "PeapAuthenticator",
     "PeapPeer",
-    "compound_keys",
-    "compound_mac",
-    "compound_session_key",
     "peap_authenticator",
     "peap_peer",
-    "peap_prf_plus",
     "tunnel_key",
 ]
 
@@ -135,62 +116,10 @@ PEAP = MethodId.legacy(EapType.PEAP)
 PEAP_VERSION = 0
 _TYPE_CODE = bytes([EapType.PEAP])
 _HEADER = struct.Struct("!BBH")
-_IPMK_LABEL = b"Inner Methods Compound Keys"
-_CSK_LABEL = b"Session Key Generating Function\x00"  # [MS-PEAP] §3.1.5.7: NUL included
-_TK_SIZE = 60
-_ISK_SIZE = 32
 
 CryptoBindingPolicy = Literal["off", "optional", "required"]
 """``off``: never send or answer one; ``optional``: use it when the other side does (the
 server sends it); ``required``: fail without it."""
-
-
-# -- crypto-binding keys ([MS-PEAP] §3.1.5.5.2, §3.1.5.7) ----------------------------------
-
-
-def peap_prf_plus(key: bytes, seed: bytes, length: int) -> bytes:
-    """PEAPv0's PRF+ ([MS-PEAP] §3.1.5.5.2.2): Ti = HMAC-SHA1(K, T(i-1) | S | i | 00 00)."""
-    out = bytearray()
-    previous = b""
-    counter = 0
-    while len(out) < length:
-        counter += 1
-        previous = hmac.digest(key, previous + seed + bytes((counter, 0, 0)), "sha1")
-        out += previous
-    return bytes(out[:length])
-
-
-def tunnel_key(engine: TlsEapEngine, tls13_export_size: int = 128) -> bytes:
-    """TK: the first 60 bytes of the tunnel's Key_Material (see the module docstring)."""
-    if engine.is_tls13:
-        material = engine.export_keying_material(TLS13_KEY_LABEL, tls13_export_size, _TYPE_CODE)
-    else:
-        material = engine.export_keying_material(EAP_TLS_LABEL, 128, None)
-    return material[:_TK_SIZE]
-
-
-def compound_keys(tk: bytes, isk: bytes) -> tuple[bytes, bytes]:
-    """IPMK (40 bytes) and CMK (20 bytes) from TK and the inner method's ISK."""
-    isk = (isk[:_ISK_SIZE]).ljust(_ISK_SIZE, b"\x00")
-    imck = peap_prf_plus(tk[:40], _IPMK_LABEL + isk, 60)
-    return imck[:40], imck[40:60]
-
-
-def compound_mac(cmk: bytes, binding: CryptoBinding, mandatory: bool = False) -> bytes:
-    """HMAC-SHA1-160 over the Crypto-Binding TLV with its MAC zeroed, then the EAP type."""
-    blank = replace(binding, compound_mac=bytes(20))
-    tlv = Tlv(TlvType.CRYPTO_BINDING, blank.encode(), mandatory)
-    return hmac.digest(cmk, tlv.encode() + _TYPE_CODE, "sha1")
-
-
-def compound_session_key(ipmk: bytes) -> bytes:
-    """CSK = PRF+(IPMK, "Session Key Generating Function\\0", 128)."""
-    return peap_prf_plus(ipmk, _CSK_LABEL, 128)
-
-
-def _isk(result: SessionResult | None) -> bytes:
-    keys = result.keys if result is not None else None
-    return keys.msk[:_ISK_SIZE] if keys is not None else bytes(_ISK_SIZE)
 
 
 # -- PEAPv0 inner-message framing ------------------------------------------------------------
@@ -221,12 +150,7 @@ def _is_full_request(data: bytes, eap_type: int) -> bool:
 
 
 def _inner_method_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
-    if method is None:
-        return "none"
-    for factory in factories:  # the name its factory gives (eapkit's: the catalog's name)
-        if factory.method == method and factory.name:
-            return "eap-" + factory.name
-    return f"eap-{method.vendor_id}:{method.vendor_type}"
+    return inner_eap_name(method, factories) if method is not None else "none"  # no method ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +204,7 @@ class _AuthState(enum.Enum):
     DONE = "done"
 
 
-class PeapAuthenticator(TlsAuthenticatorBase):
+class PeapAuthenticator(TunnelAuthenticatorBase):
     """The server role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
@@ -295,15 +219,13 @@ class PeapAuthenticator(TlsAuthenticatorBase):
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
     ) -> None:
-        self._ctx = ctx
-        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner_methods = tuple(inner)
         self._inner = AuthenticatorSession(
             inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
         )
         self._binding_policy = crypto_binding
         self._state = _AuthState.HANDSHAKE
-        self._inner_id = 0
         self._inner_result: SessionResult | None = None
         self._tlv_id = 0
         self._sent_success = False
@@ -355,16 +277,15 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             return self._end(Outcome.failed("malformed", "inner message too long"))
         return self._inner_action(self._inner.receive(packet))
 
-    def _inner_action(self, action: Action) -> Step:
-        if isinstance(action, Send):
-            self._inner_id = action.packet[1]
-            return self._send(_strip_header(action.packet))
-        if isinstance(action, Discard):
-            # The inner session would wait for another Response; in the tunnel the peer
-            # waits for us, so a message the inner session cannot use ends phase 2.
-            failed = SessionResult(False, "protocol_error", detail=f"inner: {action.reason}")
-            return self._send_result(failed)
-        return self._send_result(action.result)
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _strip_header(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        failed = SessionResult(False, "protocol_error", detail=f"inner: {reason}")
+        return self._send_result(failed)
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        return self._send_result(result)
 
     def _send_result(self, inner: SessionResult) -> Step:
         self._inner_result = inner
@@ -374,7 +295,7 @@ class PeapAuthenticator(TlsAuthenticatorBase):
         tlvs = [Tlv.result(Result.SUCCESS if inner.success else Result.FAILURE)]
         if inner.success and self._binding_policy != "off":
             tk = tunnel_key(self._engine)
-            self._ipmk, self._cmk = compound_keys(tk, _isk(inner))
+            self._ipmk, self._cmk = compound_keys(tk, inner_session_key(inner))
             request = CryptoBinding(
                 PEAP_VERSION,
                 self._engine.peer_version_bits or 0,
@@ -385,13 +306,7 @@ class PeapAuthenticator(TlsAuthenticatorBase):
             request = replace(request, compound_mac=compound_mac(self._cmk, request))
             self._binding_sent = request
             tlvs.append(Tlv(TlvType.CRYPTO_BINDING, request.encode(), mandatory=False))
-        return self._send(_extensions(Code.REQUEST, self._tlv_id, tlvs))
-
-    def _send(self, data: bytes) -> Step:
-        self._engine.write(data)
-        if self._engine.failure is not None:
-            return self._end(tls_failure_outcome(self._engine.failure))
-        return Reply(self._engine.next_type_data())
+        return self._write(_extensions(Code.REQUEST, self._tlv_id, tlvs))
 
     # -- the result exchange ----------------------------------------------------------------
 
@@ -432,20 +347,15 @@ class PeapAuthenticator(TlsAuthenticatorBase):
     def _success(self, inner: SessionResult, binding_used: bool) -> Outcome:
         engine = self._engine
         tunnel = derive_keys(engine)
-        if binding_used:
-            csk = compound_session_key(self._ipmk)
-            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
-        else:
-            keys = tunnel
+        keys = bound_keys(tunnel, self._ipmk) if binding_used else tunnel
         attrs = self._attributes(inner, binding_used)
-        return Outcome(True, "ok", keys, inner.user or None, "", attrs, inner.factors)
+        return self._tunnel_success(keys, inner.user or None, attrs, inner_factors(inner))
 
     def _attributes(self, inner: SessionResult | None, binding_used: bool) -> dict[str, str]:
-        attrs = tls_attributes(self._engine)
-        attrs["outer_identity"] = self._ctx.identity_text
+        name = _inner_method_name(inner.method, self._inner_methods) if inner is not None else None
+        attrs = self._tunnel_attributes(name)
         attrs["crypto_binding"] = "yes" if binding_used else "no"
         if inner is not None:
-            attrs["inner_method"] = _inner_method_name(inner.method, self._inner_methods)
             attrs["inner_identity"] = inner.identity
         return attrs
 
@@ -490,7 +400,7 @@ def _is_full_response(data: bytes, identifier: int) -> bool:
 # -- peer --------------------------------------------------------------------------------------
 
 
-class PeapPeer(TlsPeerBase):
+class PeapPeer(TunnelPeerBase):
     """The peer role of PEAPv0 (see the module docstring)."""
 
     method = PEAP
@@ -506,8 +416,7 @@ class PeapPeer(TlsPeerBase):
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
     ) -> None:
-        self._ctx = ctx
-        super().__init__(TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
         self._inner_methods = tuple(inner)
         self._inner = PeerSession(
             inner,
@@ -543,12 +452,16 @@ class PeapPeer(TlsPeerBase):
                 return self._send_last(Outcome.failed("malformed", "inner message too long"))
             packet = full
         self._inner_id = packet[1]
-        action = self._inner.receive(packet)
-        if isinstance(action, Send):
-            return self._write(_strip_header(action.packet))
-        if isinstance(action, Finished):
-            return self._send_last(self._inner_outcome(action.result))
-        return self._send_last(Outcome.failed("protocol_error", f"inner: {action.reason}"))
+        return self._inner_action(self._inner.receive(packet))
+
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _strip_header(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        return self._send_last(Outcome.failed("protocol_error", f"inner: {reason}"))
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        return self._send_last(self._inner_outcome(result))
 
     def _extensions(self, data: bytes) -> Step:
         identifier = data[1]
@@ -575,7 +488,9 @@ class PeapPeer(TlsPeerBase):
                     Outcome.failed("crypto_binding_missing", "no Crypto-Binding TLV"),
                 )
             return self._answer(identifier, True, None, self._success(inner, None))
-        verified = self._verify_binding(tlvs.binding, tlvs.binding_mandatory, _isk(inner))
+        verified = self._verify_binding(
+            tlvs.binding, tlvs.binding_mandatory, inner_session_key(inner)
+        )
         if verified is None:
             return self._answer(
                 identifier,
@@ -628,14 +543,9 @@ class PeapPeer(TlsPeerBase):
 
     def _success(self, inner: SessionResult, ipmk: bytes | None) -> Outcome:
         tunnel = derive_keys(self._engine)
-        if ipmk is not None:
-            csk = compound_session_key(ipmk)
-            keys = KeyMaterial(msk=csk[:64], emsk=b"", session_id=tunnel.session_id)
-        else:
-            keys = tunnel
-        attrs = tls_attributes(self._engine)
+        keys = bound_keys(tunnel, ipmk) if ipmk is not None else tunnel
+        attrs = self._tunnel_attributes(_inner_method_name(inner.method, self._inner_methods))
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
-        attrs["inner_method"] = _inner_method_name(inner.method, self._inner_methods)
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
 
     def _answer(
@@ -648,14 +558,7 @@ class PeapPeer(TlsPeerBase):
         tlvs = [Tlv.result(Result.SUCCESS if success else Result.FAILURE)]
         if binding is not None:
             tlvs.append(Tlv(TlvType.CRYPTO_BINDING, binding.encode(), mandatory=False))
-        self._engine.write(_extensions(Code.RESPONSE, identifier, tlvs))
-        return self._send_last(outcome)
-
-    def _write(self, data: bytes) -> Step:
-        self._engine.write(data)
-        if self._engine.failure is not None:
-            return self._end(tls_failure_outcome(self._engine.failure), self._engine.ack())
-        return Reply(self._engine.next_type_data())
+        return self._write_last(_extensions(Code.RESPONSE, identifier, tlvs), outcome)
 
 
 # -- factories ---------------------------------------------------------------------------------

@@ -53,6 +53,13 @@ authenticated user (``Outcome.identity``), and :data:`RealmPolicy` says whether 
 realms of the two must agree.  ``Outcome.attributes["inner_method"]`` names the inner
 method (``pap``, ``chap``, ``mschapv2``, ``eap-gtc``, ``eap-mschapv2``).
 
+What every tunnel shares (the inner EAP session's actions as tunnel writes, checking TLS
+after each write, the inner method's name, the final outcome with the factors the inner
+method proved) is :mod:`eapkit.methods.tunnel`; inner MS-CHAP-V2 is checked by
+:mod:`eapkit.methods.mschapv2_check`, as bare EAP-MSCHAPv2 is.  PAP proves the factors of
+its check (``Verdict.factors``), CHAP and MS-CHAP-V2 a password, inner EAP those of the
+inner method.
+
 Every problem ends in a Failure with a reason (``malformed``, ``unsupported_avp``,
 ``challenge_mismatch``, ``bad_password``, ``unknown_user``, ``realm_mismatch``,
 ``inner_method_not_allowed``, ``peer_refused_methods``, a TLS alert name...); nothing
@@ -64,7 +71,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -77,6 +83,7 @@ from eapkit.crypto.mschap import (
     nt_hash_keys,
     nt_password_hash,
 )
+from eapkit.crypto.stand_in import stand_in_secret
 from eapkit.diameter import MICROSOFT, Avp, AvpCode, decode_avps, encode_avps, unknown_mandatory
 from eapkit.errors import ConfigError, DecodeError, EapkitError
 from eapkit.methods.base import (
@@ -90,23 +97,31 @@ from eapkit.methods.base import (
     Reply,
     Step,
 )
+from eapkit.methods.mschapv2_check import (
+    NtHashLookup,
+    authenticator_response,
+    check_nt_response,
+    failure_message,
+    success_message,
+)
+from eapkit.methods.tunnel import (
+    TunnelAuthenticatorBase,
+    TunnelPeerBase,
+    inner_eap_name,
+    inner_factors,
+)
 from eapkit.packet import Code, EapType, Identity, MethodId
 from eapkit.session import (
+    Action,
     AuthenticatorSession,
-    Discard,
-    Finished,
     PeerSession,
     Send,
     SessionConfig,
 )
+from eapkit.session import Result as SessionResult
 from eapkit.tlsio import Failed, Message, TlsConfig, TlsContext, TlsEapEngine, TlsRole
 from eapkit.tlsio.keys import derive_keys
-from eapkit.tlsio.method import (
-    TlsAuthenticatorBase,
-    TlsPeerBase,
-    tls_attributes,
-    tls_failure_outcome,
-)
+from eapkit.tlsio.method import tls_failure_outcome
 
 if TYPE_CHECKING:
     from eapkit.methods.mschapv2 import NtHashLookup
@@ -232,25 +247,15 @@ def _eap_avp(packet: bytes) -> bytes:
 
 
 def _inner_eap_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
-    if method is None:
-        return "eap"
-    for factory in factories:  # the name its factory gives (eapkit's: the catalog's name)
-        if factory.method == method and factory.name:
-            return "eap-" + factory.name
-    return f"eap-{method}"
+    return inner_eap_name(method, factories) if method is not None else "eap"  # none chosen yet
 
 
-_PASSWORD = frozenset({Factor.PASSWORD})
+def _proved(verdict: Verdict) -> frozenset[Factor]:
+    """The factors a check proved (a word this version does not know is left out)."""
+    return frozenset(Factor(f) for f in verdict.factors if f in _FACTORS)
 
 
-# A process secret: an unknown user's stand-in NT hash / password costs the same work as
-# a real one and is unpredictable.
-_STAND_IN_KEY = os.urandom(32)
-
-
-def _stand_in(user: str, size: int) -> bytes:
-    digest = hmac.new(_STAND_IN_KEY, user.encode("utf-8", "surrogatepass"), "sha256").digest()
-    return digest[:size]
+_FACTORS = frozenset(f.value for f in Factor)
 
 
 # -- authenticator --------------------------------------------------------------------------
@@ -280,16 +285,15 @@ class _ServerInner:
     success_message: str = ""
 
 
-class TtlsAuthenticator(TlsAuthenticatorBase):
+class TtlsAuthenticator(TunnelAuthenticatorBase):
     """The server role of EAP-TTLSv0 (see the module docstring)."""
 
     method = TTLS
     _label = "EAP-TTLS"
 
     def __init__(self, ctx: MethodContext, context: TlsContext, inner: _ServerInner) -> None:
-        self._ctx = ctx
         self._inner = inner
-        super().__init__(TlsEapEngine(context, EapType.TTLS))
+        super().__init__(ctx, TlsEapEngine(context, EapType.TTLS))
         self._phase = _AuthPhase.HANDSHAKE
         self._prompted = False
         self._user: str | None = None
@@ -395,7 +399,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             self._code_check = check.second
             self._phase = _AuthPhase.PAP_CODE
             prompt = (verdict.detail or "One-time code: ").encode()
-            return self._send_avps([Avp(AvpCode.REPLY_MESSAGE, prompt)])
+            return self._write(encode_avps([Avp(AvpCode.REPLY_MESSAGE, prompt)]))
         return self._verdict(verdict, user)
 
     def _pap_code(self, avps: list[Avp]) -> Step:
@@ -411,7 +415,7 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
 
     def _verdict(self, verdict: Verdict, user: str) -> Step:
         if verdict.ok:
-            return self._success(verdict.user or user, frozenset(map(Factor, verdict.factors)))
+            return self._success(verdict.user or user, _proved(verdict))
         return self._fail(verdict.reason, verdict.detail)
 
     def _chap(self, user: str, password: bytes, challenge: Avp | None) -> Step:
@@ -425,12 +429,14 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
         if not hmac.compare_digest(challenge.data, expected) or password[0] != ident:
             return self._fail("challenge_mismatch", "CHAP challenge not from this tunnel")
         secret = lookup(user)
-        stand_in = _stand_in(user, 16)
+        stand_in = stand_in_secret(user, 16)
         digest = _chap_md5(ident, secret.encode() if secret is not None else stand_in, expected)
         match = hmac.compare_digest(digest, password[1:])
         if secret is None:
             return self._fail("unknown_user", "")
-        return self._success(user, _PASSWORD) if match else self._fail("bad_password", "")
+        if not match:
+            return self._fail("bad_password", "")
+        return self._success(user, frozenset({Factor.PASSWORD}))
 
     def _mschapv2(self, user: str, response: bytes, challenge: Avp | None) -> Step:
         lookup = self._inner.mschapv2
@@ -450,28 +456,19 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             return self._fail("challenge_mismatch", "MS-CHAP challenge not from this tunnel")
         peer_challenge, nt_response = response[2:18], response[26:50]
         name = user.encode()
-        stored = lookup(user)
-        if stored is not None and len(stored) != NT_HASH_LEN:
-            raise ConfigError("the NT hash lookup returned a value that is not 16 bytes")
-        keys = nt_hash_keys(stored if stored is not None else _stand_in(user, NT_HASH_LEN))
-        valid = keys.verify_nt_response(expected, peer_challenge, name, nt_response)
-        if not (valid and stored is not None):
-            reason = "unknown_user" if stored is None else "bad_password"
+        check = check_nt_response(lookup, user, expected, peer_challenge, name, nt_response)
+        if check.nt_hash is None:
             # RFC 2759 §6 failure packet, as the MS-CHAP-Error AVP carries it (RFC 2548)
-            text = f"E=691 R=0 C={self._ctx.random.random_bytes(16).hex().upper()} V=3"
-            error = bytes([ident]) + (text + " M=Authentication failed").encode()
+            next_challenge = self._ctx.random.random_bytes(CHALLENGE_LEN)
+            text = failure_message(691, False, next_challenge, 3, "Authentication failed")
             return self._tell(
-                Outcome.failed(reason, "", identity=user),
-                [Avp(AvpCode.MS_CHAP_ERROR, error, MICROSOFT)],
+                Outcome.failed(check.reason, "", identity=user),
+                [Avp(AvpCode.MS_CHAP_ERROR, bytes([ident]) + text, MICROSOFT)],
             )
-        digest = authenticator_response_digest(
-            keys.nt_hash_hash, nt_response, peer_challenge, expected, name
-        )
-        success = bytes([ident]) + b"S=" + digest.hex().upper().encode()
-        if self._inner.success_message:
-            success += b" M=" + self._inner.success_message.encode()
+        digest = authenticator_response(check.nt_hash, nt_response, peer_challenge, expected, name)
+        success = bytes([ident]) + success_message(digest, self._inner.success_message)
         return self._tell(
-            self._success_outcome(user, _PASSWORD),
+            self._success_outcome(user, frozenset({Factor.PASSWORD})),
             [Avp(AvpCode.MS_CHAP2_SUCCESS, success, MICROSOFT)],
         )
 
@@ -498,27 +495,24 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             return self._fail("malformed", "no EAP-Message during inner EAP")
         return self._inner_action(self._session.receive(eap))
 
-    def _inner_action(self, action: Send | Discard | Finished) -> Step:
+    def _inner_action(self, action: Action) -> Step:
         assert self._session is not None
         self._inner_name = _inner_eap_name(self._session.method, self._inner.eap)
-        if isinstance(action, Send):
-            return self._send_avps_raw(_eap_avp(action.packet))
-        if isinstance(action, Discard):
-            return self._fail("malformed", f"inner EAP: {action.reason}")
-        result = action.result
+        return super()._inner_action(action)
+
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _eap_avp(packet)
+
+    def _inner_discarded(self, reason: str) -> Step:
+        return self._fail("malformed", f"inner EAP: {reason}")
+
+    def _inner_finished(self, result: SessionResult) -> Step:
         self._user = result.user or self._user
         if result.success:
-            return self._success(result.user, result.factors)
+            return self._success(result.user, inner_factors(result))
         return self._fail(result.reason, f"inner EAP: {result.detail}".rstrip(": "))
 
     # -- endings ------------------------------------------------------------------------------
-
-    def _send_avps(self, avps: list[Avp]) -> Reply:
-        return self._send_avps_raw(encode_avps(avps))
-
-    def _send_avps_raw(self, data: bytes) -> Reply:
-        self._engine.write(data)
-        return Reply(self._engine.next_type_data())
 
     def _tell(self, outcome: Outcome, avps: list[Avp]) -> Step:
         """Send result AVPs; the outcome holds once the peer acknowledges them."""
@@ -526,15 +520,11 @@ class TtlsAuthenticator(TlsAuthenticatorBase):
             outcome = replace(outcome, attributes={"inner_method": self._inner_name})
         self._pending = outcome
         self._phase = _AuthPhase.MSCHAPV2_RESULT
-        return self._send_avps(avps)
+        return self._write(encode_avps(avps))
 
     def _success_outcome(self, user: str, factors: frozenset[Factor]) -> Outcome:
-        engine = self._engine
-        attrs = tls_attributes(engine)
-        attrs["inner_method"] = self._inner_name
-        attrs["outer_identity"] = self._ctx.identity_text
-        keys = derive_keys(engine, TTLS_KEY_LABEL)
-        return Outcome(True, "ok", keys, user, "", attrs, factors)  # what the inner proved
+        keys = derive_keys(self._engine, TTLS_KEY_LABEL)
+        return self._tunnel_success(keys, user, self._tunnel_attributes(self._inner_name), factors)
 
     def _success(self, user: str, factors: frozenset[Factor]) -> Step:
         outcome = self._success_outcome(user, factors)
@@ -639,7 +629,7 @@ class _PeerPhase(enum.Enum):
     SENT = "sent"  # phase-2 AVPs sent
 
 
-class TtlsPeer(TlsPeerBase):
+class TtlsPeer(TunnelPeerBase):
     """The peer role of EAP-TTLSv0 (see the module docstring).  Resumption is not used:
     every conversation runs the full handshake and phase 2."""
 
@@ -649,10 +639,9 @@ class TtlsPeer(TlsPeerBase):
     def __init__(
         self, ctx: MethodContext, context: TlsContext, inner: InnerMethod, identity: str | None
     ) -> None:
-        self._ctx = ctx
         self._inner = inner
         self._identity = identity if identity is not None else ctx.identity_text
-        super().__init__(TlsEapEngine(context, EapType.TTLS))
+        super().__init__(ctx, TlsEapEngine(context, EapType.TTLS))
         self._phase = _PeerPhase.HANDSHAKE
         self._watch = _Watch()
         self._session: PeerSession | None = None
@@ -731,7 +720,7 @@ class TtlsPeer(TlsPeerBase):
                 self._user_name(),
                 Avp(AvpCode.USER_PASSWORD, pad_password(inner.password.encode())),
             ]
-            return self._write(avps, self._ok(), final=False)
+            return self._write_avps_last(avps, self._ok(), final=False)
         challenge, ident = implicit_challenge(self._engine)
         if isinstance(inner, InnerChap):
             digest = _chap_md5(ident, inner.password.encode(), challenge)
@@ -740,7 +729,7 @@ class TtlsPeer(TlsPeerBase):
                 Avp(AvpCode.CHAP_CHALLENGE, challenge),
                 Avp(AvpCode.CHAP_PASSWORD, bytes([ident]) + digest),
             ]
-            return self._write(avps, self._ok(), final=False)
+            return self._write_avps_last(avps, self._ok(), final=False)
         self._nt_hash = (
             nt_password_hash(inner.password) if inner.password is not None else inner.nt_hash or b""
         )
@@ -758,8 +747,7 @@ class TtlsPeer(TlsPeerBase):
             Avp(AvpCode.MS_CHAP_CHALLENGE, challenge, MICROSOFT),
             Avp(AvpCode.MS_CHAP2_RESPONSE, response, MICROSOFT),
         ]
-        self._engine.write(encode_avps(avps))
-        return Reply(self._engine.next_type_data())
+        return self._write(encode_avps(avps))
 
     def _mschapv2_result(self, avps: list[Avp]) -> Step:
         success = _first(avps, AvpCode.MS_CHAP2_SUCCESS, MICROSOFT)
@@ -800,7 +788,7 @@ class TtlsPeer(TlsPeerBase):
             return self._send_last(Outcome.failed("protocol_error", "unexpected PAP challenge"))
         code = inner.challenge(prompt.data.decode("utf-8", "replace"))
         avps_out = [self._user_name(), Avp(AvpCode.USER_PASSWORD, pad_password(code.encode()))]
-        return self._write(avps_out, self._ok(), final=False)
+        return self._write_avps_last(avps_out, self._ok(), final=False)
 
     def _inner_eap(self, avps: list[Avp]) -> Step:
         assert self._session is not None
@@ -810,39 +798,39 @@ class TtlsPeer(TlsPeerBase):
         self._watch.done = None
         return self._inner_action(self._session.receive(eap))
 
-    def _inner_action(self, action: Send | Discard | Finished) -> Step:
+    def _tunnel_packet(self, packet: bytes) -> bytes:
+        return _eap_avp(packet)
+
+    def _inner_finished(self, result: SessionResult) -> Step:
+        # a server that tunnels the inner Success/Failure
+        outcome = self._ok() if result.success else Outcome.failed(result.reason, result.detail)
+        return self._send_last(outcome)
+
+    def _inner_discarded(self, reason: str) -> Step:
         done = self._watch.done
-        if isinstance(action, Finished):  # a server that tunnels the inner Success/Failure
-            result = action.result
-            outcome = self._ok() if result.success else Outcome.failed(result.reason, result.detail)
-            return self._send_last(outcome)
-        if isinstance(action, Discard):
-            if done is not None and done.outcome.success and done.type_data is None:
-                return self._send_last(self._ok(), final=done.final)
-            return self._send_last(Outcome.failed("malformed", f"inner EAP: {action.reason}"))
-        data = _eap_avp(action.packet)
+        if done is not None and done.outcome.success and done.type_data is None:
+            return self._send_last(self._ok(), final=done.final)
+        return self._send_last(Outcome.failed("malformed", f"inner EAP: {reason}"))
+
+    def _inner_send(self, packet: bytes) -> Step:
+        done = self._watch.done
+        data = self._tunnel_packet(packet)
         if done is None:
-            self._engine.write(data)
-            return Reply(self._engine.next_type_data())
+            return self._write(data)
         if done.outcome.success:
             # The inner method would take a Success; it may still be asked more (MAY_CONT).
-            return self._write_raw(data, self._ok(), final=False)
+            return self._write_last(data, self._ok(), final=False)
         outcome = done.outcome
-        return self._write_raw(data, Outcome.failed(outcome.reason, outcome.detail))
+        return self._write_last(data, Outcome.failed(outcome.reason, outcome.detail))
 
     # -- endings ---------------------------------------------------------------------------
 
     def _ok(self) -> Outcome:
-        attrs = tls_attributes(self._engine)
-        attrs["inner_method"] = self.inner_name
+        attrs = self._tunnel_attributes(self.inner_name)
         return Outcome(True, "ok", derive_keys(self._engine, TTLS_KEY_LABEL), None, "", attrs)
 
-    def _write(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:
-        return self._write_raw(encode_avps(avps), outcome, final)
-
-    def _write_raw(self, data: bytes, outcome: Outcome, final: bool = True) -> Step:
-        self._engine.write(data)
-        return self._send_last(outcome, final)
+    def _write_avps_last(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:
+        return self._write_last(encode_avps(avps), outcome, final)
 
 
 # -- factories -----------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_unknown_user_is_checked_against_a_stand_in_hash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Same work for unknown users: the NT-Response is checked (against a stand-in hash).
-    import eapkit.methods.mschapv2 as module
+    import eapkit.methods.mschapv2_check as module
     from eapkit.crypto.mschap import nt_hash_keys as real
 
     checked: list[bytes] = []

@@ -11,18 +11,25 @@ from eapkit.catalog import CATALOG, lookup
 from eapkit.credentials import PasswordThenCode, Verdict
 from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
 from eapkit.loopback import converse
-from eapkit.methods.base import Authenticator, Done, MethodFactory, Outcome, Peer, Reply, Step
+from eapkit.methods.base import (
+    Authenticator,
+    Done,
+    Factor,
+    MethodFactory,
+    Outcome,
+    Peer,
+    Reply,
+    Step,
+)
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.peap import (
     PEAP,
     PeapAuthenticator,
     PeapPeer,
-    compound_keys,
-    compound_mac,
     peap_authenticator,
     peap_peer,
-    peap_prf_plus,
 )
+from eapkit.methods.peap_crypto_binding import compound_keys, compound_mac, peap_prf_plus
 from eapkit.packet import Code
 from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
 from eapkit.testing import InMemoryPasswords
@@ -236,12 +243,12 @@ def _forge_request(version: TlsVersion, plaintext: bytes) -> Done | Reply | None
     """The peer's last step when the server's Extensions Request is ``plaintext``."""
     auth = make_authenticator(tls_server(version), inner_authenticators())
     peer = make_peer(tls_peer(version), [inner_peer("mschapv2")])
-    real_send = auth._send
+    real_send = auth._write
 
     def send(data: bytes) -> Reply | Done:
         return real_send(plaintext if _is_extensions(data) else data)
 
-    auth._send = send  # type: ignore[method-assign]
+    auth._write = send  # type: ignore[method-assign]
     return drive(auth, peer).peer_step
 
 
@@ -307,7 +314,7 @@ def test_vendor_and_soh_tlvs_are_skipped() -> None:
     auth = make_authenticator(tls_server(), inner_authenticators(), crypto_binding="off")
     peer = make_peer(tls_peer(), [inner_peer("mschapv2")])
     soh = Tlv(TlvType.VENDOR_SPECIFIC, b"\x00\x00\x01\x37" + b"\x00\x01\x00\x02hi", False)
-    original_send = auth._send
+    original_send = auth._write
 
     def send(data: bytes) -> Reply | Done:
         if len(data) > 4 and data[0] == 1 and data[4] == 33:
@@ -315,7 +322,7 @@ def test_vendor_and_soh_tlvs_are_skipped() -> None:
             data = data[:2] + len(data).to_bytes(2, "big") + data[4:]
         return original_send(data)
 
-    auth._send = send  # type: ignore[method-assign]
+    auth._write = send  # type: ignore[method-assign]
     run = drive(auth, peer)
     assert isinstance(run.peer_step, Done) and run.peer_step.outcome.success
     assert isinstance(run.auth_step, Done) and run.auth_step.outcome.success
@@ -524,3 +531,31 @@ def test_compound_mac_covers_the_whole_tlv() -> None:
     assert compound_mac(cmk, base, mandatory=True) != mac  # the header is covered
     tlvs = decode_tlvs(encode_tlvs([Tlv(TlvType.CRYPTO_BINDING, base.encode(), False)]))
     assert tlvs[0].value == base.encode()
+
+
+class _Proving:
+    """An inner authenticator whose success says it proved ``factors``."""
+
+    def __init__(self, inner: Authenticator, factors: frozenset[Factor]) -> None:
+        self.method = inner.method
+        self._inner = inner
+        self._factors = factors
+
+    def start(self) -> bytes:
+        return self._inner.start()
+
+    def receive(self, type_data: bytes) -> Step:
+        step = self._inner.receive(type_data)
+        if isinstance(step, Done) and step.outcome.success:
+            return replace(step, outcome=replace(step.outcome, factors=self._factors))
+        return step
+
+
+def test_success_carries_the_inner_methods_factors() -> None:
+    proved = frozenset({Factor.PASSWORD, Factor.OTP_DEVICE})
+    base = inner_authenticators(["mschapv2"])[0]
+    proving = MethodFactory(base.method, lambda ctx: _Proving(base(ctx), proved), base.name)
+    auth = make_authenticator(tls_server(), [proving])
+    run = drive(auth, make_peer(tls_peer(), [inner_peer("mschapv2")]))
+    assert isinstance(run.auth_step, Done) and run.auth_step.outcome.success
+    assert run.auth_step.outcome.factors == proved

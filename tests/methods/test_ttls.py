@@ -27,6 +27,7 @@ from eapkit.loopback import Conversation
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    Factor,
     KeyMaterial,
     MethodContext,
     MethodFactory,
@@ -55,7 +56,7 @@ from eapkit.methods.ttls import (
 )
 from eapkit.packet import Code, decode
 from eapkit.testing import InMemoryPasswords, StaticNtHashes
-from eapkit.tlsio import Fragment, FramingConfig, TlsContext, TlsRole, TlsVersion
+from eapkit.tlsio import Failed, Fragment, FramingConfig, TlsContext, TlsRole, TlsVersion
 from tests.certs import lab, peer_config, run, server_config
 
 VERSIONS = [TlsVersion.TLS1_2, TlsVersion.TLS1_3]
@@ -741,3 +742,55 @@ def test_arbitrary_tunnel_data_from_the_server(
     # writes 0 and 1 are the MS-CHAPv2 Challenge and Success Requests: replaced, the
     # peer refuses; there is no write 2, so nothing changes then
     assert (conv.peer is not None and conv.peer.success) is (index == 2)
+
+
+# -- what the tunnel proved, and TLS failing under a write --------------------------------
+
+
+@pytest.mark.parametrize("inner", ["chap", "mschapv2"])
+def test_password_inner_methods_prove_a_password(inner: str) -> None:
+    conv = _run(_server(), _peer(INNERS[inner](PASSWORD)))
+    assert conv.authenticator is not None and conv.authenticator.outcome is not None
+    assert conv.authenticator.outcome.factors == frozenset({Factor.PASSWORD})
+
+
+def test_pap_carries_the_factors_of_the_check() -> None:
+    proved = frozenset({"password", "otp_device", "a_factor_not_known_here"})
+
+    def check(user: str, response: str, now: float) -> Verdict:
+        return Verdict(True, "ok", user, "", proved)
+
+    conv = _run(_server(pap=check), _peer(INNERS["pap"](PASSWORD)))
+    assert conv.authenticator is not None and conv.authenticator.outcome is not None
+    assert conv.authenticator.outcome.factors == {Factor.PASSWORD, Factor.OTP_DEVICE}
+
+
+def _failing_writes(factory: MethodFactory[Any]) -> MethodFactory[Any]:
+    """The same method, whose TLS engine fails on every application write."""
+
+    def create(ctx: MethodContext) -> Any:
+        method = factory(ctx)
+        engine = method.engine
+
+        def write(data: bytes) -> None:
+            engine.failure = Failed("internal_error", "write failed")
+
+        engine.write = write
+        return method
+
+    return MethodFactory(factory.method, create, factory.name)
+
+
+@pytest.mark.parametrize("inner", ["pap", "eap-gtc"])
+def test_authenticator_ends_when_tls_fails_under_a_write(inner: str) -> None:
+    prompt = PasswordThenCode(PASSWORDS_CHECK, FakeCodes(), lambda user: True)
+    server = _server(pap=prompt)  # PAP answers with a Reply-Message: a server write
+    conv = run(_failing_writes(server.wrapped()), _peer(INNERS[inner](PASSWORD)), identity=OUTER)
+    assert _failed(conv)[0] == "internal_error"
+
+
+@pytest.mark.parametrize("inner", sorted(INNERS))
+def test_peer_ends_when_tls_fails_under_a_write(inner: str) -> None:
+    conv = _run(_server(), _failing_writes(_peer(INNERS[inner](PASSWORD))))
+    assert conv.peer is not None and conv.peer.reason == "internal_error"
+    assert conv.authenticator is not None and not conv.authenticator.success
