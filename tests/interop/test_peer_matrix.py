@@ -3,7 +3,7 @@ by ``eapol_test`` 2.10 against hostapd 2.10 (the reference) and ``eapkit serve``
 the same users and certificates.
 
 The servers start once for the module (one hostapd and one ``eapkit serve`` per server
-key type); the rows run in parallel threads (each ``eapol_test`` is its own process with
+profile); the rows run in parallel threads (each ``eapol_test`` is its own process with
 its own RADIUS identifiers and State, so rows do not share anything but the servers).
 Per row, one test checks hostapd against its recorded outcome (so ``docs/interop.md``
 stays true) and one checks eapkit against hostapd; rows in ``KNOWN_GAPS`` are strict
@@ -35,25 +35,29 @@ class Observed:
 
 
 def _servers(stack: ExitStack, tmp: Path, files: dict[str, Path]) -> dict[tuple[str, str], int]:
+    """One hostapd and one ``eapkit serve`` per server profile the rows use."""
     ports: dict[tuple[str, str], int] = {}
-    for key in sorted({r.server for r in ROWS}):
-        cert, pkey = files[f"server-{key}"], files[f"server-{key}"].with_suffix(".key")
+    for profile in sorted({r.server for r in ROWS}):
+        key_type, fragment_size = matrix.SERVERS[profile]
+        cert = files[f"server-{key_type}"]
+        pkey = cert.with_suffix(".key")
+        # hostapd resumes only with a session cache; eapkit always offers resumption.
+        hostapd_extra = ["tls_session_lifetime=3600"]
+        serve_extra = ["--cert", str(cert), "--key", str(pkey), "--ca", str(files["ca"])]
+        if fragment_size is not None:
+            hostapd_extra.append(f"fragment_size={fragment_size}")
+            serve_extra += ["--fragment-size", str(fragment_size)]
         hostapd = HostapdRadius(
-            tmp / f"hostapd-{key}",
+            tmp / f"hostapd-{profile}",
             users=matrix.hostapd_users(),
             ca_cert=files["ca"],
             server_cert=cert,
             private_key=pkey,
-            # hostapd resumes only with a session cache; eapkit always offers resumption.
-            extra=["tls_session_lifetime=3600"],
+            extra=hostapd_extra,
         )
-        ports["hostapd", key] = stack.enter_context(hostapd).port
-        serve = EapkitServe(
-            tmp / f"serve-{key}",
-            users=matrix.USERS,
-            extra=["--cert", str(cert), "--key", str(pkey), "--ca", str(files["ca"])],
-        )
-        ports["eapkit", key] = stack.enter_context(serve).port
+        ports["hostapd", profile] = stack.enter_context(hostapd).port
+        serve = EapkitServe(tmp / f"serve-{profile}", users=matrix.USERS, extra=serve_extra)
+        ports["eapkit", profile] = stack.enter_context(serve).port
     return ports
 
 
