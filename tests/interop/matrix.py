@@ -25,7 +25,6 @@ the fix flips it and forces the entry out).  ``docs/interop.md`` carries the tab
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -507,12 +506,11 @@ def hostapd_users() -> str:
 
 def outcome(result: EapolResult, reauth: int = 0) -> Outcome:
     """The row's outcome from ``eapol_test``'s output (see the module docstring)."""
-    keys = re.search(r"MPPE keys OK: (\d+)  mismatch: (\d+)", result.output)
-    if result.success and keys and keys.groups() == (str(1 + reauth), "0"):
+    if result.success and result.mppe_counts == (1 + reauth, 0):
         return "SUCCESS"
-    if re.search(r"Access-Reject", result.output):
+    if result.access_reject:
         return "REJECT"
-    if "EAPOL test timed out" in result.output:
+    if result.timed_out:
         return "TIMEOUT"
     return "FAILURE"
 

@@ -91,6 +91,17 @@ def test_hostapd_gives_the_recorded_outcome(observed: dict[str, Observed], row: 
     assert matrix.outcome(seen, row.reauth) == row.hostapd, _tail(seen)
 
 
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS if r.reauth and r.hostapd == "SUCCESS"], ids=lambda r: r.name
+)
+def test_reauthentication_rows_resume(observed: dict[str, Observed], row: Row) -> None:
+    """The reference resumes the TLS session at every reauthentication, so these rows
+    measure resumption, not only a second full handshake."""
+    seen = observed[row.name].hostapd
+    assert seen.resumptions >= row.reauth, _tail(seen)
+
+
 def _eapkit_params() -> list[object]:
     params: list[object] = []
     for row in ROWS:
