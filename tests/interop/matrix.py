@@ -4,7 +4,7 @@ reference) and against ``eapkit serve``, with the same users and certificates.
 
 The story of one row: :data:`ROWS` holds a :class:`Row` (a network block with
 ``{ca}``/``{cert}``/``{key}`` holes, ``eapol_test`` flags, the client certificate and the
-server key it needs, and hostapd's recorded outcome).  :func:`write_pki` makes every
+server profile it needs, and hostapd's recorded outcome).  :func:`write_pki` makes every
 certificate once; :func:`hostapd_users` and :data:`USERS` give both servers the same
 users; :func:`run_row` fills the holes, runs ``eapol_test`` and reduces its output to
 an outcome (:func:`outcome`):
@@ -12,8 +12,9 @@ an outcome (:func:`outcome`):
 - ``SUCCESS``: Access-Accept for every authentication (1 + ``-r N``), each with ``MPPE
   keys OK`` (RFC 2548 §2.4.2/2.4.3 keys equal to the MSK the peer derived);
 - ``REJECT``: an Access-Reject came back;
-- ``TIMEOUT``: the server stopped answering (no Access-Reject within ``-t``);
-- ``FAILURE``: anything else (an Accept whose keys do not match, a crash).
+- ``TIMEOUT``: the conversation stalled until ``eapol_test -t`` expired;
+- ``FAILURE``: anything else (the peer gave up after a TLS alert and no Access-Reject
+  came, an Accept whose keys do not match).
 
 eapkit's outcome must equal hostapd's, except for rows in :data:`EXCEPTIONS` (eapkit is
 documented to differ; the row asserts eapkit's own outcome) and rows in
