@@ -19,8 +19,8 @@ Authenticator (server role), :class:`AuthenticatorSession`::
 - A retransmitted Response (the previous identifier and the same bytes) gets the current
   Request back and the method does not run again (§4.1); a Response with any other
   identifier is silently discarded and counted.  Malformed packets are discarded (§4).
-- ``max_rounds`` Requests and ``max_bytes`` of received data end a runaway conversation
-  with a Failure.
+- ``max_rounds`` Requests (100, as hostapd's and wpa_supplicant's EAP state machines
+  allow) and ``max_bytes`` of received data end a runaway conversation with a Failure.
 - Success or Failure uses the identifier of the last Response (§4.2) and the result
   carries the method's keys and reason.
 
@@ -89,7 +89,7 @@ class SessionConfig:
 
     identity_round: bool = True
     identity_prompt: bytes = b""
-    max_rounds: int = 50
+    max_rounds: int = 100  # hostapd/wpa_supplicant: EAP-TLS at 40-byte fragments needs ~60
     max_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:

@@ -164,6 +164,27 @@ class EapolResult:
         return "MPPE keys OK: 1  mismatch: 0" in self.output
 
     @property
+    def mppe_counts(self) -> tuple[int, int] | None:
+        """``(ok, mismatch)`` from eapol_test's last line on the keys: with ``-r N`` it
+        counts every authentication, so ``(N + 1, 0)`` means all of them matched."""
+        found = re.search(r"MPPE keys OK: (\d+)  mismatch: (\d+)", self.output)
+        return (int(found[1]), int(found[2])) if found else None
+
+    @property
+    def access_reject(self) -> bool:
+        return "(Access-Reject)" in self.output
+
+    @property
+    def timed_out(self) -> bool:
+        """eapol_test's ``-t`` expired: the server stopped answering."""
+        return "EAPOL test timed out" in self.output
+
+    @property
+    def resumptions(self) -> int:
+        """TLS handshakes that resumed a session (wpa_supplicant's OpenSSL log)."""
+        return self.output.count("Handshake finished - resumed=1")
+
+    @property
     def session_id_matches(self) -> bool:
         return bool(re.search(r"Session-Id matches EAP-Key-Name", self.output))
 
