@@ -213,3 +213,17 @@ def test_hello_codec_reads_what_was_written(
     assert server.session_id == sid and server.selected_identity == selected
     nst = bytes(8) + b"\x01\x00" + len(ticket).to_bytes(2, "big") + ticket + b"\x00\x00"
     assert parse_new_session_ticket(_msg(4, nst)) == ticket
+
+
+@pytest.mark.parametrize(("lifetime", "resumption"), [(None, True), (600, True), (0, False)])
+def test_serve_resume_lifetime(tmp_path: Any, lifetime: int | None, resumption: bool) -> None:
+    from eapkit.serve import ServeConfig, server_tls_config
+
+    (tmp_path / "s.pem").write_bytes(LAB.server.chain_pem)
+    (tmp_path / "s.key").write_bytes(LAB.server.key_pem)
+    tls: dict[str, Any] = {"cert": "s.pem", "key": "s.key"}
+    if lifetime is not None:
+        tls["resume_lifetime"] = lifetime
+    cfg = server_tls_config(ServeConfig.from_dict({"tls": tls}, tmp_path))
+    assert cfg.resumption is resumption
+    assert cfg.session_lifetime == (lifetime or 1 if lifetime is not None else 3600)
