@@ -35,6 +35,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
+    resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
+                                       # TTLS/PEAP login skips phase 2 only if it had
+                                       # succeeded); 0: no session ids, no tickets
 
     [[clients]]
     address = "192.0.2.0/24"
@@ -102,6 +105,7 @@ class TlsFiles:
     fragment_size: int = 1398
     min_version: str = "1.2"
     max_version: str = "1.3"
+    resume_lifetime: int = 3600
 
 
 @dataclass
@@ -175,7 +179,10 @@ class ServeConfig:
             fragment_size=int(tls.get("fragment_size", 1398)),
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
+            resume_lifetime=int(tls.get("resume_lifetime", 3600)),
         )
+        if cfg.tls.resume_lifetime < 0:
+            raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
@@ -275,6 +282,8 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         min_version=min_v,
         max_version=max_v,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
+        resumption=cfg.tls.resume_lifetime > 0,
+        session_lifetime=max(cfg.tls.resume_lifetime, 1),
     )
 
 
