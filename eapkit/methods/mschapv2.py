@@ -60,8 +60,8 @@ eapkit's MSK is therefore [MS-CHAP]'s 64 bytes (:func:`eapkit.crypto.mschap.msch
 the same on both sides, hostapd's 32 bytes followed by zeros.  ``KeyMaterial.mppe_key_length``
 is 16, so the RADIUS layer sends MS-MPPE-Recv-Key = MasterReceiveKey and MS-MPPE-Send-Key =
 MasterSendKey, 16 octets each, as FreeRADIUS and hostapd do: ``eapol_test`` joins them into
-the 32 bytes it checks, strongSwan into the MSK a Windows client computes (HMAC pads it).  MS-CHAPv2 defines
-no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so is the Session-Id
+the 32 bytes it checks, strongSwan into the MSK a Windows client computes (HMAC pads it).
+MS-CHAPv2 defines no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so is the Session-Id
 (RFC 5247 defines none for this method).
 """
 
