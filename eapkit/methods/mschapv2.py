@@ -61,8 +61,8 @@ the same on both sides, hostapd's 32 bytes followed by zeros.  ``KeyMaterial.mpp
 is 16, so the RADIUS layer sends MS-MPPE-Recv-Key = MasterReceiveKey and MS-MPPE-Send-Key =
 MasterSendKey, 16 octets each, as FreeRADIUS and hostapd do: ``eapol_test`` joins them into
 the 32 bytes it checks, strongSwan into the MSK a Windows client computes (HMAC pads it).
-MS-CHAPv2 defines no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so is the Session-Id
-(RFC 5247 defines none for this method).
+MS-CHAPv2 defines no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so
+is the Session-Id (RFC 5247 defines none for this method).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ exception: its keys are 16 octets (RFC 3079 §3) and its MSK is MasterReceiveKey
 MasterSendKey | 32 zero octets ([MS-CHAP] §3.1.5.1), so it asks for 16-octet keys
 (``KeyMaterial.mppe_key_length``) and the NAS gets MS-MPPE-Recv-Key = MasterReceiveKey,
 MS-MPPE-Send-Key = MasterSendKey, as FreeRADIUS's rlm_mschap and hostapd send them.
-A RADIUS client (the NAS, or ``eapkit probe``) gets the MSK's first 64 octets back as ``Recv + Send``.
+A RADIUS client (the NAS, or ``eapkit probe``) gets the MSK's first
+64 octets (32 for MS-CHAPv2) back as ``Recv + Send``.
 """
 
 from __future__ import annotations
