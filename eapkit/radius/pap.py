@@ -98,6 +98,10 @@ class PapAccess:
             )
         return self._final(verdict, client, user, now, now, "pap")
 
+    def expire(self, now: float) -> None:
+        """Forget challenges not answered within ``ttl`` (the front's timer calls this)."""
+        self._expire(now)
+
     def _expire(self, now: float) -> None:
         while self._pending:
             state, pending = next(iter(self._pending.items()))
