@@ -72,6 +72,7 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
+from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
@@ -255,6 +256,16 @@ def second_factor_policy(
     return authorize
 
 
+def _plain_second_factor(
+    second: SecondFactors, clients: Sequence[Client]
+) -> Callable[[str, str], bool]:
+    """Does an MS-CHAP-V2 login over plain RADIUS need the code round?  The rule of
+    :func:`second_factor_policy`: yes for a user with a second factor, unless the NAS runs
+    the second factor itself."""
+    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
+    return lambda user, client: client not in nas_enforced and second.needs_code(user)
+
+
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
     """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
@@ -343,7 +354,17 @@ def build_core(
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
     )
-    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
+    plain = (
+        MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
+            users.nt_hash,
+            PapAccess(pap, policy=users.policy, code_check=second.check_code),
+            policy=users.policy,
+            needs_second_factor=_plain_second_factor(second, clients),
+            prompt=second.prompt,
+        )
+        if cfg.pap
+        else None
+    )
     core = RadiusCore(
         ClientTable(clients),
         eap,
