@@ -8,6 +8,8 @@ methods EAP-TLS, EAP-TTLS, PEAP, EAP-MSCHAPv2 and EAP-GTC (those this installati
 Every setting lives in the TOML file (``--config``); the common ones are flags too::
 
     listen = ["127.0.0.1:1812"]
+    accounting_ports = [1813, 1646]    # a Status-Server arriving on these ports gets an
+                                       # Accounting-Response (RFC 5997 §3)
     db = "eapkit.db"
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
@@ -18,7 +20,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # cluster holds them too; eapkit.directory)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
-    pap = true                         # plain RADIUS PAP (and challenge-response)
+    pap = true                         # plain RADIUS: PAP (and challenge-response) and
+                                       # MS-CHAP-V2 (RFC 2548 §2.3)
     gtc = "password"                   # EAP-GTC's first answer: the password (followed
                                        # by the code, or the code in a second round);
                                        # "code": the code alone, for a NAS that already
@@ -108,6 +111,7 @@ class TlsFiles:
 @dataclass
 class ServeConfig:
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 1812)])
+    accounting_ports: frozenset[int] = frozenset({1813, 1646})
     db: Path = Path("eapkit.db")
     log: str = "-"
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -144,6 +148,8 @@ class ServeConfig:
             cfg.listen = [
                 parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
             ]
+        if "accounting_ports" in data:
+            cfg.accounting_ports = frozenset(int(x) for x in data["accounting_ports"])
         if "db" in data:
             cfg.db = p(data["db"])
         cfg.log = str(data.get("log", cfg.log))
@@ -371,6 +377,7 @@ def build_core(
         plain=plain,
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
+        accounting_ports=cfg.accounting_ports,
     )
     if cfg.bridge is not None:
         from eapkit.bridge.gate import Bridge  # needs the bridge extra
