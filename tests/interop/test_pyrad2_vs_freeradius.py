@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 
 from eapkit.crypto.mschap import (
+    challenge_response,
     check_authenticator_response,
     generate_nt_response,
     nt_password_hash,
 )
 from eapkit.methods.gtc import gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_peer
+from eapkit.radius.hiding import unhide_password
 from eapkit.radius.mppe import recover_mppe_keys
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import decode
@@ -190,6 +192,27 @@ def test_mschapv2_wrong_password(servers: list[Server]) -> None:
         error = _ms(reply, "MS-CHAP-Error")
         assert error is not None, server.name
         assert (error if isinstance(error, bytes) else error.encode())[1:].startswith(b"E=691")
+
+
+def test_mschap_v1_over_plain_radius(servers: list[Server]) -> None:
+    """Both accept; the NT key in MS-CHAP-MPPE-Keys is the same.  A remaining
+    difference: FreeRADIUS puts the LM hash's first 8 octets before it (it derives one from
+    the cleartext password), eapkit keeps no LM hash and sends zeros."""
+    challenge = os.urandom(8)
+    nt_response = challenge_response(challenge, nt_password_hash(PASSWORD))
+    request = _auth()
+    request["MS-CHAP-Challenge"] = challenge
+    request["MS-CHAP-Response"] = b"\x03\x01" + bytes(24) + nt_response
+    nt_keys = {}
+    for server in servers:
+        request.id = (request.id + 1) & 0xFF
+        reply = _exchange(server.auth, request, server.name)
+        assert reply is not None and reply.code == 2, server.name
+        packet = decode(bytes(reply.raw_packet))
+        hidden = next(v for t, v in packet.vendor_attributes(311) if t == 12)
+        keys = unhide_password(hidden, SECRET.encode(), request.authenticator)
+        nt_keys[server.name] = keys[8:24]
+    assert nt_keys["eapkit"] == nt_keys["freeradius"]
 
 
 @pytest.mark.parametrize("port,code", [("auth", 2), ("acct", 5)])

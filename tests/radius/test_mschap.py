@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eapkit.credentials import Verdict
 from eapkit.crypto.mschap import (
+    challenge_response,
     check_authenticator_response,
     generate_nt_response,
     get_asymmetric_start_key,
@@ -22,9 +23,9 @@ from eapkit.crypto.mschap import (
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore, Reply
 from eapkit.radius.dictionary import VENDOR_MICROSOFT, Attr, MsAttr, vsa
-from eapkit.radius.hiding import hide_password
+from eapkit.radius.hiding import hide_password, unhide_password
 from eapkit.radius.mppe import recover_mppe_keys
-from eapkit.radius.mschap import MsChapAccess, parse_mschap2_response
+from eapkit.radius.mschap import MS_CHAP_MPPE_KEYS, MsChapAccess, parse_mschap2_response
 from eapkit.radius.packet import Code, Packet, decode, encode_request
 from eapkit.radius.pap import PapAccess
 
@@ -174,17 +175,43 @@ def test_second_factor_without_a_code_round_is_refused() -> None:
     assert reply.code == Code.ACCESS_REJECT and _ms(reply, MsAttr.MS_CHAP2_SUCCESS) is None
 
 
-def test_mschap_v1_is_refused_cleanly() -> None:
-    core = _core()
+def _v1(user: str, password: str, flags: int = 1) -> bytes:
+    challenge = os.urandom(8)
+    nt_response = challenge_response(challenge, nt_password_hash(password))
     attrs = [
-        (Attr.USER_NAME, b"nora"),
-        vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_CHALLENGE, bytes(8)),
-        vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_RESPONSE, bytes(50)),
+        (Attr.USER_NAME, user.encode()),
+        vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_CHALLENGE, challenge),
+        vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_RESPONSE, bytes((3, flags, *bytes(24))) + nt_response),
     ]
-    reply = _send(core, encode_request(Code.ACCESS_REQUEST, 7, attrs, SECRET))
-    assert reply.code == Code.ACCESS_REJECT
+    return encode_request(Code.ACCESS_REQUEST, 7, attrs, SECRET)
+
+
+def test_mschap_v1_right_password_gets_the_nt_key() -> None:
+    core = _core()
+    data = _v1("nora", "pencil")
+    reply = _send(core, data)
+    assert reply.code == Code.ACCESS_ACCEPT
+    hidden = _ms(reply, MS_CHAP_MPPE_KEYS)
+    assert hidden is not None
+    keys = unhide_password(hidden, SECRET, decode(data).authenticator)
+    # RFC 2548 §2.4.1: LM key (none kept: zeros), then the NT key MD4(NT hash)
+    assert keys == bytes(8) + nt_hash_keys(HASHES["nora"]).nt_hash_hash
+    assert _ms(reply, MsAttr.MS_MPPE_ENCRYPTION_TYPES) == (6).to_bytes(4, "big")
+
+
+def test_mschap_v1_wrong_password_lm_only_and_second_factor() -> None:
+    core = _core()
+    wrong = _send(core, _v1("nora", "crayon"))
+    assert wrong.code == Code.ACCESS_REJECT and _ms(wrong, MS_CHAP_MPPE_KEYS) is None
+    error = _ms(wrong, MsAttr.MS_CHAP_ERROR)
+    assert error is not None and error[1:].startswith(b"E=691")
+    lm_only = _send(core, _v1("nora", "pencil", flags=0))
+    assert lm_only.code == Code.ACCESS_REJECT
+    tom = _send(core, _v1("tom", "pencil"))
+    assert tom.code == Code.ACCESS_CHALLENGE and _ms(tom, MS_CHAP_MPPE_KEYS) is None
     assert core.decisions.records is not None
-    assert core.decisions.records[-1]["reason"] == "mschapv1_unsupported"
+    reasons = [r["reason"] for r in core.decisions.records]
+    assert reasons == ["bad_password", "lm_response_unsupported"]
 
 
 @settings(max_examples=200, deadline=None)
