@@ -27,8 +27,8 @@ from eapkit.verify.otp import totp
 from tests.conftest import free_udp_port
 from tests.interop.tools import Daemon
 
-PASSWORD = "wonderland-at-rest"  # noqa: S105 - the test user's
-SECRET = "a-loopback-secret-for-ps"  # noqa: S105
+PASSWORD = "wonderland-at-rest"
+SECRET = "a-loopback-secret-for-ps"
 
 
 def eapkit(
