@@ -361,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except EOFError:  # a prompt (password, PIN) with nothing to read
+        print(
+            "eapkit: no input to read (give the secret in a file or the environment)",
+            file=sys.stderr,
+        )
+        return 2
     except (EapkitError, OSError, ValueError, sqlite3.Error) as exc:
         if args.debug:
             raise
