@@ -86,9 +86,7 @@ def _audit(args: argparse.Namespace, cfg: ServeConfig) -> Callable[[dict[str, An
     would log) is this command's stderr, so its output stays what it prints."""
 
     def write(event: dict[str, Any]) -> None:
-        line = json.dumps(
-            {"time": round(time.time(), 3), "event": "admin", **event}, separators=(",", ":")
-        )
+        line = json.dumps({"time": round(time.time(), 3), "event": "admin", **event})
         if cfg.log != "-":
             log = Path(cfg.log)
             private_dir(log.parent) if log.parent != Path() else None

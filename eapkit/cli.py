@@ -153,7 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if users.get(name) is None:
             users.add(name, password)
             print(f"eapkit serve: demo user {name} added to {cfg.db}", file=sys.stderr)
-    for warning in loose(secret_files(cfg)):
+    config_file = [Path(args.config)] if args.config else []  # clients' secrets
+    for warning in loose([*config_file, *secret_files(cfg)]):
         print(f"eapkit serve: warning: {warning}", file=sys.stderr)
     if args.workers != 1:
         return _serve_workers(cfg, users, args.workers)
