@@ -67,8 +67,10 @@ def _config(args: argparse.Namespace) -> ServeConfig:
 
 
 def make_dirs(cfg: ServeConfig) -> None:
-    """The directories of the database and an SQLite store, made 0700 if missing."""
-    for path in (cfg.db, sqlite_path(cfg.store)):
+    """The directories of the database, an SQLite store and the decision log, made
+    0700 if missing (``/var/lib/eapkit``, ``/var/log/eapkit``)."""
+    log = Path(cfg.log) if cfg.log != "-" else None
+    for path in (cfg.db, sqlite_path(cfg.store), log):
         if path is not None and path.parent != Path():
             private_dir(path.parent)
 
@@ -88,9 +90,7 @@ def _audit(args: argparse.Namespace, cfg: ServeConfig) -> Callable[[dict[str, An
     def write(event: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), "event": "admin", **event})
         if cfg.log != "-":
-            log = Path(cfg.log)
-            private_dir(log.parent) if log.parent != Path() else None
-            with log.open("a", encoding="utf-8") as f:
+            with Path(cfg.log).open("a", encoding="utf-8") as f:
                 f.write(line + "\n")
         if cfg.log == "-" or args.audit_stderr:
             print(line, file=sys.stderr)

@@ -126,6 +126,7 @@ def test_admin_actions_go_to_the_decision_log(
     assert "otp_enrolled" not in err and "user_added" not in err  # not on stderr unless asked
     assert run(capsys, "user", "del", "tom", *cfg)[0] == 0
     events = [json.loads(x) for x in log.read_text().splitlines()]
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700  # made by the first command
     names = [e.get("action") or e.get("event") for e in events]
     assert names == ["user_added", "otp_enrolled", "user_deleted"]
     assert all("secret" not in json.dumps(e) for e in events)
