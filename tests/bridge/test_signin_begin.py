@@ -4,7 +4,10 @@ overall, its challenges purged once expired, and the same answer for every name.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +140,33 @@ def test_a_bucket_never_grants_more_than_burst_plus_rate_times_time(
         now += gap
         granted += bucket.take(now)
         assert granted <= burst + rate * now + 1e-9
+
+
+def test_a_name_without_keys_costs_what_a_name_with_keys_costs() -> None:
+    """Timing class: medians of interleaved tries, compared as a ratio in one run."""
+    bridge = make_bridge()
+    browser = Browser(BridgeApp(bridge))
+    assert (
+        browser.enroll(
+            token_of(bridge.enrollment_link("alice", 1000.0)), SoftAuthenticator()
+        ).status
+        == 200
+    )
+    unlimited = BeginLimiter(per_address=1e9, address_burst=1e9, overall=1e9, overall_burst=1e9)
+    app = BridgeApp(bridge, limiter=unlimited)
+
+    def entries(name: str) -> int:
+        return len(
+            json.loads(begin(app, {"user": name}, 1000.0).body)["options"]["allowCredentials"]
+        )
+
+    # a decoy with as many entries as alice has keys (the list's length is public anyway)
+    other = next(n for n in (f"user{i}" for i in range(100)) if entries(n) == entries("alice"))
+    times: dict[str, list[float]] = {"alice": [], other: []}
+    for _ in range(int(os.environ.get("EAPKIT_TIMING_TRIES", "300"))):
+        for name, samples in times.items():
+            started = time.perf_counter()
+            begin(app, {"user": name}, 1000.0)
+            samples.append(time.perf_counter() - started)
+    ratio = statistics.median(times[other]) / statistics.median(times["alice"])
+    assert 0.7 < ratio < 1.43, ratio
