@@ -9,6 +9,7 @@ import io
 import pytest
 
 from tokens import cli
+from tokens.errors import TokenError
 
 
 def bench(
@@ -54,5 +55,5 @@ def test_rich_table_on_a_terminal(
 
 
 def test_bench_refuses_a_count_below_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(cli.TokenError):
+    with pytest.raises(TokenError):
         cli.cmd_bench(argparse.Namespace(kind="oath", count=0, quiet=True))
