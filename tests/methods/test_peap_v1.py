@@ -1,0 +1,123 @@
+"""PEAPv1 (draft-josefsson-pppext-eap-tls-eap-05; hostapd ``eap_server_peap.c``,
+wpa_supplicant ``eap_peap.c``), both roles in one process: version negotiation in the
+flags, whole inner EAP packets, the tunnelled Success/Failure, the two key labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from eapkit.loopback import Conversation, converse
+from eapkit.methods.peap import PEAP_VERSION_1, peap_authenticator, peap_peer
+from eapkit.packet import Code, EapType, decode
+from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
+from eapkit.tlsio import TlsVersion
+from eapkit.tlsio.keys import EAP_TLS_LABEL
+from tests.methods.test_peap_helpers import (
+    OUTER,
+    inner_authenticators,
+    inner_peer,
+    tls_peer,
+    tls_server,
+)
+
+TLS12 = TlsVersion.TLS1_2
+
+
+def _run(
+    server_max: int,
+    peer_max: int,
+    *,
+    inner: str = "mschapv2",
+    password: str = "wonderland",
+    server_label: bool = False,
+    peer_label: bool = False,
+    version: TlsVersion = TLS12,
+) -> Conversation:
+    auth = peap_authenticator(
+        tls_server(version), inner_authenticators(), max_version=server_max, new_label=server_label
+    )
+    peer = peap_peer(
+        tls_peer(version),
+        [inner_peer(inner, password)],
+        "alice",
+        max_version=peer_max,
+        new_label=peer_label,
+    )
+    cfg = SessionConfig(max_rounds=200)
+    return converse(
+        AuthenticatorSession([auth], config=cfg), PeerSession([peer], OUTER, config=cfg)
+    )
+
+
+def _peap_flags(conv: Conversation) -> list[tuple[str, int]]:
+    """(who, version bits) of every PEAP message of the conversation."""
+    out = []
+    for who, packet in conv.transcript:
+        frame = decode(packet)
+        if frame.code in (Code.REQUEST, Code.RESPONSE) and packet[4] == EapType.PEAP:
+            out.append((who, packet[5] & 0x07))
+    return out
+
+
+@pytest.mark.parametrize("inner", ["mschapv2", "gtc"])
+@pytest.mark.parametrize("version", [TlsVersion.TLS1_2, TlsVersion.TLS1_3], ids=lambda v: v.label)
+def test_v1_both_roles_agree(inner: str, version: TlsVersion) -> None:
+    conv = _run(1, 1, inner=inner, version=version)
+    a, p = conv.authenticator, conv.peer
+    assert a is not None and p is not None
+    assert a.success and p.success, (a, p)
+    assert a.keys is not None and a.keys == p.keys
+    assert a.user == "alice"
+    attrs = a.outcome.attributes if a.outcome else {}
+    assert attrs["peap_version"] == "1" and attrs["crypto_binding"] == "no"
+    # the Start offers 1, every later message of both sides carries 1
+    flags = _peap_flags(conv)
+    assert flags[0] == ("authenticator", 1)
+    assert {bits for _, bits in flags} == {1}
+
+
+def test_v1_keys_use_the_old_label_by_default_and_the_new_one_when_both_agree() -> None:
+    old = _run(1, 1)
+    new = _run(1, 1, server_label=True, peer_label=True)
+    for conv in (old, new):
+        assert conv.authenticator is not None and conv.authenticator.success
+        assert conv.peer is not None and conv.authenticator.keys == conv.peer.keys
+    assert old.authenticator is not None and new.authenticator is not None
+    assert old.authenticator.keys is not None and new.authenticator.keys is not None
+    assert old.authenticator.keys.msk != new.authenticator.keys.msk
+    # peaplabel=1 against a server with the old label: the keys differ (hostapd 2.10's
+    # outcome with wpa_supplicant peaplabel=1: "MPPE keys" mismatch)
+    mixed = _run(1, 1, peer_label=True)
+    assert mixed.authenticator is not None and mixed.peer is not None
+    assert mixed.authenticator.success and mixed.peer.success
+    assert mixed.authenticator.keys != mixed.peer.keys
+    assert EAP_TLS_LABEL == b"client EAP encryption"
+
+
+@pytest.mark.parametrize(("server_max", "peer_max"), [(1, 0), (0, 1), (0, 0)])
+def test_the_lower_version_wins(server_max: int, peer_max: int) -> None:
+    conv = _run(server_max, peer_max)
+    a = conv.authenticator
+    assert a is not None and a.success, a
+    attrs = a.outcome.attributes if a.outcome else {}
+    assert attrs["peap_version"] == "0"
+    assert attrs["crypto_binding"] == "yes"  # version 0 keeps its Result TLV and binding
+    flags = _peap_flags(conv)
+    assert flags[0] == ("authenticator", server_max)
+    assert {bits for _, bits in flags[1:]} == {0}
+
+
+@pytest.mark.parametrize("inner", ["mschapv2", "gtc"])
+def test_v1_wrong_password_ends_in_failure_on_both_sides(inner: str) -> None:
+    conv = _run(1, 1, inner=inner, password="guess")
+    a, p = conv.authenticator, conv.peer
+    assert a is not None and not a.success and a.keys is None
+    assert a.reason == "bad_password"
+    assert p is None or not p.success
+    assert decode(conv.transcript[-1][1]).code is Code.FAILURE
+
+
+def test_v1_constants() -> None:
+    assert PEAP_VERSION_1 == 1
+    with pytest.raises(ValueError, match="PEAP version"):
+        peap_authenticator(tls_server(), inner_authenticators(), max_version=2)
