@@ -21,7 +21,6 @@ from eapkit.methods.tls import tls_peer
 from eapkit.methods.ttls import InnerPap, ttls_peer
 from eapkit.packet import Code as EapCode
 from eapkit.packet import Identity
-from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import (
@@ -97,7 +96,8 @@ def _decision(log: io.StringIO) -> dict[str, Any]:
     lines = [json.loads(line) for line in log.getvalue().splitlines() if line.strip()]
     decisions = [line for line in lines if line.get("result") in ("accept", "reject")]
     assert len(decisions) == 1, lines
-    return decisions[0]
+    line: dict[str, Any] = decisions[0]
+    return line
 
 
 def _peer(method: str, **tls: Any) -> MethodFactory[Peer]:
