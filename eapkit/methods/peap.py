@@ -64,12 +64,11 @@ from __future__ import annotations
 
 import enum
 import hmac
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
-from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
+from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType
 from eapkit.errors import DecodeError
 from eapkit.methods.base import (
     Authenticator,
@@ -89,6 +88,14 @@ from eapkit.methods.peap_crypto_binding import (
     inner_session_key,
     tunnel_key,
 )
+from eapkit.methods.peap_framing import HEADER as _HEADER
+from eapkit.methods.peap_framing import extensions as _extensions
+from eapkit.methods.peap_framing import is_full_request as _is_full_request
+from eapkit.methods.peap_framing import is_full_response as _is_full_response
+from eapkit.methods.peap_framing import parse_extensions as _parse_extensions
+from eapkit.methods.peap_framing import strip_header as _strip_header
+from eapkit.methods.peap_framing import version_bits as _version_bits
+from eapkit.methods.peap_framing import with_header as _with_header
 from eapkit.methods.tunnel import (
     TunnelAuthenticatorBase,
     TunnelPeerBase,
@@ -130,19 +137,13 @@ PEAP_VERSION = 0  # the version with the Result TLV and crypto-binding ([MS-PEAP
 PEAP_VERSION_1 = 1  # draft-josefsson-pppext-eap-tls-eap-05
 PEAP_V1_NEW_LABEL = b"client PEAP encryption"
 _TYPE_CODE = bytes([EapType.PEAP])
-_HEADER = struct.Struct("!BBH")
 
 CryptoBindingPolicy = Literal["off", "optional", "required"]
 """``off``: never send or answer one; ``optional``: use it when the other side does (the
 server sends it); ``required``: fail without it."""
 
 
-# -- PEAPv0 inner-message framing ------------------------------------------------------------
-
-
-def _version_bits(type_data: bytes) -> int | None:
-    """The PEAP version in a message's flags octet (RFC 5216 §3.1 layout)."""
-    return type_data[0] & 0x07 if type_data else None
+# -- PEAPv1 keys, names ---------------------------------------------------------------------
 
 
 def _v1_keys(engine: TlsEapEngine, new_label: bool) -> KeyMaterial:
@@ -150,71 +151,8 @@ def _v1_keys(engine: TlsEapEngine, new_label: bool) -> KeyMaterial:
     return derive_keys(engine, PEAP_V1_NEW_LABEL) if new_label else derive_keys(engine)
 
 
-def _strip_header(packet: bytes) -> bytes:
-    """What goes into the tunnel for an inner packet: Extensions messages whole, every
-    other Request/Response without its 4-byte header."""
-    if len(packet) > 4 and packet[4] == EapType.TLV:
-        return packet
-    return packet[4:]
-
-
-def _with_header(code: int, identifier: int, body: bytes) -> bytes | None:
-    if len(body) + 4 > 0xFFFF:
-        return None
-    return _HEADER.pack(code, identifier, len(body) + 4) + body
-
-
-def _is_full_request(data: bytes, eap_type: int) -> bool:
-    """A whole EAP Request of ``eap_type`` whose Length matches (wpa_supplicant's test)."""
-    return (
-        len(data) >= 5
-        and data[0] == Code.REQUEST
-        and data[4] == eap_type
-        and _HEADER.unpack_from(data)[2] == len(data)
-    )
-
-
 def _inner_method_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
     return inner_eap_name(method, factories) if method is not None else "none"  # no method ran
-
-
-@dataclass(frozen=True, slots=True)
-class _Tlvs:
-    """What an Extensions message said."""
-
-    result: int | None
-    binding: CryptoBinding | None
-    binding_mandatory: bool
-
-
-def _parse_extensions(body: bytes) -> _Tlvs:
-    """Result and Crypto-Binding TLVs of an Extensions message's Type-Data; other TLVs
-    are skipped unless mandatory.  Raises :class:`DecodeError`."""
-    result: int | None = None
-    binding: CryptoBinding | None = None
-    binding_mandatory = False
-    for tlv in decode_tlvs(body):
-        if tlv.type == TlvType.RESULT:
-            if len(tlv.value) != 2:
-                raise DecodeError(f"Result TLV of {len(tlv.value)} bytes", expected="2 bytes")
-            if result is not None:
-                raise DecodeError("two Result TLVs")
-            result = int.from_bytes(tlv.value, "big")
-        elif tlv.type == TlvType.CRYPTO_BINDING:
-            if binding is not None:
-                raise DecodeError("two Crypto-Binding TLVs")
-            binding = CryptoBinding.decode(tlv.value)
-            binding_mandatory = tlv.mandatory
-        elif tlv.mandatory:
-            raise DecodeError(f"unsupported mandatory TLV {tlv.type}")
-    return _Tlvs(result, binding, binding_mandatory)
-
-
-def _extensions(code: Code, identifier: int, tlvs: list[Tlv]) -> bytes:
-    body = bytes([EapType.TLV]) + encode_tlvs(tlvs)
-    packet = _with_header(code, identifier, body)
-    assert packet is not None  # a Result and a Crypto-Binding TLV are 70 bytes
-    return packet
 
 
 # -- authenticator ---------------------------------------------------------------------------
@@ -451,16 +389,6 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     def _end(self, outcome: Outcome) -> Done:
         self._state = _AuthState.DONE
         return super()._end(outcome)
-
-
-def _is_full_response(data: bytes, identifier: int) -> bool:
-    return (
-        len(data) >= 5
-        and data[0] == Code.RESPONSE
-        and data[1] == identifier
-        and data[4] == EapType.TLV
-        and _HEADER.unpack_from(data)[2] == len(data)
-    )
 
 
 # -- peer --------------------------------------------------------------------------------------
