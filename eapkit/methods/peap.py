@@ -477,8 +477,9 @@ class PeapPeer(TunnelPeerBase):
         if data[0] == Code.REQUEST:
             self._inner_id = data[1]
             return self._inner_action(self._inner.receive(data))
-        action = self._inner.receive(data)
-        inner = action.result if isinstance(action, Finished) else self._inner.result
+        # hostapd gives the tunnelled Success the outer Identifier: the inner session
+        # hears it under the Identifier of its own last Request (as wpa_supplicant).
+        inner = self._finish_inner(data[0] == Code.SUCCESS)
         if inner is None or not inner.success:
             return self._send_last(self._inner_failed(inner))
         keys = _v1_keys(self._engine, self._new_label)

@@ -7,10 +7,18 @@ from __future__ import annotations
 import pytest
 
 from eapkit.loopback import Conversation, converse
-from eapkit.methods.peap import PEAP_VERSION_1, peap_authenticator, peap_peer
+from eapkit.methods.base import MethodFactory, Step
+from eapkit.methods.peap import (
+    PEAP,
+    PEAP_VERSION_1,
+    PeapAuthenticator,
+    peap_authenticator,
+    peap_peer,
+)
 from eapkit.packet import Code, EapType, decode
 from eapkit.session import AuthenticatorSession, PeerSession, SessionConfig
-from eapkit.tlsio import TlsVersion
+from eapkit.session import Result as SessionResult
+from eapkit.tlsio import TlsContext, TlsRole, TlsVersion
 from eapkit.tlsio.keys import EAP_TLS_LABEL
 from tests.methods.test_peap_helpers import (
     OUTER,
@@ -121,3 +129,24 @@ def test_v1_constants() -> None:
     assert PEAP_VERSION_1 == 1
     with pytest.raises(ValueError, match="PEAP version"):
         peap_authenticator(tls_server(), inner_authenticators(), max_version=2)
+
+
+class _HostapdLikeV1(PeapAuthenticator):
+    """hostapd 2.10 gives its tunnelled EAP-Success the outer Identifier, not the inner
+    Request's (``eap_peap_build_phase2_term``)."""
+
+    def _send_result(self, inner: SessionResult) -> Step:
+        self._inner_id = (self._inner_id + 7) & 0xFF
+        return super()._send_result(inner)
+
+
+def test_v1_peer_accepts_a_tunnelled_success_with_another_identifier() -> None:
+    context = TlsContext(tls_server(TLS12), TlsRole.SERVER)
+    inner = inner_authenticators()
+    auth = MethodFactory(PEAP, lambda ctx: _HostapdLikeV1(ctx, context, inner), "peap")
+    peer = peap_peer(tls_peer(TLS12), [inner_peer("mschapv2")], "alice", max_version=1)
+    conv = converse(AuthenticatorSession([auth]), PeerSession([peer], OUTER))
+    a, p = conv.authenticator, conv.peer
+    assert a is not None and p is not None
+    assert a.success and p.success, (a, p)
+    assert a.keys == p.keys
