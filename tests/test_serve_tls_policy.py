@@ -100,14 +100,14 @@ def _decision(log: io.StringIO) -> dict[str, Any]:
     return line
 
 
-def _peer(method: str, **tls: Any) -> MethodFactory[Peer]:
+def _peer(method: str, password: str = "wonderland", **tls: Any) -> MethodFactory[Peer]:
     lb = lab("rsa")
     if method == "tls":
         return tls_peer(peer_config(lb, resumption=False, **tls))
     cfg = peer_config(lb, certificate=None, private_key=None, **tls)
     if method == "ttls":
-        return ttls_peer(cfg, InnerPap("wonderland"), identity="alice")
-    return peap_peer(cfg, [mschapv2_peer("wonderland")], "alice")
+        return ttls_peer(cfg, InnerPap(password), identity="alice")
+    return peap_peer(cfg, [mschapv2_peer(password)], "alice")
 
 
 @pytest.mark.parametrize("method", ["tls", "ttls", "peap"])
@@ -119,6 +119,16 @@ def test_accept_logs_the_tls_version_and_cipher(tmp_path: Path, method: str) -> 
     assert line["result"] == "accept"
     assert line["tls_version"] == "TLSv1.2"
     assert line["tls_cipher"].startswith("ECDHE-")
+
+
+@pytest.mark.parametrize("method", ["ttls", "peap"])
+def test_wrong_password_reject_logs_the_tls_version_and_cipher(tmp_path: Path, method: str) -> None:
+    core, log = _core(_config(tmp_path))
+    peer = _peer(method, "guess")
+    assert _login(core, PeerSession([peer], "alice")) == Code.ACCESS_REJECT
+    line = _decision(log)
+    assert line["result"] == "reject" and line["reason"] == "bad_password"
+    assert line["tls_version"] == "TLSv1.3" and line["tls_cipher"].startswith("TLS_")
 
 
 @pytest.mark.parametrize("method", ["tls", "ttls", "peap"])

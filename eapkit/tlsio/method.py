@@ -27,6 +27,7 @@ failure) and ``_end``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import ClassVar
 
 from eapkit.methods.base import Done, Outcome, Reply, Step
@@ -109,7 +110,12 @@ class TlsAuthenticatorBase(ABC):
         return tls_failure_outcome(failure, engine=self._engine)
 
     def _end(self, outcome: Outcome) -> Done:
+        """The conversation's end; every outcome names the TLS version and cipher as far
+        as the handshake got (the decision log records them for accepts and rejects)."""
         self._finished = True
+        facts = tls_attributes(self._engine)
+        if any(key not in outcome.attributes for key in facts):
+            outcome = replace(outcome, attributes={**facts, **outcome.attributes})
         return Done(outcome)
 
 
