@@ -43,6 +43,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     # signature_algorithms = "ECDSA+SHA256:RSA-PSS+SHA256:RSA+SHA256"
     # security_level = 1               # OpenSSL @SECLEVEL
     peap_version = 1                   # highest PEAP version offered (0 or 1)
+    resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
+                                       # TTLS/PEAP login skips phase 2 only if it had
+                                       # succeeded); 0: no session ids, no tickets
 
     [[clients]]
     address = "192.0.2.0/24"
@@ -110,6 +113,7 @@ class TlsFiles:
     fragment_size: int = 1398
     min_version: str = "1.2"
     max_version: str = "1.3"
+    resume_lifetime: int = 3600
     profile: str = "default"
     ciphers: str | None = None
     groups: str | None = None
@@ -193,6 +197,7 @@ class ServeConfig:
             fragment_size=int(tls.get("fragment_size", 1398)),
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
+            resume_lifetime=int(tls.get("resume_lifetime", 3600)),
             profile=str(tls.get("profile", "default")),
             ciphers=_optional(tls, "ciphers"),
             groups=_optional(tls, "groups"),
@@ -202,6 +207,8 @@ class ServeConfig:
         )
         if cfg.tls.peap_version not in (0, 1):
             raise ConfigError("[tls] peap_version is 0 or 1")
+        if cfg.tls.resume_lifetime < 0:
+            raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
@@ -306,6 +313,8 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         signature_algorithms=cfg.tls.signature_algorithms,
         security_level=cfg.tls.security_level,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
+        resumption=cfg.tls.resume_lifetime > 0,
+        session_lifetime=max(cfg.tls.resume_lifetime, 1),
     )
 
 

@@ -56,8 +56,9 @@ The TLS 1.2 keys use the label ``"client EAP encryption"``, or ``"client PEAP
 encryption"`` when both sides are set to the new label (wpa_supplicant ``peaplabel=1``;
 hostapd 2.10 always uses the old one).
 
-Not done: the "fast reconnect" that skips phase 2 on a resumed TLS session
-(the peer here keeps no TLS sessions, so it never resumes).
+Fast reconnect ([MS-PEAP] §3.1.5.10): a resumed session whose record says phase 2
+succeeded goes straight to the result (v0: the Result TLV; v1: the tunnelled Success;
+see :mod:`eapkit.methods.tunnel`).
 """
 
 from __future__ import annotations
@@ -113,12 +114,14 @@ from eapkit.session import Result as SessionResult
 from eapkit.tlsio import (
     Failed,
     Message,
+    SessionCache,
     TlsConfig,
     TlsContext,
     TlsEapEngine,
     TlsRole,
     derive_keys,
 )
+from eapkit.tlsio.resume import ResumeRecord
 
 __all__ = [
     "PEAP",
@@ -200,6 +203,7 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         self._binding_sent: CryptoBinding | None = None
         self._ipmk = b""
         self._cmk = b""
+        self._resumed: ResumeRecord | None = None  # fast reconnect: phase 2 skipped
 
     @property
     def state(self) -> str:
@@ -251,8 +255,41 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     # -- phase 2 -----------------------------------------------------------------------------
 
     def _start_phase2(self) -> Step:
+        record = self._resumable() if self._engine.resumed else None
+        if record is not None:
+            # [MS-PEAP] §3.1.5.10 fast reconnect: straight to the Result TLV (no inner
+            # method, so no crypto binding: there is no inner key to bind)
+            self._resumed = record
+            self._state = _AuthState.RESULT
+            self._sent_success = True
+            if self._version == PEAP_VERSION_1:  # hostapd: SUCCESS_REQ at once
+                return self._write(_HEADER.pack(Code.SUCCESS, self._inner_id, 4))
+            self._tlv_id = (self._inner_id + 1) & 0xFF
+            return self._write(
+                _extensions(Code.REQUEST, self._tlv_id, [Tlv.result(Result.SUCCESS)])
+            )
         self._state = _AuthState.PHASE2
         return self._inner_action(self._inner.start())
+
+    def _keys(self) -> KeyMaterial:
+        if self._version == PEAP_VERSION_1:
+            return _v1_keys(self._engine, self._new_label)
+        return derive_keys(self._engine)
+
+    def _resumed_result(self, data: bytes, record: ResumeRecord) -> Step:
+        """The peer's Result TLV after fast reconnect."""
+        if not _is_full_response(data, self._tlv_id):
+            return self._end(self._refused("protocol_error", "expected an Extensions Response"))
+        try:
+            tlvs = _parse_extensions(data[5:])
+        except DecodeError as exc:
+            return self._end(self._refused("malformed", str(exc)))
+        if tlvs.result != Result.SUCCESS:
+            return self._end(self._refused("peer_refused_success", "peer's Result TLV"))
+        outcome = self._resumed_success(record)
+        attrs = dict(outcome.attributes)
+        attrs["crypto_binding"] = "no"
+        return self._end(replace(outcome, attributes=attrs))
 
     def _phase2(self, data: bytes) -> Step:
         if self._version == PEAP_VERSION_1:  # whole inner packets
@@ -300,6 +337,8 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     # -- the result exchange ----------------------------------------------------------------
 
     def _result(self, data: bytes) -> Step:
+        if self._resumed is not None:
+            return self._resumed_result(data, self._resumed)
         inner = self._inner_result
         assert inner is not None
         if not self._sent_success:  # whatever the peer says, a Failure it is
@@ -326,6 +365,10 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         """PEAPv1: the peer's answer to our tunnelled Success or Failure (an empty
         acknowledgement, or an EAP Success inside the tunnel) ends the conversation as
         hostapd's ``SUCCESS_REQ``/``FAILURE_REQ`` states do."""
+        if self._resumed is not None:  # fast reconnect
+            outcome = self._resumed_success(self._resumed)
+            attrs = {**outcome.attributes, "crypto_binding": "no", "peap_version": "1"}
+            return self._end(replace(outcome, attributes=attrs))
         inner = self._inner_result
         assert inner is not None
         if not self._sent_success:
@@ -411,8 +454,12 @@ class PeapPeer(TunnelPeerBase):
         inner_config: SessionConfig | None = None,
         max_version: int = PEAP_VERSION,
         new_label: bool = False,
+        cache: SessionCache | None = None,
     ) -> None:
-        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=max_version))
+        key = (context.config.server_name or "", ctx.identity, identity)
+        super().__init__(
+            ctx, context, EapType.PEAP, version=max_version, cache=cache, cache_key=key
+        )
         self._version: int | None = None  # the lower of the server's and ours
         self._max_version = max_version
         self._new_label = new_label
@@ -480,9 +527,14 @@ class PeapPeer(TunnelPeerBase):
         # hostapd gives the tunnelled Success the outer Identifier: the inner session
         # hears it under the Identifier of its own last Request (as wpa_supplicant).
         inner = self._finish_inner(data[0] == Code.SUCCESS)
+        keys = _v1_keys(self._engine, self._new_label)
+        if inner is None and self._engine.resumed and data[0] == Code.SUCCESS:
+            # fast reconnect: the server skipped phase 2
+            attrs = {**self._tunnel_attributes("none"), "crypto_binding": "no"}
+            attrs["peap_version"] = str(PEAP_VERSION_1)
+            return self._send_last(Outcome(True, "ok", keys, None, "", attrs))
         if inner is None or not inner.success:
             return self._send_last(self._inner_failed(inner))
-        keys = _v1_keys(self._engine, self._new_label)
         attrs = self._tunnel_attributes(_inner_method_name(inner.method, self._inner_methods))
         attrs["crypto_binding"] = "no"
         attrs["peap_version"] = str(PEAP_VERSION_1)
@@ -506,6 +558,11 @@ class PeapPeer(TunnelPeerBase):
         inner = self._finish_inner(tlvs.result == Result.SUCCESS)
         if tlvs.result != Result.SUCCESS:
             return self._answer(identifier, False, None, self._inner_failed(inner))
+        if inner is None and self._engine.resumed and tlvs.binding is None:
+            # [MS-PEAP] §3.1.5.10 fast reconnect: the server skipped phase 2
+            attrs = {**self._tunnel_attributes("none"), "crypto_binding": "no"}
+            outcome = Outcome(True, "ok", derive_keys(self._engine), None, "", attrs)
+            return self._answer(identifier, True, None, outcome)
         if inner is None or not inner.success:
             reason = inner.reason if inner is not None else "no_inner_method"
             detail = "the server sent Success before the inner method succeeded"
@@ -597,7 +654,7 @@ class PeapPeer(TunnelPeerBase):
 
 
 def peap_authenticator(
-    config: TlsConfig,
+    config: TlsConfig | TlsContext,
     inner: Sequence[MethodFactory[Authenticator]],
     *,
     crypto_binding: CryptoBindingPolicy = "optional",
@@ -616,7 +673,7 @@ def peap_authenticator(
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
         raise ValueError(f"crypto_binding {crypto_binding!r}")
-    context = TlsContext(config, TlsRole.SERVER)
+    context = config if isinstance(config, TlsContext) else TlsContext(config, TlsRole.SERVER)
     methods = list(inner)
 
     def create(ctx: MethodContext) -> Authenticator:
@@ -642,19 +699,23 @@ def peap_peer(
     inner_config: SessionConfig | None = None,
     max_version: int = PEAP_VERSION,
     new_label: bool = False,
+    cache: SessionCache | None = None,
 ) -> MethodFactory[Peer]:
     """A factory for :class:`eapkit.session.PeerSession`: PEAP with the ``inner`` EAP
     methods and the inner ``identity`` (the outer one is the session's, e.g.
     ``anonymous@realm``), answering with version ``min(server's, max_version)``;
-    ``new_label`` is wpa_supplicant's ``peaplabel=1`` (PEAPv1 keys).  The peer keeps no
-    TLS session: every conversation runs phase 2."""
+    ``new_label`` is wpa_supplicant's ``peaplabel=1`` (PEAPv1 keys).  With
+    ``config.resumption`` (the default) the factory keeps the sessions (in ``cache``, or
+    its own) and offers them again: fast reconnect."""
     if max_version not in (PEAP_VERSION, PEAP_VERSION_1):
         raise ValueError(f"PEAP version {max_version!r}")
     if not inner:
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
         raise ValueError(f"crypto_binding {crypto_binding!r}")
-    context = TlsContext(replace(config, resumption=False), TlsRole.PEER)
+    context = TlsContext(config, TlsRole.PEER)
+    if cache is None and config.resumption:
+        cache = SessionCache()
     methods = list(inner)
     inner_identity = identity.encode() if isinstance(identity, str) else bytes(identity)
 
@@ -668,6 +729,7 @@ def peap_peer(
             inner_config=inner_config,
             max_version=max_version,
             new_label=new_label,
+            cache=cache,
         )
 
     return MethodFactory(PEAP, create, "peap")

@@ -38,6 +38,7 @@ from OpenSSL._util import lib as _lib
 from eapkit.errors import ConfigError
 from eapkit.tlsio.certinfo import PeerCertificate
 from eapkit.tlsio.framing import FramingConfig
+from eapkit.tlsio.resume import MemoryResumeRecords, ResumeRecords
 
 __all__ = [
     "DEFAULT_TLS12_CIPHERS",
@@ -114,13 +115,15 @@ class TlsConfig:
     - ``server_name`` (peer): sent as SNI.  ``domain_match`` / ``domain_suffix_match``
       (peer): the server certificate must carry one of these names (wpa_supplicant's
       options of the same name).
-    - ``resumption``: session tickets (TLS 1.2, RFC 5077) and PSK resumption (TLS 1.3).
-    - ``profile``: ``"default"`` (ECDHE + AEAD only) or ``"legacy"`` (adds the CBC and
+    - ``profile: ``"default"`` (ECDHE + AEAD only) or ``"legacy"`` (adds the CBC and
       static-RSA suites of :data:`LEGACY_TLS12_CIPHERS`); ``tls12_ciphers`` (an OpenSSL
       cipher string) overrides the profile's list.  ``groups`` (``"X25519:P-256"``) and
       ``signature_algorithms`` (``"ECDSA+SHA256:RSA-PSS+SHA256"``) are OpenSSL lists;
       ``None`` keeps OpenSSL's defaults.  ``security_level`` sets OpenSSL's
       ``@SECLEVEL`` (``None``: OpenSSL's default, 1 or 2 by build).
+    - ``resumption``: resumption of sessions for ``session_lifetime`` seconds.  The server
+      keeps them (TLS 1.2 session ids, TLS 1.3 tickets that are only an id); off, it
+      issues neither.  The peer keeps what the server gives.
     - ``allow_legacy_versions``: only for tests that must *offer* TLS 1.0/1.1 to prove
       it is refused; it lowers OpenSSL's security level.
     """
@@ -270,6 +273,27 @@ _VERIFY_CALLBACK = _ffi.callback("int (*)(int, X509_STORE_CTX *)", _verify_callb
 InfoCallback = Callable[[SSL.Connection, int, int], None]
 
 
+def _msg_callback(
+    write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any, arg: Any
+) -> None:
+    """Handshake messages in both directions (``SSL_CTX_set_msg_callback``), in plaintext
+    also under TLS 1.3: the engine reads the session ids and tickets from them."""
+    if content_type != 22:  # handshake
+        return
+    try:
+        conn = SSL.Connection._reverse_mapping.get(ssl)
+        note = getattr(conn.get_app_data(), "note_handshake", None) if conn else None
+        if note is not None:
+            note(bool(write_p), bytes(_ffi.buffer(buf, length)))
+    except Exception:  # noqa: S110 - a callback must not unwind through OpenSSL
+        pass
+
+
+_MSG_CALLBACK = _ffi.callback(
+    "void (*)(int, int, int, const void *, size_t, SSL *, void *)", _msg_callback
+)
+
+
 def _info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
     """Record alerts in both directions (``SSL_CB_ALERT``): the exact alert a failed
     handshake sent or received is the reason we report."""
@@ -284,7 +308,9 @@ def _info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
 class TlsContext:
     """A built ``SSL.Context`` for one role, shared by the conversations of a method."""
 
-    def __init__(self, config: TlsConfig, role: TlsRole) -> None:
+    def __init__(
+        self, config: TlsConfig, role: TlsRole, resume_records: ResumeRecords | None = None
+    ) -> None:
         self.config = config
         self.role = role
         self.crls: tuple[x509.CertificateRevocationList, ...] = tuple(_crl(c) for c in config.crls)
@@ -294,6 +320,10 @@ class TlsContext:
             else ()
         )
         self.ssl_context = self._build()
+        # what each resumable session proved (server); see eapkit.tlsio.resume
+        self.resume_records: ResumeRecords = resume_records or MemoryResumeRecords(
+            config.session_lifetime if config.resumption else 0
+        )
         self._described: dict[bytes, PeerCertificate] = {}
 
     def describe(self, cert: x509.Certificate) -> PeerCertificate:
@@ -321,7 +351,9 @@ class TlsContext:
         options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
         if self.is_server:
             options |= SSL.OP_CIPHER_SERVER_PREFERENCE
-        if not cfg.resumption:
+        if not cfg.resumption or self.is_server:
+            # The server's sessions are stateful: a TLS 1.2 session id, or a TLS 1.3
+            # ticket that is only an id (tens of bytes, not ~1 KiB: no extra round).
             options |= SSL.OP_NO_TICKET
         ctx.set_options(options)
         ciphers = cfg.cipher_list
@@ -350,6 +382,8 @@ class TlsContext:
         else:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_info_callback(_info_callback)
+        if self.is_server and cfg.resumption:
+            _lib.SSL_CTX_set_msg_callback(ctx._context, _MSG_CALLBACK)
         return ctx
 
     def _load_identity(self, ctx: SSL.Context) -> None:

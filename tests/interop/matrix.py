@@ -384,6 +384,7 @@ ROWS: tuple[Row, ...] = (
     _peap("peap0-mschapv2-wrong", "wrong password", password="guess", hostapd="REJECT"),
     _peap("peap0-gtc-wrong", "wrong password", "auth=GTC", password="guess", hostapd="REJECT"),
     _peap("peap0-reauth1", "-r 1: fast reconnect", reauth=1),
+    _peap("peap0-reauth2", "-r 2: fast reconnect twice", reauth=2),
     _peap("peap0-reauth2-tls13", "-r 2, TLS 1.3", tls13=True, reauth=2, hostapd="REJECT"),
     _peap("peap0-anon-realm", "outer anonymous@realm", anonymous="anonymous@example.org"),
     _peap("peap0-utf8", "UTF-8 password through MS-CHAPv2", identity=UTF8, password="pässwörd"),
@@ -443,7 +444,6 @@ EXCEPTIONS: dict[str, tuple[Outcome, str]] = {
 }
 
 _PRIVACY = "EAP-TLS identity privacy: the EAP Identity must be one of the certificate's names"
-_RESUME = "TTLS resumption: empty Request after a resumed handshake, then protocol_error"
 
 # Findings of issue 16 not fixed yet: row -> finding.  Strict xfail: a fix flips the row,
 # and the entry must go (then regenerate docs/interop.md).
@@ -455,12 +455,6 @@ KNOWN_GAPS: dict[str, str] = {
     "tls12-user-realm": _PRIVACY,
     "tls13-machine": _PRIVACY,
     "tls12-long-identity": _PRIVACY,
-    "ttls12-pap-reauth1": _RESUME,
-    "ttls13-pap-reauth2": _RESUME,
-    "ttls12-mschapv2-reauth2": _RESUME,
-    "ttls13-eap-mschapv2-reauth1": _RESUME,
-    "tls13-frag40-both": "small session tickets: eapkit's ~1 KiB TLS 1.3 tickets take the"
-    " conversation past the peer's 100 rounds (hostapd: 87)",
 }
 
 # eapkit's outcome today for each row of KNOWN_GAPS (the doc's eapkit column).
@@ -472,11 +466,6 @@ TODAY: dict[str, Outcome] = {
     "tls12-user-realm": "REJECT",
     "tls13-machine": "REJECT",
     "tls12-long-identity": "REJECT",
-    "ttls12-pap-reauth1": "REJECT",
-    "ttls13-pap-reauth2": "REJECT",
-    "ttls12-mschapv2-reauth2": "REJECT",
-    "ttls13-eap-mschapv2-reauth1": "REJECT",
-    "tls13-frag40-both": "FAILURE",
 }
 
 

@@ -150,3 +150,26 @@ def test_v1_peer_accepts_a_tunnelled_success_with_another_identifier() -> None:
     assert a is not None and p is not None
     assert a.success and p.success, (a, p)
     assert a.keys == p.keys
+
+
+@pytest.mark.parametrize("version", [TlsVersion.TLS1_2, TlsVersion.TLS1_3], ids=lambda v: v.label)
+def test_v1_fast_reconnect_skips_phase2(version: TlsVersion) -> None:
+    """A resumed PEAPv1 session whose first login succeeded: the server sends the
+    tunnelled Success at once (hostapd's SUCCESS_REQ), the original user and factors."""
+    context = TlsContext(tls_server(version), TlsRole.SERVER)
+    auth = peap_authenticator(context, inner_authenticators(), max_version=1)
+    peer = peap_peer(tls_peer(version), [inner_peer("mschapv2")], "alice", max_version=1)
+    cfg = SessionConfig(max_rounds=200)
+    convs = [
+        converse(AuthenticatorSession([auth], config=cfg), PeerSession([peer], OUTER, config=cfg))
+        for _ in range(2)
+    ]
+    (a1, p1), (a2, p2) = [(c.authenticator, c.peer) for c in convs]
+    assert a1 is not None and p1 is not None and a2 is not None and p2 is not None
+    assert (a1.success, p1.success, a2.success, p2.success) == (True,) * 4, (a2, p2)
+    assert a2.outcome is not None and p2.outcome is not None
+    assert a2.outcome.attributes["tls_resumed"] == "yes"
+    assert a2.outcome.attributes["peap_version"] == "1"
+    assert a2.user == a1.user == "alice"
+    assert a2.keys == p2.keys and a2.keys != a1.keys
+    assert len(convs[1].transcript) < len(convs[0].transcript)
