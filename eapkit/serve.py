@@ -8,6 +8,8 @@ methods EAP-TLS, EAP-TTLS, PEAP, EAP-MSCHAPv2 and EAP-GTC (those this installati
 Every setting lives in the TOML file (``--config``); the common ones are flags too::
 
     listen = ["127.0.0.1:1812"]
+    accounting_ports = [1813, 1646]    # a Status-Server arriving on these ports gets an
+                                       # Accounting-Response (RFC 5997 §3)
     db = "eapkit.db"
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
@@ -18,7 +20,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # cluster holds them too; eapkit.directory)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
-    pap = true                         # plain RADIUS PAP (and challenge-response)
+    pap = true                         # plain RADIUS: PAP (and challenge-response) and
+                                       # MS-CHAP-V2 (RFC 2548 §2.3)
     gtc = "password"                   # EAP-GTC's first answer: the password (followed
                                        # by the code, or the code in a second round);
                                        # "code": the code alone, for a NAS that already
@@ -83,6 +86,7 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
+from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
@@ -129,6 +133,7 @@ def _optional(table: dict[str, Any], key: str) -> str | None:
 @dataclass
 class ServeConfig:
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 1812)])
+    accounting_ports: frozenset[int] = frozenset({1813, 1646})
     db: Path = Path("eapkit.db")
     log: str = "-"
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -165,6 +170,8 @@ class ServeConfig:
             cfg.listen = [
                 parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
             ]
+        if "accounting_ports" in data:
+            cfg.accounting_ports = frozenset(int(x) for x in data["accounting_ports"])
         if "db" in data:
             cfg.db = p(data["db"])
         cfg.log = str(data.get("log", cfg.log))
@@ -288,6 +295,16 @@ def second_factor_policy(
     return authorize
 
 
+def _plain_second_factor(
+    second: SecondFactors, clients: Sequence[Client]
+) -> Callable[[str, str], bool]:
+    """Does an MS-CHAP-V2 login over plain RADIUS need the code round?  The rule of
+    :func:`second_factor_policy`: yes for a user with a second factor, unless the NAS runs
+    the second factor itself."""
+    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
+    return lambda user, client: client not in nas_enforced and second.needs_code(user)
+
+
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
     """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
@@ -384,13 +401,24 @@ def build_core(
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
     )
-    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
+    plain = (
+        MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
+            users.nt_hash,
+            PapAccess(pap, policy=users.policy, code_check=second.check_code),
+            policy=users.policy,
+            needs_second_factor=_plain_second_factor(second, clients),
+            prompt=second.prompt,
+        )
+        if cfg.pap
+        else None
+    )
     core = RadiusCore(
         ClientTable(clients),
         eap,
         plain=plain,
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
+        accounting_ports=cfg.accounting_ports,
     )
     if cfg.bridge is not None:
         from eapkit.bridge.gate import Bridge  # needs the bridge extra
