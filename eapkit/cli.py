@@ -135,6 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.tls.fragment_size = args.fragment_size
     if args.tls_max:
         cfg.tls.max_version = args.tls_max
+    if args.tls_profile:
+        cfg.tls.profile = args.tls_profile
     make_dirs(cfg)
     if cfg.tls.cert is None and cfg.tls.key is None:
         pki_dir = cfg.db.parent / "eapkit-pki"
@@ -237,6 +239,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         key=Path(args.key) if args.key else None,
         ca=Path(args.ca) if args.ca else None,
         tls=args.tls,
+        tls_profile=args.tls_profile or "default",
+        peap_version=args.peap_version,
+        peap_label=args.peap_label,
         fragment_size=args.fragment_size,
         timeout=args.timeout,
         server_name=args.server_name,
@@ -293,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--fragment-size", type=int)
     srv.add_argument("--tls-max", choices=["1.2", "1.3"])
     srv.add_argument(
+        "--tls-profile", choices=["default", "legacy"], help="legacy: also CBC/static-RSA suites"
+    )
+    srv.add_argument(
         "--demo-user", metavar="NAME:PASSWORD", help="add this user if missing (visible in ps)"
     )
     srv.add_argument(
@@ -328,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--ca", help="CA to verify the server certificate")
     prb.add_argument("--server-name", help="name the server certificate must carry")
     prb.add_argument("--tls", choices=["1.2", "1.3"])
+    prb.add_argument(
+        "--tls-profile", choices=["default", "legacy"], help="legacy: also CBC/static-RSA suites"
+    )
+    prb.add_argument("--peap-version", type=int, choices=[0, 1], default=0)
+    prb.add_argument(
+        "--peap-label",
+        type=int,
+        choices=[0, 1],
+        default=0,
+        help="1: PEAPv1 'client PEAP encryption' keys",
+    )
     prb.add_argument("--fragment-size", type=int)
     prb.add_argument("--timeout", type=float, default=3.0)
     prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")

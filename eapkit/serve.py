@@ -38,6 +38,14 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
+    profile = "default"                # "legacy": also the CBC and static-RSA TLS 1.2
+                                       # suites old peers need (AES128-SHA, ...)
+    # ciphers = "ECDHE+AESGCM"         # TLS 1.2 cipher list (OpenSSL syntax), instead
+                                       # of the profile's
+    # groups = "X25519:P-256"          # key exchange groups (OpenSSL's default if unset)
+    # signature_algorithms = "ECDSA+SHA256:RSA-PSS+SHA256:RSA+SHA256"
+    # security_level = 1               # OpenSSL @SECLEVEL
+    peap_version = 1                   # highest PEAP version offered (0 or 1)
     resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
                                        # TTLS/PEAP login skips phase 2 only if it had
                                        # succeeded); 0: no session ids, no tickets
@@ -110,6 +118,16 @@ class TlsFiles:
     min_version: str = "1.2"
     max_version: str = "1.3"
     resume_lifetime: int = 3600
+    profile: str = "default"
+    ciphers: str | None = None
+    groups: str | None = None
+    signature_algorithms: str | None = None
+    security_level: int | None = None
+    peap_version: int = 1
+
+
+def _optional(table: dict[str, Any], key: str) -> str | None:
+    return str(table[key]) if key in table else None
 
 
 @dataclass
@@ -187,7 +205,15 @@ class ServeConfig:
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
             resume_lifetime=int(tls.get("resume_lifetime", 3600)),
+            profile=str(tls.get("profile", "default")),
+            ciphers=_optional(tls, "ciphers"),
+            groups=_optional(tls, "groups"),
+            signature_algorithms=_optional(tls, "signature_algorithms"),
+            security_level=int(tls["security_level"]) if "security_level" in tls else None,
+            peap_version=int(tls.get("peap_version", 1)),
         )
+        if cfg.tls.peap_version not in (0, 1):
+            raise ConfigError("[tls] peap_version is 0 or 1")
         if cfg.tls.resume_lifetime < 0:
             raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
         for entry in data.get("clients", []):
@@ -298,6 +324,11 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         crls=[c.read_bytes() for c in cfg.tls.crl],
         min_version=min_v,
         max_version=max_v,
+        profile=cfg.tls.profile,
+        tls12_ciphers=cfg.tls.ciphers,
+        groups=cfg.tls.groups,
+        signature_algorithms=cfg.tls.signature_algorithms,
+        security_level=cfg.tls.security_level,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
         resumption=cfg.tls.resume_lifetime > 0,
         session_lifetime=max(cfg.tls.resume_lifetime, 1),
@@ -322,6 +353,7 @@ def server_context(
         password_and_code=pap,
         code=code,
         gtc=cfg.gtc,
+        peap_version=cfg.tls.peap_version,
     )
 
 

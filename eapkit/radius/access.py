@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eapkit.errors import DecodeError
@@ -247,4 +247,14 @@ def _decision(result: Result, conv: _Conversation, now: float) -> Decision:
         duration=now - conv.started,
         session_id=result.keys.session_id.hex() if result.keys else "",
         detail=result.detail,
+        tls=_tls_fields(outcome.attributes) if outcome else None,
     )
+
+
+_TLS_FIELDS = ("tls_version", "tls_cipher", "tls_alert_sent", "tls_alert_received")
+
+
+def _tls_fields(attributes: Mapping[str, str]) -> dict[str, str] | None:
+    """The TLS facts a TLS-based method reported (eapkit.tlsio.method), for the log."""
+    fields = {k: attributes[k] for k in _TLS_FIELDS if k in attributes}
+    return fields or None
