@@ -17,6 +17,7 @@ keep: such requests are rejected with the reason ``chap_unsupported``.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class _Pending:
     user: str
     expires: float
     started: float
+    client: str = ""  # the client entry that got the challenge: only it may answer
 
 
 @dataclass
@@ -58,6 +60,7 @@ class PapAccess:
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""  # names the worker process holding the challenge
     _pending: OrderedDict[bytes, _Pending] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
         started = now
@@ -76,8 +79,11 @@ class PapAccess:
             return self._reject(client, user, "malformed", now, started)
         state = request.get(Attr.STATE)
         if state is not None:
-            pending = self._pending.pop(state, None)
-            if pending is None or pending.user != user:
+            with self._lock:
+                pending = self._pending.get(state)
+                if pending is not None and pending.client == client:
+                    del self._pending[state]
+            if pending is None or pending.user != user or pending.client != client:
                 return self._reject(client, user, "unknown_state", now, started)
             code_check = self.code_check
             if code_check is None and isinstance(self.check, TwoRoundCheck):
@@ -88,10 +94,11 @@ class PapAccess:
             return self._final(verdict, client, user, now, pending.started, "pap+challenge")
         verdict = self.check(user, password, now)
         if verdict.reason == CHALLENGE:
-            if len(self._pending) >= self.max_pending:
-                return self._reject(client, user, "too_many_conversations", now, started)
             state = self.state_prefix + self.random.random_bytes(16)
-            self._pending[state] = _Pending(verdict.user or user, now + self.ttl, now)
+            with self._lock:
+                if len(self._pending) >= self.max_pending:  # the oldest challenge goes
+                    self._pending.popitem(last=False)
+                self._pending[state] = _Pending(verdict.user or user, now + self.ttl, now, client)
             prompt = (verdict.detail or "One-time code: ").encode()[:253]
             return AccessReply(
                 Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, prompt), (Attr.STATE, state)]
@@ -99,11 +106,12 @@ class PapAccess:
         return self._final(verdict, client, user, now, now, "pap")
 
     def _expire(self, now: float) -> None:
-        while self._pending:
-            state, pending = next(iter(self._pending.items()))
-            if pending.expires > now:
-                return
-            del self._pending[state]
+        with self._lock:
+            while self._pending:
+                state, pending = next(iter(self._pending.items()))
+                if pending.expires > now:
+                    return
+                del self._pending[state]
 
     def _final(
         self, verdict: Verdict, client: str, user: str, now: float, started: float, method: str
