@@ -19,6 +19,7 @@ from eapkit.radius.packet import Attribute, Code, Packet, decode, encode_request
 from tests.conftest import free_udp_port
 from tests.interop.tools import Daemon
 
+EAPKIT = (sys.executable, "-m", "eapkit")
 SECRET_A = "secret-of-nas-a"  # 127.0.0.1
 SECRET_B = "secret-of-nas-b"  # 127.0.0.2
 
@@ -61,8 +62,7 @@ class Server:
         db = self.workdir / "eapkit.db"
         for name, password in self.users:
             subprocess.run(
-                [sys.executable, "-m", "eapkit", "user", "add", name, "--password", password]
-                + ["--db", str(db)],
+                [*EAPKIT, "user", "add", name, "--password", password, "--db", str(db)],
                 check=True,
                 capture_output=True,
             )
