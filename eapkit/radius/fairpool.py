@@ -13,7 +13,9 @@ Access-Request (:meth:`eapkit.radius.core.RadiusCore.admit`) to this pool::
 - one queue per client, at most ``per_client`` jobs in it: past that :meth:`submit`
   refuses (the front drops the request, ``queue_full``; the NAS retransmits);
 - clients are served round-robin, one job each in turn, so a client flooding the
-  server waits behind itself, not others;
+  server waits behind itself, not others; and one client runs at most ``per_client_running``
+  jobs at once (half the threads by default), so a thread is free for the next
+  client's request as soon as it arrives;
 - a job that could not start within ``deadline`` seconds of its submission is not run:
   its ``expired`` callable runs instead (``queue_timeout``): the NAS has retransmitted
   by then, and running a stale request would only delay fresh ones;
@@ -39,6 +41,7 @@ log = logging.getLogger("eapkit.radius")
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    client: str
     deadline: float
     run: Callable[[], None]
     expired: Callable[[], None]
@@ -53,6 +56,7 @@ class FairPool:
         *,
         per_client: int = 64,
         deadline: float = 2.0,
+        per_client_running: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if threads < 1 or per_client < 1 or deadline <= 0:
@@ -60,7 +64,9 @@ class FairPool:
         self.threads = threads
         self.per_client = per_client
         self.deadline = deadline
+        self.per_client_running = per_client_running or max(1, threads // 2)
         self.clock = clock
+        self._running: dict[str, int] = {}
         self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
@@ -84,7 +90,7 @@ class FairPool:
                 queue = self._queues[client] = deque()
             elif len(queue) >= self.per_client:
                 return False
-            queue.append(_Job(self.clock() + self.deadline, run, expired))
+            queue.append(_Job(client, self.clock() + self.deadline, run, expired))
             if len(self._workers) < self.threads:  # started lazily: safe before a fork
                 worker = threading.Thread(target=self._serve, name="eapkit-check", daemon=True)
                 self._workers.append(worker)
@@ -92,18 +98,24 @@ class FairPool:
             self._cond.notify()
         return True
 
+    def _eligible(self) -> str | None:
+        """The first client, in round-robin order, with work and a running slot."""
+        cap = self.per_client_running
+        return next((c for c in self._queues if self._running.get(c, 0) < cap), None)
+
     def _next(self) -> _Job | None:
         with self._cond:
-            while not self._queues:
-                if self._closed:
+            while (client := self._eligible()) is None:
+                if self._closed and not self._queues:
                     return None
                 self._cond.wait()
-            client, queue = next(iter(self._queues.items()))
+            queue = self._queues[client]
             job = queue.popleft()
             if queue:
                 self._queues.move_to_end(client)  # its next job waits for the others' turn
             else:
                 del self._queues[client]
+            self._running[client] = self._running.get(client, 0) + 1
             self.busy += 1
             return job
 
@@ -119,6 +131,12 @@ class FairPool:
             finally:
                 with self._cond:
                     self.busy -= 1
+                    left = self._running[job.client] - 1
+                    if left:
+                        self._running[job.client] = left
+                    else:
+                        del self._running[job.client]
+                    self._cond.notify_all()  # a client may have become eligible
 
     def close(self, timeout: float = 5.0) -> None:
         """Run what is queued, then stop the threads (waiting ``timeout`` at most)."""
