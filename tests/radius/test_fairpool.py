@@ -4,6 +4,7 @@ deadline to start; a client runs at most ``per_client_running`` jobs at once."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,8 +46,12 @@ def test_queued_jobs_are_served_round_robin(submissions: list[str]) -> None:
     pool = FairPool(1, per_client=64)
     served: list[tuple[str, int]] = []
     release = _blocked(pool)
+
+    def job(client: str, i: int) -> Callable[[], None]:
+        return lambda: served.append((client, i))
+
     for i, client in enumerate(submissions):
-        assert pool.submit(client, lambda c=client, i=i: served.append((c, i)), lambda: None)
+        assert pool.submit(client, job(client, i), lambda: None)
     release.set()
     pool.close()
     assert served == _round_robin(submissions)
