@@ -255,8 +255,8 @@ class RadiusCore:
         with self._lock:
             seen = self._unknown.get(host)
             if seen is None:
-                if len(self._unknown) >= 4096:  # forget quiet addresses first
-                    for old in [h for h, v in self._unknown.items() if v[0] <= now][:1024]:
+                if len(self._unknown) >= 4096:  # bounded: forget the oldest addresses
+                    for old in list(self._unknown)[:1024]:
                         del self._unknown[old]
                 seen = self._unknown[host] = [0.0, 0]
             seen[1] += 1

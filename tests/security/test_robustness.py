@@ -12,6 +12,7 @@ a running ``eapkit serve`` (real sockets on loopback):
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import signal
@@ -224,3 +225,18 @@ def test_store_down_mid_login_is_a_reject_store_unavailable(tmp_path: Path) -> N
         if redis.poll() is None:
             redis.kill()
             redis.wait(5)
+
+
+def test_unknown_client_summaries_stay_bounded_under_spoofed_sources() -> None:
+    """Many spoofed source addresses: the per-address summary table stays bounded."""
+    from eapkit.radius.clients import Client, ClientTable
+    from eapkit.radius.core import DecisionLog, RadiusCore
+
+    log = io.StringIO()
+    core = RadiusCore(
+        ClientTable([Client.of("127.0.0.1/32", "s")]), None, decisions=DecisionLog(log)
+    )
+    for i in range(10_000):
+        core.receive(b"x", (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 1812), 1.0)
+    assert len(core._unknown) <= 4096
+    assert core.stats["unknown_client"] == 10_000
