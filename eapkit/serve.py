@@ -228,6 +228,8 @@ class ServeConfig:
                 )
             except (KeyError, ValueError) as exc:
                 raise ConfigError(f"bad [[clients]] entry: {exc}") from None
+        if len({c.name for c in cfg.clients}) != len(cfg.clients):
+            raise ConfigError("two [[clients]] entries have the same name")
         return cfg
 
 

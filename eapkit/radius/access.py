@@ -12,9 +12,17 @@ One EAP conversation spans several Access-Request / Access-Challenge rounds; the
                     or Access-Reject  EAP-Message(Failure) Reply-Message
 
 - ``State`` is 16 random octets (plus an optional routing prefix), valid for
-  ``ttl`` seconds after the last round; at most ``max_conversations`` live at once, the
-  oldest idle ones are dropped first.  A request naming an unknown or expired State is
-  rejected.
+  ``ttl`` seconds after the last round, and bound to the client entry that started the
+  conversation: a request naming an unknown or expired State, or another client's, is
+  rejected (``unknown_state``).
+- At most ``max_conversations`` live at once.  A new conversation never waits for room:
+  when its client already holds ``client_share`` of the table, that client's own oldest
+  idle conversation is evicted; otherwise, when the table is full, the oldest idle
+  conversation of all is.  So one NAS (or one flooding peer behind it) cannot take the
+  table from the others, and a login in progress is evicted only after every
+  conversation idle for longer (counted as ``evicted``, not logged one by one).
+- Threads: the table is under a lock, and each conversation has a lock of its own, so
+  one conversation is run by one thread at a time, round after round.
 - The Accept carries the MSK as MS-MPPE-Recv-Key (MSK[0:32]) and MS-MPPE-Send-Key
   (MSK[32:64]) (RFC 2548 §2.4, RFC 3580 §3.16), the Session-Id as EAP-Key-Name
   (RFC 4072 §2.4), the authenticated (inner) identity as User-Name, a Class, and the
@@ -30,6 +38,7 @@ This module is sans-I/O like the layers below it: packets in, replies out, time 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +57,7 @@ from eapkit.radius.reply import (
 )
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
+from eapkit.store.base import StoreUnavailable
 
 __all__ = ["EapAccess"]
 
@@ -63,6 +73,7 @@ class _Conversation:
     expires: float
     client: str
     nas_user_name: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -80,6 +91,7 @@ class EapAccess:
     )
     ttl: float = 60.0
     max_conversations: int = 10_000
+    client_share: float = 0.5  # of max_conversations, that one client may hold
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""
     # A last word on a successful conversation: a reason to refuse it, or None.  The
@@ -88,7 +100,10 @@ class EapAccess:
     # Told about conversations that ended without a verdict (the peer went away).
     on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
+    _owned: dict[str, OrderedDict[bytes, None]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     discarded: int = 0
+    evicted: int = 0
 
     @property
     def live(self) -> int:
@@ -97,16 +112,50 @@ class EapAccess:
     def expire(self, now: float) -> int:
         """Forget conversations idle past their ``ttl`` (each is reported to
         ``on_abandoned`` as an ``abandoned`` decision); returns how many."""
-        n = 0
-        while self._table:
-            state, conv = next(iter(self._table.items()))
-            if conv.expires > now:
-                break
-            del self._table[state]
-            n += 1
-            if self.on_abandoned is not None:
+        gone: list[_Conversation] = []
+        with self._lock:
+            while self._table:
+                state, conv = next(iter(self._table.items()))
+                if conv.expires > now:
+                    break
+                self._forget(state)
+                gone.append(conv)
+        if self.on_abandoned is not None:
+            for conv in gone:
                 self.on_abandoned(_abandoned(conv, now))
-        return n
+        return len(gone)
+
+    # -- the table (callers hold self._lock) ---------------------------------------------
+
+    def _put(self, state: bytes, conv: _Conversation) -> None:
+        self._table[state] = conv
+        self._table.move_to_end(state)
+        owned = self._owned.setdefault(conv.client, OrderedDict())
+        owned[state] = None
+        owned.move_to_end(state)
+
+    def _forget(self, state: bytes) -> _Conversation | None:
+        conv = self._table.pop(state, None)
+        if conv is not None:
+            owned = self._owned.get(conv.client)
+            if owned is not None:
+                owned.pop(state, None)
+                if not owned:
+                    del self._owned[conv.client]
+        return conv
+
+    def _make_room(self, client: str) -> None:
+        """Evict for a new conversation from ``client`` (see the module docstring)."""
+        share = max(1, int(self.max_conversations * self.client_share))
+        owned = self._owned.get(client)
+        if owned is not None and len(owned) >= share:
+            victim = next(iter(owned))
+        elif len(self._table) >= self.max_conversations and self._table:
+            victim = next(iter(self._table))
+        else:
+            return
+        self._forget(victim)
+        self.evicted += 1
 
     def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
         """The reply to one Access-Request with EAP-Message, or None to stay silent
@@ -116,13 +165,15 @@ class EapAccess:
         self.expire(now)
         state = request.get(Attr.STATE)
         if state is not None:
-            conv = self._table.get(state)
-            if conv is None:
+            with self._lock:
+                conv = self._table.get(state)
+                if conv is not None and conv.client == client:
+                    self._put(state, conv)
+                    conv.expires = now + self.ttl
+            if conv is None or conv.client != client:  # unknown, expired or not this NAS's
                 return self._reject_stray(eap, client, now, "unknown_state")
-            self._table.move_to_end(state)
-            conv.expires = now + self.ttl
         else:
-            if len(self._table) >= self.max_conversations:
+            if self.max_conversations <= 0:
                 return self._reject_stray(eap, client, now, "too_many_conversations")
             session = AuthenticatorSession(
                 self.methods, config=self.session_config, now=now, random=self.random
@@ -132,12 +183,36 @@ class EapAccess:
                 "utf-8", "backslashreplace"
             )
             state = self.state_prefix + self.random.random_bytes(STATE_SIZE)
+        with conv.lock:  # one thread at a time per conversation, rounds in order
+            return self._round(request, eap, secret, client, now, state, conv)
+
+    def _round(
+        self,
+        request: Packet,
+        eap: bytes,
+        secret: bytes,
+        client: str,
+        now: float,
+        state: bytes,
+        conv: _Conversation,
+    ) -> AccessReply | None:
         try:
             action = conv.session.receive(eap)
         except Exception as exc:  # a backend or method bug: fail closed, keep serving
-            log.exception("EAP conversation from %s failed", client)
-            self._table.pop(state, None)
-            reply = self._reject_stray(eap, client, now, "internal_error")
+            unavailable = isinstance(exc, StoreUnavailable)
+            if unavailable:
+                log.warning("EAP conversation from %s: store unavailable", client)
+            else:
+                log.warning(
+                    "EAP conversation from %s failed: %s",
+                    client,
+                    type(exc).__name__,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+            with self._lock:
+                self._forget(state)
+            reason = "store_unavailable" if unavailable else "internal_error"
+            reply = self._reject_stray(eap, client, now, reason)
             if reply.decision is not None:
                 reply.decision.detail = type(exc).__name__
             return reply
@@ -147,9 +222,13 @@ class EapAccess:
                 return self._reject_stray(eap, client, now, "not_an_identity_response")
             return None
         if isinstance(action, Finished):
-            self._table.pop(state, None)
+            with self._lock:
+                self._forget(state)
             return self._final(action, conv, request, secret, now)
-        self._table[state] = conv
+        with self._lock:
+            if state not in self._table:
+                self._make_room(client)
+            self._put(state, conv)
         return AccessReply(
             Code.ACCESS_CHALLENGE,
             [*eap_message_attributes(action.packet), (Attr.STATE, state)],

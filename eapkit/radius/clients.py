@@ -46,6 +46,10 @@ class ClientTable:
     """Finds the most specific client entry for a source address."""
 
     def __init__(self, clients: Sequence[Client]) -> None:
+        names = [c.name for c in clients]
+        if len(set(names)) != len(names):
+            # conversations are bound to their client by name: names must be unique
+            raise ValueError("two client entries have the same name")
         self._clients = sorted(clients, key=lambda c: c.network.prefixlen, reverse=True)
         self._cache: dict[str, Client | None] = {}
 

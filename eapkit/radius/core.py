@@ -33,6 +33,18 @@ lives here::
   port the request arrived on);
 - :meth:`RadiusCore.expire` forgets conversations and challenges that timed out: the
   fronts call it on a timer, so an abandoned login is logged when it expires;
+- every request ends in a reply or a logged drop: a check that raises becomes an
+  Access-Reject (``store_unavailable`` when the store is down, else ``internal_error``,
+  its traceback in the debug log only); a reply over 4096 octets (many Proxy-State
+  attributes) is not sent, as FreeRADIUS does, and the drop (``reply_too_large``) is
+  cached so a retransmission does not run the login again;
+- datagrams from unknown addresses are summed up: one log line per address per
+  ``unknown_log_interval`` seconds, with the count;
+- the work is split for fronts that run checks off the receiving thread:
+  :meth:`RadiusCore.admit` does the cheap part (client, decoding, duplicates,
+  Status-Server, accounting) and returns an :class:`Admitted` Access-Request that
+  :meth:`RadiusCore.run` answers, on any thread; a retransmission of a request in
+  progress is absorbed (``duplicate_in_progress``);
 - an optional approval gate (:mod:`eapkit.bridge`) may hold an Access-Accept until the
   user approves the login elsewhere: the core returns a :class:`Hold`, absorbs the NAS's
   retransmissions, and the front sends the Accept, or a Reject, that
@@ -47,6 +59,7 @@ import ipaddress
 import json
 import logging
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,6 +73,7 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.dictionary import AcctStatusType, Attr
 from eapkit.radius.packet import (
+    MAX_PACKET_SIZE,
     Attribute,
     Code,
     Packet,
@@ -68,8 +82,10 @@ from eapkit.radius.packet import (
     encode_reply,
 )
 from eapkit.radius.reply import REJECT_MESSAGE, AccessReply
+from eapkit.store.base import StoreUnavailable
 
 __all__ = [
+    "Admitted",
     "ApprovalGate",
     "DecisionLog",
     "Drop",
@@ -119,6 +135,16 @@ class Drop:
 
 
 Handled = Reply | Hold | Drop
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An Access-Request past the cheap checks, waiting for :meth:`RadiusCore.run`
+    (its duplicate key is marked in progress until then)."""
+
+    request: Packet
+    client: Client
+    key: DuplicateKey
 
 
 class DecisionLog:
@@ -202,6 +228,10 @@ class RadiusCore:
         default_factory=OrderedDict, repr=False
     )
     stats: dict[str, int] = field(default_factory=dict)
+    unknown_log_interval: float = 60.0
+    _in_progress: set[DuplicateKey] = field(default_factory=set, repr=False)
+    _unknown: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.eap is not None and self.eap.on_abandoned is None:
@@ -209,7 +239,8 @@ class RadiusCore:
 
     def count(self, what: str) -> None:
         """Add one to the statistic ``what`` (fronts count their own events here)."""
-        self.stats[what] = self.stats.get(what, 0) + 1
+        with self._lock:
+            self.stats[what] = self.stats.get(what, 0) + 1
 
     def set_state_prefix(self, prefix: bytes) -> None:
         """Put ``prefix`` in front of every State this core sends (EAP conversations and
@@ -227,6 +258,40 @@ class RadiusCore:
         )
         return Drop(what)
 
+    def _unknown_client(self, host: str, now: float) -> Drop:
+        """Count a datagram from an unknown address; log one summary line (and one
+        decision line) per address per ``unknown_log_interval`` (RFC 2865 §3 says drop
+        it; a flood must not flood the logs too)."""
+        self.count("unknown_client")
+        with self._lock:
+            seen = self._unknown.get(host)
+            if seen is None:
+                if len(self._unknown) >= 4096:  # bounded: forget the oldest addresses
+                    for old in list(self._unknown)[:1024]:
+                        del self._unknown[old]
+                seen = self._unknown[host] = [0.0, 0]
+            seen[1] += 1
+            if seen[0] > now:
+                return Drop("unknown_client")
+            count = int(seen[1])
+            seen[0], seen[1] = now + self.unknown_log_interval, 0
+        log.warning(
+            "dropped %d datagram(s) from unknown client %s (one line per %gs)",
+            count,
+            host,
+            self.unknown_log_interval,
+        )
+        self.decisions.write(
+            {
+                "time": round(now, 3),
+                "event": "dropped",
+                "client": host,
+                "reason": "unknown_client",
+                "count": count,
+            }
+        )
+        return Drop("unknown_client")
+
     def expire(self, now: float) -> int:
         """Forget EAP conversations and plain challenges idle past their time (each
         abandoned conversation goes to the decision log); fronts call this on a timer.
@@ -235,7 +300,8 @@ class RadiusCore:
         expire_plain = getattr(self.plain, "expire", None)
         if callable(expire_plain):
             expire_plain(now)
-        self._expire_replies(now)
+        with self._lock:
+            self._expire_replies(now)
         return n
 
     def receive(
@@ -243,15 +309,26 @@ class RadiusCore:
     ) -> Handled:
         """:meth:`handle` for raw bytes from ``source`` (host, port), received on
         ``local_port``: unknown clients and undecodable bytes are dropped first."""
+        admitted = self.admit(data, source, now, local_port=local_port)
+        if isinstance(admitted, Admitted):
+            return self.run(admitted, now)
+        return admitted
+
+    def admit(
+        self, data: bytes, source: tuple[str, int], now: float, *, local_port: int = 0
+    ) -> Handled | Admitted:
+        """The cheap part of :meth:`receive`, for the thread that reads datagrams:
+        unknown clients, undecodable bytes, duplicates, Status-Server and accounting are
+        answered here; an Access-Request comes back :class:`Admitted` for :meth:`run`."""
         host = source[0]
         client = self.clients.find(host)
         if client is None:
-            return self._drop("unknown_client", host, now)
+            return self._unknown_client(host, now)
         try:
             request = decode(data)
         except DecodeError as exc:
             return self._drop("malformed", host, now, str(exc))
-        return self.handle(request, client, now, source=source, local_port=local_port)
+        return self._admit(request, client, now, source, local_port)
 
     def handle(
         self,
@@ -264,25 +341,125 @@ class RadiusCore:
     ) -> Handled:
         """What to do with ``request`` from ``client``; ``source`` (host, port) keys the
         duplicate cache (RFC 5080 §2.2.2); ``local_port`` is the port it arrived on."""
+        admitted = self._admit(request, client, now, source, local_port)
+        if isinstance(admitted, Admitted):
+            return self.run(admitted, now)
+        return admitted
+
+    def _admit(
+        self,
+        request: Packet,
+        client: Client,
+        now: float,
+        source: tuple[str, int],
+        local_port: int = 0,
+    ) -> Handled | Admitted:
         host = source[0]
         key = (host, source[1], request.identifier, request.authenticator)
-        self._expire_replies(now)
-        cached = self._replies.get(key)
+        with self._lock:
+            self._expire_replies(now)
+            cached = self._replies.get(key)
+            held = key in self._held
+            running = key in self._in_progress
+            fresh = cached is None and not held and not running
+            if fresh and request.code == Code.ACCESS_REQUEST:
+                self._in_progress.add(key)
+                return Admitted(request, client, key)
         if cached is not None:
             self.count("duplicate")
-            return Reply(cached[1])
-        if key in self._held:
+            return Reply(cached[1]) if cached[1] else Drop("duplicate_dropped")
+        if held:
             self.count("duplicate_held")  # the NAS retransmits while the user decides
             return Drop("duplicate_held")
-        handled = self._dispatch(request, client, host, now, local_port)
-        if isinstance(handled, Hold):
-            handled.key = key
-            self._held.add(key)
-        elif isinstance(handled, Reply):
-            self._replies[key] = (now + self.duplicate_ttl, handled.data)
-            if len(self._replies) > self.duplicate_cap:
-                self._replies.popitem(last=False)
+        if running:
+            self.count("duplicate_in_progress")  # the NAS retransmits while a check runs
+            return Drop("duplicate_in_progress")
+        return self._remember(key, self._dispatch(request, client, host, now, local_port), now)
+
+    def run(self, admitted: Admitted, now: float) -> Handled:
+        """Answer an :class:`Admitted` Access-Request (any thread): never raises; a
+        failing check ends in a Reject with a reason (fail closed)."""
+        request, client, key = admitted.request, admitted.client, admitted.key
+        try:
+            try:
+                handled = self._dispatch(request, client, key[0], now)
+            except Exception as exc:  # one bad request must not stop the server
+                handled = self._failed(request, client, now, exc)
+            return self._remember(key, handled, now)
+        finally:
+            with self._lock:
+                self._in_progress.discard(key)
+
+    def abandon(self, admitted: Admitted, reason: str, now: float) -> Drop:
+        """An Admitted request the front will not run (its queue was full or it waited
+        past its deadline): counted, and the NAS's retransmission may try again."""
+        with self._lock:
+            self._in_progress.discard(admitted.key)
+        self.count(reason)
+        return Drop(reason)
+
+    def _remember(self, key: DuplicateKey, handled: Handled, now: float) -> Handled:
+        with self._lock:
+            if isinstance(handled, Hold):
+                handled.key = key
+                self._held.add(key)
+            elif isinstance(handled, Reply) or handled.reason == "reply_too_large":
+                data = handled.data if isinstance(handled, Reply) else b""
+                self._replies[key] = (now + self.duplicate_ttl, data)
+                if len(self._replies) > self.duplicate_cap:
+                    self._replies.popitem(last=False)
         return handled
+
+    def _failed(self, request: Packet, client: Client, now: float, exc: Exception) -> Handled:
+        """The Reject for a request whose check raised: ``store_unavailable`` or
+        ``internal_error``; one log line, the traceback only in the debug log."""
+        reason = "store_unavailable" if isinstance(exc, StoreUnavailable) else "internal_error"
+        log.warning(
+            "%s handling a request from %s: %s",
+            reason,
+            client.name,
+            type(exc).__name__,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        attrs: list[Attribute] = []
+        eap = request.eap_message()
+        if eap is not None:
+            identifier = eap[1] if len(eap) >= 2 else 0
+            attrs += eap_message_attributes(Failure(identifier).encode())
+        attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
+        user = (request.get(Attr.USER_NAME) or b"").decode("utf-8", "backslashreplace")
+        encoded = self._encoded(Code.ACCESS_REJECT, request, attrs, client, now)
+        sent = isinstance(encoded, Reply)
+        if isinstance(encoded, Drop):
+            reason = encoded.reason
+        self.decisions.write(
+            {
+                "time": round(now, 3),
+                "client": client.name,
+                "user": user,
+                "result": "reject" if sent else "dropped",
+                "reason": reason,
+                "detail": type(exc).__name__,
+            }
+        )
+        if sent:
+            self.count("reject")
+        return encoded
+
+    def _encoded(
+        self, code: Code, request: Packet, attributes: list[Attribute], client: Client, now: float
+    ) -> Reply | Drop:
+        """The encoded reply, or a drop when it would exceed 4096 octets (RFC 2865 §3):
+        FreeRADIUS refuses to encode such a reply and sends nothing, so do we."""
+        try:
+            data = encode_reply(code, request, attributes, client.secret)
+        except ValueError:
+            data = b""
+        if 0 < len(data) <= MAX_PACKET_SIZE:
+            return Reply(data)
+        self.count("reply_too_large")
+        log.warning("dropped a reply to %s: reply_too_large (code %d)", client.name, int(code))
+        return Drop("reply_too_large")
 
     def _expire_replies(self, now: float) -> None:
         replies = self._replies
@@ -296,7 +473,8 @@ class RadiusCore:
         """The reply to a held Accept once its approval is ``approved`` (the Accept) or
         anything else (the Reject); retransmissions later get it from the duplicate
         cache."""
-        self._held.discard(held.key)
+        with self._lock:
+            self._held.discard(held.key)
         approved = outcome == "approved"
         record = dict(held.record)
         record.update(
@@ -308,7 +486,8 @@ class RadiusCore:
         self.decisions.write(record)
         self.count(str(record["result"]))
         reply = held.accept if approved else held.reject
-        self._replies[held.key] = (now + self.duplicate_ttl, reply)
+        with self._lock:
+            self._replies[held.key] = (now + self.duplicate_ttl, reply)
         return reply
 
     def _dispatch(
@@ -361,16 +540,23 @@ class RadiusCore:
         if reply is None:
             self.count("silently_discarded")
             return Drop("silently_discarded")
+        encoded = self._encoded(reply.code, request, reply.attributes, client, now)
         if reply.decision is not None:
             record = reply.decision.as_dict()
             record["cpu_ms"] = round((self.cpu_clock() - started) * 1000, 3)
+            if isinstance(encoded, Drop):  # never log an accept that was not sent
+                record.update(result="dropped", reason=encoded.reason)
+                self.decisions.write(record)
+                return encoded
             if self.approval is not None and reply.code == Code.ACCESS_ACCEPT:
                 held = self._hold(request, reply, secret, client.name, record, now)
                 if held is not None:
                     return held
+                if reply.code != Code.ACCESS_ACCEPT:  # the gate refused: a Reject now
+                    encoded = self._encoded(reply.code, request, reply.attributes, client, now)
             self.decisions.write(record)
-            self.count(reply.decision.result)
-        return Reply(encode_reply(reply.code, request, reply.attributes, secret))
+            self.count(str(record["result"]))
+        return encoded
 
     def _hold(
         self,

@@ -188,7 +188,7 @@ class MsChapAccess:
             if pap is None or pap.pending >= pap.max_pending:
                 return self._reject(client, user, "second_factor_required", now, [], method)
             prompt = self.prompt(user) if self.prompt is not None else ""
-            return pap.code_round(user, prompt, now, success, f"{method}+challenge")
+            return pap.code_round(user, prompt, now, success, f"{method}+challenge", client=client)
         decision = Decision(now, client, user, user, method, "", "accept", "ok", 1, 0.0, "")
         attrs = accept_attributes(user, self.policy(user) if self.policy else None, self.random)
         attrs += success(secret, request.authenticator)

@@ -17,6 +17,7 @@ keep: such requests are rejected with the reason ``chap_unsupported``.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class _Pending:
     user: str
     expires: float
     started: float
+    client: str = ""  # the client entry that got the challenge: only it may answer
     accept_extra: AcceptExtra | None = None
     method: str = "pap+challenge"
 
@@ -66,6 +68,7 @@ class PapAccess:
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""  # names the worker process holding the challenge
     _pending: OrderedDict[bytes, _Pending] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
         started = now
@@ -84,8 +87,11 @@ class PapAccess:
             return self._reject(client, user, "malformed", now, started)
         state = request.get(Attr.STATE)
         if state is not None:
-            pending = self._pending.pop(state, None)
-            if pending is None or pending.user != user:
+            with self._lock:
+                pending = self._pending.get(state)
+                if pending is not None and pending.client == client:
+                    del self._pending[state]
+            if pending is None or pending.user != user or pending.client != client:
                 return self._reject(client, user, "unknown_state", now, started)
             code_check = self.code_check
             if code_check is None and isinstance(self.check, TwoRoundCheck):
@@ -99,9 +105,7 @@ class PapAccess:
             return reply
         verdict = self.check(user, password, now)
         if verdict.reason == CHALLENGE:
-            if len(self._pending) >= self.max_pending:
-                return self._reject(client, user, "too_many_conversations", now, started)
-            return self.code_round(verdict.user or user, verdict.detail, now)
+            return self.code_round(verdict.user or user, verdict.detail, now, client=client)
         return self._final(verdict, client, user, now, now, "pap")
 
     def code_round(
@@ -111,11 +115,18 @@ class PapAccess:
         now: float,
         accept_extra: AcceptExtra | None = None,
         method: str = "pap+challenge",
+        *,
+        client: str = "",
     ) -> AccessReply:
         """RFC 2865 §4.4: the Access-Challenge asking ``user`` (whose password was right)
-        for the code; ``accept_extra`` adds attributes to the Accept that follows."""
+        for the code; ``accept_extra`` adds attributes to the Accept that follows.  Only
+        ``client`` (the client entry that got the challenge) may answer it; at
+        ``max_pending`` the oldest challenge goes."""
         state = self.state_prefix + self.random.random_bytes(16)
-        self._pending[state] = _Pending(user, now + self.ttl, now, accept_extra, method)
+        with self._lock:
+            if len(self._pending) >= self.max_pending:
+                self._pending.popitem(last=False)
+            self._pending[state] = _Pending(user, now + self.ttl, now, client, accept_extra, method)
         text = (prompt or "One-time code: ").encode()[:253]
         return AccessReply(Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, text), (Attr.STATE, state)])
 
@@ -129,11 +140,12 @@ class PapAccess:
         self._expire(now)
 
     def _expire(self, now: float) -> None:
-        while self._pending:
-            state, pending = next(iter(self._pending.items()))
-            if pending.expires > now:
-                return
-            del self._pending[state]
+        with self._lock:
+            while self._pending:
+                state, pending = next(iter(self._pending.items()))
+                if pending.expires > now:
+                    return
+                del self._pending[state]
 
     def _final(
         self, verdict: Verdict, client: str, user: str, now: float, started: float, method: str

@@ -2,6 +2,8 @@
 
 Each socket in ``listen`` feeds :class:`~eapkit.radius.front.Front`; a reply goes back
 from the socket the request came in on, to the request's source address and port.
+Access-Requests' checks run in a :class:`~eapkit.radius.fairpool.FairPool` of
+``threads`` threads (0: inline, on the event loop).
 :func:`serve` runs until told to stop.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from eapkit.radius.core import RadiusCore
+from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
 
 __all__ = ["serve"]
@@ -47,6 +50,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
     reuse_port: bool = False,
+    threads: int = 4,
     expire_interval: float = 1.0,
 ) -> None:
     """Serve until ``stop`` is set or SIGTERM/SIGINT arrives; ``ready`` gets the bound
@@ -54,7 +58,7 @@ async def serve(
     conversations are forgotten and logged."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    front = Front(core, clock)
+    front = Front(core, clock, FairPool(threads) if threads > 0 else None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         # off the main thread this fails: the caller stops us through ``stop``
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -79,6 +83,7 @@ async def serve(
     finally:
         for transport in transports:
             transport.close()
+        front.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)

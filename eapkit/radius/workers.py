@@ -64,6 +64,7 @@ from typing import Any, cast
 
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.radius.core import RadiusCore
+from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
 from eapkit.radius.steering import MAX_WORKERS, attach_steering, state_prefix, steer
 
@@ -161,13 +162,14 @@ class WorkerFront:
     outboxes: Sequence[socket.socket]
     clock: Callable[[], float] = time.time
     stats: WorkerStats = field(default_factory=WorkerStats)
+    pool: FairPool | None = None  # where checks run (None: inline)
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
     _ports: list[int] = field(default_factory=list, repr=False)
     _inbox: asyncio.DatagramTransport | None = field(default=None, repr=False)
     _front: Front = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._front = Front(self.core, self.clock)
+        self._front = Front(self.core, self.clock, self.pool)
 
     def from_network(self, listen_index: int, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.stats.received += 1
@@ -235,6 +237,7 @@ class WorkerFront:
                 transport.close()
             if self._inbox is not None:
                 self._inbox.close()
+            self._front.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
@@ -291,6 +294,7 @@ def _worker_main(
         [group[index] for group in groups],
         channels[index][0],
         [out for _, out in channels],
+        pool=FairPool(),
     )
 
     def ready() -> None:

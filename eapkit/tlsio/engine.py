@@ -3,7 +3,10 @@
 EAP-TLS, EAP-TTLS and PEAP all carry TLS the same way (RFC 5216 §2.1, §3; RFC 5281
 §9; PEAPv0): half duplex, one side talks at a time, long flights cut into fragments
 that the other side acknowledges.  The engine owns a pyOpenSSL ``Connection`` with
-memory BIOs (no socket) plus the framing; a method drives it::
+memory BIOs (no socket), made only when TLS starts (the first TLS record; a server
+that sent only its Start holds no OpenSSL state, so half-open conversations are
+cheap), plus the framing, whose reassembly buffer grows as fragments arrive; a method
+drives it::
 
     engine = TlsEapEngine(context, eap_type=13)      # TlsContext built once per method
     first = engine.start()                           # server: the Start message
@@ -136,18 +139,31 @@ class TlsEapEngine:
         self._offered: ClientHello | None = None
         self._chosen: ServerHello | None = None
         self._tickets: list[bytes] = []
-        conn = SSL.Connection(context.ssl_context, None)
-        conn.set_app_data(self)
-        if self.is_server:
-            conn.set_accept_state()
-        else:
-            conn.set_connect_state()
-            name = context.config.server_name
-            if name:
-                conn.set_tlsext_host_name(name.encode("idna"))
-            if session is not None and context.config.resumption:
-                conn.set_session(session)
-        self.conn = conn
+        self._session = session
+        # The SSL object (and OpenSSL's handshake state) is made when TLS starts, not
+        # when the method starts: a flood of half-open conversations that never send a
+        # TLS record costs no OpenSSL memory (see :attr:`conn`).
+        self._conn: SSL.Connection | None = None
+
+    @property
+    def conn(self) -> SSL.Connection:
+        """The pyOpenSSL connection, created on first use."""
+        conn = self._conn
+        if conn is None:
+            context = self.context
+            conn = SSL.Connection(context.ssl_context, None)
+            conn.set_app_data(self)
+            if self.is_server:
+                conn.set_accept_state()
+            else:
+                conn.set_connect_state()
+                name = context.config.server_name
+                if name:
+                    conn.set_tlsext_host_name(name.encode("idna"))
+                if self._session is not None and context.config.resumption:
+                    conn.set_session(self._session)
+            self._conn = conn
+        return conn
 
     # -- callbacks from OpenSSL (see eapkit.tlsio.config) ---------------------------------
 
@@ -235,7 +251,9 @@ class TlsEapEngine:
     @property
     def version(self) -> TlsVersion | None:
         """The negotiated protocol version, once known."""
-        number = self.conn.get_protocol_version()
+        if self._conn is None:
+            return None
+        number = self._conn.get_protocol_version()
         try:
             return TlsVersion(number)
         except ValueError:
@@ -284,9 +302,12 @@ class TlsEapEngine:
         properly shut down: OpenSSL otherwise treats the session as broken when the
         connection is freed and refuses to resume it.  Also drops the reference cycle
         between the engine and its connection."""
+        conn = self._conn
+        if conn is None:  # TLS never started
+            return
         if clean and self.failure is None:
-            self.conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
-        self.conn.set_app_data(None)
+            conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        conn.set_app_data(None)
 
     def session(self) -> SSL.Session | None:
         """The session to resume next time (peer side), after a successful handshake."""
