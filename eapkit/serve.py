@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from eapkit.bridge.config import BridgeConfig
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
+from eapkit.config_schema import validate
 from eapkit.credentials import ResponseCheck
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
@@ -73,6 +74,7 @@ from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.pap import PapAccess
+from eapkit.radius.rounds import RoundBinding
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.session import Result
@@ -122,6 +124,7 @@ class ServeConfig:
     directory: str = "local"
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
+    round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -133,6 +136,11 @@ class ServeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Path = Path()) -> ServeConfig:
+        """The configuration of a parsed TOML document; every schema mistake
+        (:func:`eapkit.config_schema.validate`) is one line of the ConfigError."""
+        errors = [str(f) for f in validate(data) if f.level == "error"]
+        if errors:
+            raise ConfigError("\n".join(errors))
         cfg = cls()
 
         def p(value: str) -> Path:
@@ -159,6 +167,7 @@ class ServeConfig:
         cfg.directory = str(data.get("directory", cfg.directory))
         if cfg.directory not in DIRECTORIES:
             raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}")
+        cfg.round_window = float(data.get("round_window", cfg.round_window))
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
@@ -184,6 +193,7 @@ class ServeConfig:
                         entry["secret"],
                         entry.get("name", ""),
                         entry.get("second_factor", "enforce"),
+                        bind_rounds=entry.get("bind_rounds", True),
                     )
                 )
             except (KeyError, ValueError) as exc:
@@ -253,6 +263,18 @@ def second_factor_policy(
         return None
 
     return authorize
+
+
+def round_binding(
+    cfg: ServeConfig, second: SecondFactors, clients: Sequence[Client]
+) -> RoundBinding | None:
+    """With ``gtc = "code"`` a bare EAP-GTC login proves a code alone: bind it to a
+    password round of the same user and gateway connection (eapkit.radius.rounds),
+    except for clients with ``bind_rounds = false``."""
+    if cfg.gtc != "code":
+        return None
+    unbound = frozenset(c.name for c in clients if not c.bind_rounds)
+    return RoundBinding(second.store, window=cfg.round_window, unbound=unbound)
 
 
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
@@ -342,6 +364,7 @@ def build_core(
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
+        rounds=round_binding(cfg, second, clients),
     )
     plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
     core = RadiusCore(

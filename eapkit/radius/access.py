@@ -46,6 +46,7 @@ from eapkit.radius.reply import (
     PolicyLookup,
     accept_attributes,
 )
+from eapkit.radius.rounds import RoundBinding, login_id
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
 
@@ -85,6 +86,8 @@ class EapAccess:
     # A last word on a successful conversation: a reason to refuse it, or None.  The
     # server uses it to refuse password-only methods to users who need a second factor.
     authorize: Callable[[Result, str], str | None] | None = None
+    # Ties the rounds of a multi-round login to one gateway connection (RFC 4739).
+    rounds: RoundBinding | None = None
     # Told about conversations that ended without a verdict (the peer went away).
     on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
@@ -164,7 +167,10 @@ class EapAccess:
         assert action.packet is not None
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
+        decision.login_id = login_id(request, conv.client)
         refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
+        if refusal is None and result.success and self.rounds is not None:
+            refusal = self.rounds.settle(result, conv.client, request, now)
         if refusal is not None:
             # The method succeeded but policy says no: an EAP Failure in its place.
             attrs = eap_message_attributes(Failure(action.identifier).encode())

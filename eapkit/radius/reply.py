@@ -58,6 +58,7 @@ class Decision:
     duration: float
     session_id: str
     detail: str = ""
+    login_id: str = ""  # the same on every round of one login (eapkit.radius.rounds)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -73,6 +74,7 @@ class Decision:
             "duration_ms": round(self.duration * 1000, 3),
             "session_id": self.session_id,
             "detail": self.detail,
+            "login_id": self.login_id,
         }
 
 
