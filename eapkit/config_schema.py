@@ -140,6 +140,17 @@ def nearest(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _elsewhere(word: str, table: Table) -> str:
+    """' (did you mean X in [t]?)' for a close key of a table nested in ``table``."""
+    for name, spec in table.keys.items():
+        if isinstance(spec, Table):
+            close = difflib.get_close_matches(word, list(spec.keys), n=1, cutoff=0.6)
+            if close:
+                label = f"[[{name}]]" if spec.many else f"[{name}]"
+                return f" (did you mean {close[0]!r} in {label}?)"
+    return ""
+
+
 def _type_name(value: object) -> str:
     return {
         bool: "boolean",
@@ -196,9 +207,8 @@ def _check_table(table: Table, data: Mapping[str, Any], where: str) -> list[Find
     for name, value in data.items():
         spec = table.keys.get(name)
         if spec is None:
-            found.append(
-                Finding("error", where, f"unknown key {name!r}{nearest(name, table.keys)}")
-            )
+            hint = nearest(name, table.keys) or _elsewhere(name, table)
+            found.append(Finding("error", where, f"unknown key {name!r}{hint}"))
         elif isinstance(spec, Key):
             found += _check_key(name, spec, value, where)
         elif spec.many:

@@ -104,6 +104,7 @@ class TlsFiles:
     fragment_size: int = 1398
     min_version: str = "1.2"
     max_version: str = "1.3"
+    server_name: str | None = None  # the name clients check (aaa_id); eapkit check
 
 
 @dataclass
@@ -184,6 +185,7 @@ class ServeConfig:
             fragment_size=int(tls.get("fragment_size", 1398)),
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
+            server_name=str(tls["server_name"]) if "server_name" in tls else None,
         )
         for entry in data.get("clients", []):
             try:
