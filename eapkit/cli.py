@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from eapkit.serve import (
     ensure_demo_pki,
     open_directory,
     open_second_factors,
+    reload_crls,
 )
 from eapkit.session import AuthenticatorSession, PeerSession
 from eapkit.verify.otp import OtpCredential, otpauth_uri
@@ -205,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             assert isinstance(core.approval, Bridge)
             radius = serve_with_bridge(radius, core.approval)
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: reload_crls())
         asyncio.run(radius)
     finally:
         if stream is not sys.stdout:

@@ -65,6 +65,7 @@ from eapkit.bridge.config import BridgeConfig
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
 from eapkit.config_schema import validate
 from eapkit.credentials import ResponseCheck
+from eapkit.crl_reload import CrlFiles
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
@@ -279,8 +280,23 @@ def round_binding(
     return RoundBinding(second.store, window=cfg.round_window, unbound=unbound)
 
 
+# The CRL files of the TLS settings built in this process: SIGHUP forces a reload.
+CRL_SOURCES: list[CrlFiles] = []
+
+
+def _warn(message: str) -> None:
+    print(f"eapkit serve: {message}", file=sys.stderr)
+
+
+def reload_crls() -> None:
+    """Have every CRL file looked at on the next TLS conversation (``SIGHUP``)."""
+    for source in CRL_SOURCES:
+        source.force()
+
+
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
-    """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
+    """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1); the CRL
+    files are reloaded when they change (:mod:`eapkit.crl_reload`)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
     from eapkit.tlsio.framing import FramingConfig
 
@@ -291,11 +307,15 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         min_v, max_v = versions[cfg.tls.min_version], versions[cfg.tls.max_version]
     except KeyError:
         raise ConfigError("TLS versions are 1.2 or 1.3") from None
+    crl_source = CrlFiles(cfg.tls.crl, warn=_warn) if cfg.tls.crl else None
+    if crl_source is not None:
+        CRL_SOURCES.append(crl_source)
     return TlsConfig(
         certificate=cfg.tls.cert.read_bytes(),
         private_key=cfg.tls.key.read_bytes(),
         ca_certificates=cfg.tls.ca.read_bytes() if cfg.tls.ca else None,
-        crls=[c.read_bytes() for c in cfg.tls.crl],
+        crls=list(crl_source.crls) if crl_source else [],
+        crl_source=crl_source,
         min_version=min_v,
         max_version=max_v,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),

@@ -64,6 +64,7 @@ class _Conversation:
     expires: float
     client: str
     nas_user_name: str = ""
+    logged: bool = False  # its decision line went out with our TLS alert
 
 
 @dataclass
@@ -107,7 +108,7 @@ class EapAccess:
                 break
             del self._table[state]
             n += 1
-            if self.on_abandoned is not None:
+            if self.on_abandoned is not None and not conv.logged:
                 self.on_abandoned(_abandoned(conv, now))
         return n
 
@@ -156,7 +157,21 @@ class EapAccess:
         return AccessReply(
             Code.ACCESS_CHALLENGE,
             [*eap_message_attributes(action.packet), (Attr.STATE, state)],
+            self._alert_decision(conv, request, now),
         )
+
+    def _alert_decision(self, conv: _Conversation, request: Packet, now: float) -> Decision | None:
+        """The decision line of a conversation whose TLS alert goes out now: written at
+        once, since some peers (strongSwan) never acknowledge it (RFC 5216 §2.1.3)."""
+        failing = conv.session.failing
+        if failing is None or conv.logged:
+            return None
+        conv.logged = True
+        decision = _abandoned(conv, now)
+        decision.result, decision.reason = "reject", failing.reason
+        decision.detail = "TLS alert sent; the EAP Failure follows the peer's acknowledgement"
+        decision.login_id = login_id(request, conv.client)
+        return decision
 
     # -- endings ----------------------------------------------------------------------
 
@@ -177,7 +192,8 @@ class EapAccess:
             decision.result, decision.reason, decision.session_id = "reject", refusal, ""
         if not result.success or refusal is not None:
             attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
-            return AccessReply(Code.ACCESS_REJECT, attrs, decision, action.identifier)
+            logged = None if conv.logged else decision  # written with the alert
+            return AccessReply(Code.ACCESS_REJECT, attrs, logged, action.identifier)
         attrs += accept_attributes(
             result.user,
             self.policy(result.user) if self.policy else None,
