@@ -26,12 +26,21 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # round (strongSwan remote-1, RFC 4739)
     conversation_ttl = 60
     max_conversations = 10000
+    round_window = 120                 # gtc = "code": a code round must follow a password
+                                       # round of the same user and IKE SA this soon
+                                       # (eapkit.radius.rounds)
+
+Paths are relative to the TOML file's directory.  ``eapkit check`` validates the file
+against :mod:`eapkit.config_schema` and :mod:`eapkit.check`; ``eapkit serve`` refuses
+to start on an error there.
 
     [tls]
     cert = "server.pem"                # chain, leaf first
     key = "server.key"
     ca = "ca.pem"                      # CAs for client certificates (EAP-TLS)
-    crl = ["ca.crl"]                   # revocation lists (RFC 9190 §5.3)
+    crl = ["ca.crl"]                   # revocation lists (RFC 9190 §5.3), reloaded when
+                                       # they change or on SIGHUP (eapkit.crl_reload)
+    server_name = "radius.example.org" # the name clients check; eapkit check compares
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
@@ -43,6 +52,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     second_factor = "enforce"          # or "nas": the NAS asks for the second factor in
                                        # a round of its own, so password-only methods
                                        # (MS-CHAPv2) may pass for users who have one
+    bind_rounds = true                 # false: take a code-only round alone (the
+                                       # gateway checked a device certificate first)
 
     [bridge]                           # the security-key approval bridge (eapkit.bridge):
     listen = "127.0.0.1:8812"          # logins of users whose second factor is "webauthn"
@@ -155,7 +166,8 @@ class ServeConfig:
             ]
         if "db" in data:
             cfg.db = p(data["db"])
-        cfg.log = str(data.get("log", cfg.log))
+        if "log" in data:  # "-" is stdout; a file is relative to the TOML's directory
+            cfg.log = "-" if data["log"] == "-" else str(p(data["log"]))
         cfg.methods = list(data.get("methods", cfg.methods))
         cfg.require_message_authenticator = bool(data.get("require_message_authenticator", True))
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
