@@ -4,6 +4,7 @@ start on one."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eapkit import pki
 from eapkit.check import check_data, check_file, errors_of
 from eapkit.cli import main
-from eapkit.config_schema import Finding, validate
+from eapkit.config_schema import SCHEMA, Finding, Table, validate
 from eapkit.errors import ConfigError
 from eapkit.serve import ServeConfig
 
@@ -226,3 +229,44 @@ def test_serve_refuses_to_start_on_an_error(tmp_path: Path) -> None:
     assert "refusing to start" in proc.stderr
     assert "does not exist" in proc.stderr and "testing123" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_keys = st.sampled_from([*SCHEMA.keys, "lsiten", "tls", "clients", "bridge"]) | st.text(max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6))
+def test_validate_never_raises_and_flags_every_unknown_key(data: dict[str, Any]) -> None:
+    found = validate(data)
+    assert all(isinstance(f, Finding) for f in found)
+    for key in data:
+        if key not in SCHEMA.keys:
+            assert any(f"unknown key {key!r}" in f.message for f in found)
+    if not found:  # what the schema accepts, serve's parser accepts
+        with contextlib.suppress(ConfigError):  # values the schema cannot see (addresses)
+            ServeConfig.from_dict(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(k for k, v in SCHEMA.keys.items() if not isinstance(v, Table))),
+        _values,
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_wrong_type_is_named_with_its_key(data: dict[str, Any]) -> None:
+    for finding in validate(data):
+        assert finding.level == "error"
+        assert any(key in finding.message for key in data)

@@ -11,11 +11,14 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eapkit.directory import LocalDirectory
-from eapkit.methods.base import MethodFactory, Peer
+from eapkit.methods.base import Factor, MethodFactory, Outcome, Peer
 from eapkit.methods.gtc import gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_peer
 from eapkit.packet import Code as EapCode
@@ -24,9 +27,11 @@ from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
 from eapkit.radius.dictionary import Attr, encode_integer
 from eapkit.radius.packet import Code, Packet, decode, eap_message_attributes, encode_request
+from eapkit.radius.rounds import RoundBinding
 from eapkit.rand import DeterministicRandom
 from eapkit.serve import ServeConfig, build_core, open_second_factors
-from eapkit.session import Finished, PeerSession, Send
+from eapkit.session import Finished, PeerSession, Result, Send
+from eapkit.store.memory import MemoryStore
 from eapkit.verify.otp import OtpCredential, totp
 from tests.radius.helpers import datagram
 
@@ -187,3 +192,55 @@ def test_bind_rounds_false_takes_the_code_alone(tmp_path: Path) -> None:
     core = build_core(cfg, users, log_stream=io.StringIO())
     now = time.time()
     assert Gateway(core, ike_sa=1).round("tom", _code(TOM, now), now).code == Code.ACCESS_ACCEPT
+
+
+# -- the binding as a state machine (hypothesis) -----------------------------------------
+
+
+_PASSWORD = frozenset({Factor.PASSWORD})
+_CODE = frozenset({Factor.OTP_DEVICE})
+
+
+def _result(user: str, factors: frozenset[Factor]) -> Result:
+    return Result(
+        success=True,
+        reason="ok",
+        user=user,
+        outcome=Outcome(True, "ok", identity=user, factors=factors),
+    )
+
+
+def _packet(ike_sa: int) -> Packet:
+    attrs = [
+        (Attr.NAS_PORT, encode_integer(ike_sa)),
+        (Attr.CALLING_STATION_ID, b"192.0.2.7[4500]"),
+        (Attr.NAS_IDENTIFIER, b"gw"),
+    ]
+    return decode(encode_request(Code.ACCESS_REQUEST, 1, attrs, b"s", authenticator=bytes(16)))
+
+
+_round = st.tuples(
+    st.sampled_from(["tom", "eve"]),
+    st.sampled_from([1, 2]),  # IKE SA
+    st.booleans(),  # a password round (else a code round)
+    st.floats(min_value=0, max_value=100),  # seconds since the previous round
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_round, max_size=12))
+def test_a_code_round_needs_a_live_unused_password_round(rounds: list[Any]) -> None:
+    binding = RoundBinding(MemoryStore(), window=120.0)
+    model: dict[tuple[str, int], float] = {}  # (user, IKE SA) -> password round's time
+    now = 1000.0
+    for user, ike_sa, password, gap in rounds:
+        now += gap
+        factors = _PASSWORD if password else _CODE
+        refusal = binding.settle(_result(user, factors), "gw", _packet(ike_sa), now)
+        if password:
+            assert refusal is None
+            model[(user, ike_sa)] = now
+        else:
+            since = model.pop((user, ike_sa), None)
+            expected = since is not None and now - since < 120.0
+            assert (refusal is None) == expected, (user, ike_sa, since, now)
