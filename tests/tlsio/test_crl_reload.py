@@ -8,6 +8,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,8 @@ from eapkit.rand import DeterministicRandom
 from eapkit.serve import CRL_SOURCES, ServeConfig, TlsFiles, build_core, reload_crls
 from eapkit.session import Finished, PeerSession, Send
 from tests.certs import IDENTITY, lab, peer_config
+from tests.conftest import free_udp_port
+from tests.interop.tools import Daemon
 from tests.radius.helpers import datagram
 
 SECRET = "crl reload secret 0123"
@@ -172,3 +177,34 @@ def test_the_revoked_line_is_written_with_the_alert(
     assert core.eap is not None
     assert core.eap.expire(2000.0 + 3600) == 1
     assert len(log.getvalue().splitlines()) == 1  # no abandoned line after it
+
+
+def test_sighup_does_not_stop_eapkit_serve(tmp_path: Path) -> None:
+    """SIGHUP asks for a CRL reload; before, its default action ended the server."""
+    lb = lab("ec")
+    for name, data in (
+        ("cert", lb.server.chain_pem),
+        ("key", lb.server.key_pem),
+        ("ca", lb.ca.cert_pem),
+    ):
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "key").chmod(0o600)
+    _write_crl(tmp_path / "ca.crl", [])
+    conf = tmp_path / "eapkit.toml"
+    conf.write_text(
+        f'listen = ["127.0.0.1:{free_udp_port()}"]\nmethods = ["tls"]\n'
+        '[tls]\ncert = "cert"\nkey = "key"\nca = "ca"\ncrl = ["ca.crl"]\n'
+    )
+    serve = Daemon(
+        [sys.executable, "-m", "eapkit", "serve", "--config", str(conf)],
+        tmp_path / "serve.out",
+        ready="listening on",
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=tmp_path,
+    )
+    try:
+        os.kill(serve.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert serve.proc.poll() is None, serve.output()
+    finally:
+        serve.stop()
