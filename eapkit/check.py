@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from eapkit.catalog import CATALOG
-from eapkit.config_schema import Finding, validate
+from eapkit.config_schema import Finding, nearest, validate
 from eapkit.errors import ConfigError
 from eapkit.serve import DEFAULT_SECRET, ServeConfig
 
@@ -73,7 +73,17 @@ def check_data(data: dict[str, Any], base: Path, now: dt.datetime) -> list[Findi
 def check_config(cfg: ServeConfig, now: dt.datetime) -> list[Finding]:
     """The semantic findings about a parsed configuration (what ``eapkit serve`` runs
     at start, after its flags are applied)."""
-    return [*_files(cfg), *_tls(cfg, now), *_clients(cfg), *_weakened(cfg)]
+    return [*_methods(cfg), *_files(cfg), *_tls(cfg, now), *_clients(cfg), *_weakened(cfg)]
+
+
+def _methods(cfg: ServeConfig) -> Iterator[Finding]:
+    """Methods named on the command line (``--methods``) pass no schema."""
+    names = [e.name for e in CATALOG]
+    for name in cfg.methods:
+        if name not in names:
+            yield _error(
+                "methods", f"{name!r} is not one of {', '.join(names)}{nearest(name, names)}"
+            )
 
 
 def errors_of(findings: list[Finding]) -> list[Finding]:

@@ -270,3 +270,14 @@ def test_a_wrong_type_is_named_with_its_key(data: dict[str, Any]) -> None:
     for finding in validate(data):
         assert finding.level == "error"
         assert any(key in finding.message for key in data)
+
+
+def test_a_misspelled_method_on_the_command_line_is_an_error(tmp_path: Path) -> None:
+    from eapkit.check import check_config
+
+    cfg = ServeConfig(db=tmp_path / "eapkit.db", methods=["ttls", "mschap2"])
+    [error] = errors_of(check_config(cfg, NOW))
+    assert str(error) == (
+        "error: methods: 'mschap2' is not one of tls, ttls, peap, mschapv2, gtc "
+        "(did you mean 'mschapv2'?)"
+    )

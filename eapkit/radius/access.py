@@ -65,6 +65,7 @@ class _Conversation:
     client: str
     nas_user_name: str = ""
     logged: bool = False  # its decision line went out with our TLS alert
+    login_id: str = ""  # eapkit.radius.rounds: the same on every round of one login
 
 
 @dataclass
@@ -132,6 +133,7 @@ class EapAccess:
                 self.methods, config=self.session_config, now=now, random=self.random
             )
             conv = _Conversation(session, now, now + self.ttl, client)
+            conv.login_id = login_id(request, client)
             conv.nas_user_name = (request.get(Attr.USER_NAME) or b"").decode(
                 "utf-8", "backslashreplace"
             )
@@ -157,10 +159,10 @@ class EapAccess:
         return AccessReply(
             Code.ACCESS_CHALLENGE,
             [*eap_message_attributes(action.packet), (Attr.STATE, state)],
-            self._alert_decision(conv, request, now),
+            self._alert_decision(conv, now),
         )
 
-    def _alert_decision(self, conv: _Conversation, request: Packet, now: float) -> Decision | None:
+    def _alert_decision(self, conv: _Conversation, now: float) -> Decision | None:
         """The decision line of a conversation whose TLS alert goes out now: written at
         once, since some peers (strongSwan) never acknowledge it (RFC 5216 §2.1.3)."""
         failing = conv.session.failing
@@ -170,7 +172,6 @@ class EapAccess:
         decision = _abandoned(conv, now)
         decision.result, decision.reason = "reject", failing.reason
         decision.detail = "TLS alert sent; the EAP Failure follows the peer's acknowledgement"
-        decision.login_id = login_id(request, conv.client)
         return decision
 
     # -- endings ----------------------------------------------------------------------
@@ -182,7 +183,7 @@ class EapAccess:
         assert action.packet is not None
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
-        decision.login_id = login_id(request, conv.client)
+        decision.login_id = conv.login_id
         refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
         if refusal is None and result.success and self.rounds is not None:
             refusal = self.rounds.settle(result, conv.client, request, now)
@@ -239,6 +240,7 @@ def _abandoned(conv: _Conversation, now: float) -> Decision:
         duration=now - conv.started,
         session_id="",
         detail="no answer from the peer before the conversation expired",
+        login_id=conv.login_id,
     )
 
 

@@ -244,3 +244,21 @@ def test_a_code_round_needs_a_live_unused_password_round(rounds: list[Any]) -> N
             since = model.pop((user, ike_sa), None)
             expected = since is not None and now - since < 120.0
             assert (refusal is None) == expected, (user, ike_sa, since, now)
+
+
+def test_an_abandoned_round_carries_the_login_id(lab: tuple[RadiusCore, io.StringIO]) -> None:
+    core, log = lab
+    now = time.time()
+    gw = Gateway(core, ike_sa=21)
+    assert gw.round("tom", _password("pencil"), now).code == Code.ACCESS_ACCEPT
+    # round 2 starts and the client goes away after the first Challenge
+    peer = PeerSession([_code(TOM, now)], "tom")
+    action = peer.receive(Identity(EapCode.REQUEST, 0).encode())
+    assert isinstance(action, Send)
+    raw = datagram(core, gw._request("tom", action.packet, None), ("127.0.0.1", 1), now + 1)
+    assert raw is not None and decode(raw).code == Code.ACCESS_CHALLENGE
+    assert core.eap is not None
+    core.eap.expire(now + 3600)
+    first, abandoned = _lines(log)
+    assert abandoned["result"] == "abandoned"
+    assert abandoned["login_id"] and abandoned["login_id"] == first["login_id"]
