@@ -147,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
     if args.listen:
         cfg.listen = [parse_hostport(x) for x in args.listen]
+    if args.accounting_port:
+        cfg.accounting_ports = frozenset(args.accounting_port)
     if args.db:
         cfg.db = Path(args.db)
     if args.log:
@@ -416,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="run the reference RADIUS server")
     srv.add_argument(
         "--listen", action="append", metavar="HOST:PORT", help="default 127.0.0.1:1812"
+    )
+    srv.add_argument(
+        "--accounting-port",
+        action="append",
+        type=int,
+        metavar="PORT",
+        help="a listen port that is the accounting port (RFC 5997 §3; default 1813, 1646)",
     )
     srv.add_argument("--secret", help="shared secret of loopback NASes (default testing123)")
     srv.add_argument("--db", help="SQLite file with the users (default ./eapkit.db)")

@@ -69,6 +69,7 @@ TLS = Table(
         "fragment_size": Key("int"),
         "min_version": Key("str", ("1.2", "1.3")),
         "max_version": Key("str", ("1.2", "1.3")),
+        "resume_lifetime": Key("int"),
     }
 )
 
@@ -116,6 +117,7 @@ SCHEMA = Table(
         "directory": Key("str", DIRECTORY_NAMES),
         "store_keys_file": Key("path"),
         "round_window": Key("number"),
+        "accounting_ports": Key("int-list"),
         "tls": TLS,
         "clients": CLIENTS,
         "bridge": BRIDGE,
@@ -130,6 +132,7 @@ _EXPECTED = {
     "number": "a number",
     "bool": "true or false",
     "str-list": "a list of strings",
+    "int-list": "a list of integers",
     "hostports": 'a "HOST:PORT" string or a list of them',
 }
 
@@ -171,6 +174,10 @@ def _fits(kind: str, value: object) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "int-list":
+        return isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
     if kind == "str-list":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     # paths, hostports: one string or a list of strings

@@ -8,6 +8,8 @@ methods EAP-TLS, EAP-TTLS, PEAP, EAP-MSCHAPv2 and EAP-GTC (those this installati
 Every setting lives in the TOML file (``--config``); the common ones are flags too::
 
     listen = ["127.0.0.1:1812"]
+    accounting_ports = [1813, 1646]    # a Status-Server arriving on these ports gets an
+                                       # Accounting-Response (RFC 5997 §3)
     db = "eapkit.db"
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
@@ -18,7 +20,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # cluster holds them too; eapkit.directory)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
-    pap = true                         # plain RADIUS PAP (and challenge-response)
+    pap = true                         # plain RADIUS: PAP (and challenge-response) and
+                                       # MS-CHAP-V2 (RFC 2548 §2.3)
     gtc = "password"                   # EAP-GTC's first answer: the password (followed
                                        # by the code, or the code in a second round);
                                        # "code": the code alone, for a NAS that already
@@ -44,6 +47,9 @@ to start on an error there.
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
+    resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
+                                       # TTLS/PEAP login skips phase 2 only if it had
+                                       # succeeded); 0: no session ids, no tickets
 
     [[clients]]
     address = "192.0.2.0/24"
@@ -85,6 +91,7 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
+from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.rounds import RoundBinding
 from eapkit.second_factor import SecondFactors
@@ -117,11 +124,13 @@ class TlsFiles:
     min_version: str = "1.2"
     max_version: str = "1.3"
     server_name: str | None = None  # the name clients check (aaa_id); eapkit check
+    resume_lifetime: int = 3600
 
 
 @dataclass
 class ServeConfig:
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 1812)])
+    accounting_ports: frozenset[int] = frozenset({1813, 1646})
     db: Path = Path("eapkit.db")
     log: str = "-"
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -164,6 +173,8 @@ class ServeConfig:
             cfg.listen = [
                 parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
             ]
+        if "accounting_ports" in data:
+            cfg.accounting_ports = frozenset(int(x) for x in data["accounting_ports"])
         if "db" in data:
             cfg.db = p(data["db"])
         if "log" in data:  # "-" is stdout; a file is relative to the TOML's directory
@@ -199,7 +210,10 @@ class ServeConfig:
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
             server_name=str(tls["server_name"]) if "server_name" in tls else None,
+            resume_lifetime=int(tls.get("resume_lifetime", 3600)),
         )
+        if cfg.tls.resume_lifetime < 0:
+            raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
@@ -306,6 +320,16 @@ def reload_crls() -> None:
         source.force()
 
 
+def _plain_second_factor(
+    second: SecondFactors, clients: Sequence[Client]
+) -> Callable[[str, str], bool]:
+    """Does an MS-CHAP-V2 login over plain RADIUS need the code round?  The rule of
+    :func:`second_factor_policy`: yes for a user with a second factor, unless the NAS runs
+    the second factor itself."""
+    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
+    return lambda user, client: client not in nas_enforced and second.needs_code(user)
+
+
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
     """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1); the CRL
     files are reloaded when they change (:mod:`eapkit.crl_reload`)."""
@@ -331,6 +355,8 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         min_version=min_v,
         max_version=max_v,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
+        resumption=cfg.tls.resume_lifetime > 0,
+        session_lifetime=max(cfg.tls.resume_lifetime, 1),
     )
 
 
@@ -400,13 +426,24 @@ def build_core(
         authorize=second_factor_policy(second, clients),
         rounds=round_binding(cfg, second, clients),
     )
-    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
+    plain = (
+        MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
+            users.nt_hash,
+            PapAccess(pap, policy=users.policy, code_check=second.check_code),
+            policy=users.policy,
+            needs_second_factor=_plain_second_factor(second, clients),
+            prompt=second.prompt,
+        )
+        if cfg.pap
+        else None
+    )
     core = RadiusCore(
         ClientTable(clients),
         eap,
         plain=plain,
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
+        accounting_ports=cfg.accounting_ports,
     )
     if cfg.bridge is not None:
         from eapkit.bridge.gate import Bridge  # needs the bridge extra

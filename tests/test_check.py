@@ -281,3 +281,20 @@ def test_a_misspelled_method_on_the_command_line_is_an_error(tmp_path: Path) -> 
         "error: methods: 'mschap2' is not one of tls, ttls, peap, mschapv2, gtc "
         "(did you mean 'mschapv2'?)"
     )
+
+
+def test_the_schema_knows_every_key_serve_reads() -> None:
+    """A key ServeConfig.from_dict reads but the schema lacks would stop serve at start:
+    every data["..."] / data.get("...") of from_dict must be in the schema."""
+    import inspect
+    import re
+
+    from eapkit import serve
+    from eapkit.config_schema import CLIENTS, TLS
+
+    source = inspect.getsource(serve.ServeConfig.from_dict)
+    tables = {"data": SCHEMA, "tls": TLS, "entry": CLIENTS}
+    for table, key in re.findall(r'\b(data|tls|entry)(?:\.get\(|\[)"(\w+)"', source):
+        assert key in tables[table].keys, f"{table}: {key}"
+    for key, table in re.findall(r'"(\w+)" in (data|tls|entry)\b', source):
+        assert key in tables[table].keys, f"{table}: {key}"

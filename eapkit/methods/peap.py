@@ -45,8 +45,9 @@ The outer identity may be anonymous: the result names the inner identity as the 
 and ``Outcome.attributes`` says which inner method ran (``inner_method``), the outer
 identity, the TLS version and whether crypto-binding was used.
 
-Not done: PEAPv1, and the "fast reconnect" that skips phase 2 on a resumed TLS session
-(the peer here keeps no TLS sessions, so it never resumes).
+Fast reconnect ([MS-PEAP] §3.1.5.10): a resumed session whose record says phase 2
+succeeded goes straight to the Result TLV (see :mod:`eapkit.methods.tunnel`).
+Not done: PEAPv1.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from eapkit.errors import DecodeError
 from eapkit.methods.base import (
     Authenticator,
     Done,
+    KeyMaterial,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -94,12 +96,14 @@ from eapkit.session import Result as SessionResult
 from eapkit.tlsio import (
     Failed,
     Message,
+    SessionCache,
     TlsConfig,
     TlsContext,
     TlsEapEngine,
     TlsRole,
     derive_keys,
 )
+from eapkit.tlsio.resume import ResumeRecord
 
 __all__ = [
     "PEAP",
@@ -232,6 +236,7 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         self._binding_sent: CryptoBinding | None = None
         self._ipmk = b""
         self._cmk = b""
+        self._resumed: ResumeRecord | None = None  # fast reconnect: phase 2 skipped
 
     @property
     def state(self) -> str:
@@ -268,8 +273,37 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     # -- phase 2 -----------------------------------------------------------------------------
 
     def _start_phase2(self) -> Step:
+        record = self._resumable() if self._engine.resumed else None
+        if record is not None:
+            # [MS-PEAP] §3.1.5.10 fast reconnect: straight to the Result TLV (no inner
+            # method, so no crypto binding: there is no inner key to bind)
+            self._resumed = record
+            self._state = _AuthState.RESULT
+            self._sent_success = True
+            self._tlv_id = (self._inner_id + 1) & 0xFF
+            return self._write(
+                _extensions(Code.REQUEST, self._tlv_id, [Tlv.result(Result.SUCCESS)])
+            )
         self._state = _AuthState.PHASE2
         return self._inner_action(self._inner.start())
+
+    def _keys(self) -> KeyMaterial:
+        return derive_keys(self._engine)
+
+    def _resumed_result(self, data: bytes, record: ResumeRecord) -> Step:
+        """The peer's Result TLV after fast reconnect."""
+        if not _is_full_response(data, self._tlv_id):
+            return self._end(self._refused("protocol_error", "expected an Extensions Response"))
+        try:
+            tlvs = _parse_extensions(data[5:])
+        except DecodeError as exc:
+            return self._end(self._refused("malformed", str(exc)))
+        if tlvs.result != Result.SUCCESS:
+            return self._end(self._refused("peer_refused_success", "peer's Result TLV"))
+        outcome = self._resumed_success(record)
+        attrs = dict(outcome.attributes)
+        attrs["crypto_binding"] = "no"
+        return self._end(replace(outcome, attributes=attrs))
 
     def _phase2(self, data: bytes) -> Step:
         packet = _with_header(Code.RESPONSE, self._inner_id, data)
@@ -311,6 +345,8 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     # -- the result exchange ----------------------------------------------------------------
 
     def _result(self, data: bytes) -> Step:
+        if self._resumed is not None:
+            return self._resumed_result(data, self._resumed)
         inner = self._inner_result
         assert inner is not None
         if not self._sent_success:  # whatever the peer says, a Failure it is
@@ -415,8 +451,12 @@ class PeapPeer(TunnelPeerBase):
         *,
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
+        cache: SessionCache | None = None,
     ) -> None:
-        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        key = (context.config.server_name or "", ctx.identity, identity)
+        super().__init__(
+            ctx, context, EapType.PEAP, version=PEAP_VERSION, cache=cache, cache_key=key
+        )
         self._inner_methods = tuple(inner)
         self._inner = PeerSession(
             inner,
@@ -475,6 +515,11 @@ class PeapPeer(TunnelPeerBase):
         inner = self._finish_inner(tlvs.result == Result.SUCCESS)
         if tlvs.result != Result.SUCCESS:
             return self._answer(identifier, False, None, self._inner_failed(inner))
+        if inner is None and self._engine.resumed and tlvs.binding is None:
+            # [MS-PEAP] §3.1.5.10 fast reconnect: the server skipped phase 2
+            attrs = {**self._tunnel_attributes("none"), "crypto_binding": "no"}
+            outcome = Outcome(True, "ok", derive_keys(self._engine), None, "", attrs)
+            return self._answer(identifier, True, None, outcome)
         if inner is None or not inner.success:
             reason = inner.reason if inner is not None else "no_inner_method"
             detail = "the server sent Success before the inner method succeeded"
@@ -565,7 +610,7 @@ class PeapPeer(TunnelPeerBase):
 
 
 def peap_authenticator(
-    config: TlsConfig,
+    config: TlsConfig | TlsContext,
     inner: Sequence[MethodFactory[Authenticator]],
     *,
     crypto_binding: CryptoBindingPolicy = "optional",
@@ -578,7 +623,7 @@ def peap_authenticator(
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
         raise ValueError(f"crypto_binding {crypto_binding!r}")
-    context = TlsContext(config, TlsRole.SERVER)
+    context = config if isinstance(config, TlsContext) else TlsContext(config, TlsRole.SERVER)
     methods = list(inner)
 
     def create(ctx: MethodContext) -> Authenticator:
@@ -596,15 +641,19 @@ def peap_peer(
     *,
     crypto_binding: CryptoBindingPolicy = "optional",
     inner_config: SessionConfig | None = None,
+    cache: SessionCache | None = None,
 ) -> MethodFactory[Peer]:
     """A factory for :class:`eapkit.session.PeerSession`: PEAPv0 with the ``inner`` EAP
     methods and the inner ``identity`` (the outer one is the session's, e.g.
-    ``anonymous@realm``).  The peer keeps no TLS session: every conversation runs phase 2."""
+    ``anonymous@realm``).  With ``config.resumption`` (the default) the factory keeps the
+    sessions (in ``cache``, or its own) and offers them again: fast reconnect."""
     if not inner:
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
         raise ValueError(f"crypto_binding {crypto_binding!r}")
-    context = TlsContext(replace(config, resumption=False), TlsRole.PEER)
+    context = TlsContext(config, TlsRole.PEER)
+    if cache is None and config.resumption:
+        cache = SessionCache()
     methods = list(inner)
     inner_identity = identity.encode() if isinstance(identity, str) else bytes(identity)
 
@@ -616,6 +665,7 @@ def peap_peer(
             inner_identity,
             crypto_binding=crypto_binding,
             inner_config=inner_config,
+            cache=cache,
         )
 
     return MethodFactory(PEAP, create, "peap")

@@ -90,6 +90,7 @@ from eapkit.methods.base import (
     Authenticator,
     Done,
     Factor,
+    KeyMaterial,
     MethodContext,
     MethodFactory,
     Outcome,
@@ -119,7 +120,7 @@ from eapkit.session import (
     SessionConfig,
 )
 from eapkit.session import Result as SessionResult
-from eapkit.tlsio import Failed, Message, TlsConfig, TlsContext, TlsEapEngine, TlsRole
+from eapkit.tlsio import Failed, Message, SessionCache, TlsConfig, TlsContext, TlsEapEngine, TlsRole
 from eapkit.tlsio.keys import derive_keys
 from eapkit.tlsio.method import tls_failure_outcome
 
@@ -317,6 +318,14 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
                     Outcome.failed("unsupported_version", "the peer does not speak TTLSv0")
                 )
             self._phase = _AuthPhase.AWAIT_AVPS
+            record = self._resumable() if engine.resumed else None
+            if record is not None:
+                # RFC 5281 §7.5: phase 2 is skipped; an empty Request (or the tickets)
+                # says so, the peer acknowledges, Success follows.
+                self._user = record.identity
+                self._pending = self._resumed_success(record)
+                self._phase = _AuthPhase.CLOSING
+                return Reply(engine.next_type_data())
         if self._phase in (_AuthPhase.CLOSING, _AuthPhase.MSCHAPV2_RESULT):
             assert self._pending is not None
             if not event.empty:  # like hostapd: the acknowledgement carries no TLS data
@@ -522,8 +531,11 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
         self._phase = _AuthPhase.MSCHAPV2_RESULT
         return self._write(encode_avps(avps))
 
+    def _keys(self) -> KeyMaterial:
+        return derive_keys(self._engine, TTLS_KEY_LABEL)
+
     def _success_outcome(self, user: str, factors: frozenset[Factor]) -> Outcome:
-        keys = derive_keys(self._engine, TTLS_KEY_LABEL)
+        keys = self._keys()
         return self._tunnel_success(keys, user, self._tunnel_attributes(self._inner_name), factors)
 
     def _success(self, user: str, factors: frozenset[Factor]) -> Step:
@@ -630,18 +642,25 @@ class _PeerPhase(enum.Enum):
 
 
 class TtlsPeer(TunnelPeerBase):
-    """The peer role of EAP-TTLSv0 (see the module docstring).  Resumption is not used:
-    every conversation runs the full handshake and phase 2."""
+    """The peer role of EAP-TTLSv0 (see the module docstring).  With a session cache it
+    offers the last session again; a resumed session the server asks nothing of skips
+    phase 2."""
 
     method = TTLS
     _label = "EAP-TTLS"
 
     def __init__(
-        self, ctx: MethodContext, context: TlsContext, inner: InnerMethod, identity: str | None
+        self,
+        ctx: MethodContext,
+        context: TlsContext,
+        inner: InnerMethod,
+        identity: str | None,
+        cache: SessionCache | None = None,
     ) -> None:
         self._inner = inner
         self._identity = identity if identity is not None else ctx.identity_text
-        super().__init__(ctx, TlsEapEngine(context, EapType.TTLS))
+        key = (context.config.server_name or "", ctx.identity, self._identity)
+        super().__init__(ctx, context, EapType.TTLS, cache=cache, cache_key=key)
         self._phase = _PeerPhase.HANDSHAKE
         self._watch = _Watch()
         self._session: PeerSession | None = None
@@ -669,6 +688,10 @@ class TtlsPeer(TunnelPeerBase):
             if engine.has_output:  # TLS 1.3 (or resumption): our Finished goes first
                 return Reply(engine.next_type_data())
             self._phase = _PeerPhase.SENT
+            if engine.resumed and not event.data:
+                # RFC 5281 §7.5: a resumed session and nothing asked: phase 2 is
+                # skipped; acknowledge, a Success may follow (as wpa_supplicant does)
+                return self._send_last(self._ok(), final=False)
             try:
                 return self._open_phase2()
             except ValueError as exc:  # a credential the inner method cannot carry
@@ -875,10 +898,16 @@ def ttls_authenticator(
 
 
 def ttls_peer(
-    config: TlsConfig, inner: InnerMethod, identity: str | None = None
+    config: TlsConfig,
+    inner: InnerMethod,
+    identity: str | None = None,
+    cache: SessionCache | None = None,
 ) -> MethodFactory[Peer]:
     """A factory for :class:`eapkit.session.PeerSession`: ``inner`` is the phase-2
     method, ``identity`` the inner identity (default: the outer EAP Identity, which may
-    then be anonymous)."""
-    context = TlsContext(replace(config, resumption=False), TlsRole.PEER)
-    return MethodFactory(TTLS, lambda ctx: TtlsPeer(ctx, context, inner, identity), "ttls")
+    then be anonymous).  With ``config.resumption`` (the default) the factory keeps the
+    sessions (in ``cache``, or its own) and offers them on the next authentication."""
+    context = TlsContext(config, TlsRole.PEER)
+    if cache is None and config.resumption:
+        cache = SessionCache()
+    return MethodFactory(TTLS, lambda ctx: TtlsPeer(ctx, context, inner, identity, cache), "ttls")

@@ -23,6 +23,12 @@ the same in each::
   (DESIGN.md, "Authorization": policy reads factors, not the tunnel's name).
 
 Identities: the outer EAP Identity may be anonymous; the inner one is the user.
+
+Resumption (RFC 5281 §7.5; [MS-PEAP] §3.1.5.10 fast reconnect): a successful login
+leaves a :class:`~eapkit.tlsio.resume.ResumeRecord` under the session's ids.  A resumed
+handshake skips phase 2 only when the record of the id it resumed says phase 2
+succeeded (:meth:`TunnelAuthenticatorBase._resumable`); its outcome carries the
+record's user, factors and attributes, so authorization runs again on them.
 """
 
 from __future__ import annotations
@@ -43,13 +49,14 @@ from eapkit.methods.base import (
 from eapkit.packet import MethodId
 from eapkit.session import Action, Discard, Send
 from eapkit.session import Result as SessionResult
-from eapkit.tlsio import TlsEapEngine
+from eapkit.tlsio import SessionCache, TlsContext, TlsEapEngine
 from eapkit.tlsio.method import (
     TlsAuthenticatorBase,
     TlsPeerBase,
     tls_attributes,
     tls_failure_outcome,
 )
+from eapkit.tlsio.resume import ResumeRecord
 
 __all__ = [
     "TunnelAuthenticatorBase",
@@ -118,6 +125,40 @@ class TunnelAuthenticatorBase(TlsAuthenticatorBase, _InnerEap):
         self._ctx = ctx
         self._inner_id = 0  # the Identifier of the inner Request last sent
 
+    def _resumable(self) -> ResumeRecord | None:
+        """The record of a resumed session whose phase 2 succeeded, else None."""
+        engine = self._engine
+        key = engine.resumed_session_key
+        if key is None:
+            return None
+        record = engine.context.resume_records.recall(key, self._ctx.now)
+        return record if record is not None and record.phase2 else None
+
+    def _resumed_success(self, record: ResumeRecord) -> Outcome:
+        """The outcome of a resumed login: fresh keys, the original user, factors and
+        attributes (the TLS ones of this handshake)."""
+        attrs = dict(record.attributes)
+        attrs.update(self._tunnel_attributes(None))
+        attrs["tls_resumed"] = "yes"
+        return Outcome(True, "ok", self._keys(), record.identity, "", attrs, record.factors)
+
+    @abstractmethod
+    def _keys(self) -> KeyMaterial:
+        """The tunnel's keys (no inner method: a resumed session)."""
+
+    def _end(self, outcome: Outcome) -> Done:
+        """A clean close keeps a successful session resumable (a failed one is dropped
+        from OpenSSL's cache when freed) and records what it proved."""
+        engine = self._engine
+        engine.close(outcome.success)
+        if outcome.success and outcome.identity is not None:
+            attrs = {k: v for k, v in outcome.attributes.items() if not k.startswith("tls_")}
+            record = ResumeRecord(outcome.identity, outcome.factors, attrs, phase2=True)
+            engine.context.resume_records.remember(
+                engine.issued_session_keys, record, self._ctx.now
+            )
+        return super()._end(outcome)
+
     def _inner_send(self, packet: bytes) -> Step:
         self._inner_id = packet[1]
         return self._write(self._tunnel_packet(packet))
@@ -157,9 +198,34 @@ class TunnelPeerBase(TlsPeerBase, _InnerEap):
     :class:`~eapkit.session.PeerSession` through ``_inner_action``.
     """
 
-    def __init__(self, ctx: MethodContext, engine: TlsEapEngine) -> None:
-        super().__init__(engine)
+    def __init__(
+        self,
+        ctx: MethodContext,
+        context: TlsContext,
+        eap_type: int,
+        *,
+        version: int = 0,
+        cache: SessionCache | None = None,
+        cache_key: object = None,
+    ) -> None:
+        self._cache = cache if context.config.resumption else None
+        self._cache_key = cache_key
+        session = self._cache.get(cache_key) if self._cache is not None else None
+        super().__init__(TlsEapEngine(context, eap_type, version=version, session=session))
         self._ctx = ctx
+
+    def _end(self, outcome: Outcome, type_data: bytes, final: bool = True) -> Done:
+        """Keep the session of a success for the next authentication; forget a failed
+        one (RFC 5216 §2.1.2: a session that failed is not resumed)."""
+        engine = self._engine
+        if self._cache is not None:
+            if outcome.success:
+                self._cache.put(self._cache_key, engine.session())
+            else:
+                self._cache.forget(self._cache_key)
+        if final or not outcome.success:  # MAY_CONT: the server may still ask more
+            engine.close(outcome.success)
+        return super()._end(outcome, type_data, final)
 
     def _inner_send(self, packet: bytes) -> Step:
         return self._write(self._tunnel_packet(packet))
@@ -187,4 +253,5 @@ class TunnelPeerBase(TlsPeerBase, _InnerEap):
         """TLS version and cipher and the inner method's name."""
         attrs = tls_attributes(self._engine)
         attrs["inner_method"] = inner_method
+        attrs["tls_resumed"] = "yes" if self._engine.resumed else "no"
         return attrs

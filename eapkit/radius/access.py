@@ -239,8 +239,19 @@ def _abandoned(conv: _Conversation, now: float) -> Decision:
         rounds=session.counters.rounds,
         duration=now - conv.started,
         session_id="",
-        detail="no answer from the peer before the conversation expired",
+        detail=_abandoned_detail(session),
         login_id=conv.login_id,
+    )
+
+
+def _abandoned_detail(session: AuthenticatorSession) -> str:
+    """What the expiry line says: silence, or the peer's answers that were refused."""
+    refused = session.counters.discarded
+    if not refused:
+        return "no answer from the peer before the conversation expired"
+    return (
+        f"expired after {refused} answer(s) from the peer were discarded;"
+        f" last: {session.last_discard}"
     )
 
 

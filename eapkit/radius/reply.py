@@ -118,7 +118,9 @@ def accept_attributes(
     (RFC 2548 §2.4.2)."""
     attrs: list[Attribute] = [(Attr.USER_NAME, user.encode()[:253])]
     if keys is not None:
-        attrs += mppe_key_attributes(keys.msk, secret, request_authenticator, random)
+        attrs += mppe_key_attributes(
+            keys.msk, secret, request_authenticator, random, keys.mppe_key_length
+        )
         if keys.session_id:
             attrs.append((Attr.EAP_KEY_NAME, keys.session_id[:253]))
     klass = (

@@ -38,6 +38,7 @@ from OpenSSL._util import lib as _lib
 from eapkit.errors import ConfigError
 from eapkit.tlsio.certinfo import PeerCertificate
 from eapkit.tlsio.framing import FramingConfig
+from eapkit.tlsio.resume import MemoryResumeRecords, ResumeRecords
 
 __all__ = [
     "DEFAULT_TLS12_CIPHERS",
@@ -116,7 +117,9 @@ class TlsConfig:
     - ``server_name`` (peer): sent as SNI.  ``domain_match`` / ``domain_suffix_match``
       (peer): the server certificate must carry one of these names (wpa_supplicant's
       options of the same name).
-    - ``resumption``: session tickets (TLS 1.2, RFC 5077) and PSK resumption (TLS 1.3).
+    - ``resumption``: resumption of sessions for ``session_lifetime`` seconds.  The server
+      keeps them (TLS 1.2 session ids, TLS 1.3 tickets that are only an id); off, it
+      issues neither.  The peer keeps what the server gives.
     - ``allow_legacy_versions``: only for tests that must *offer* TLS 1.0/1.1 to prove
       it is refused; it lowers OpenSSL's security level.
     """
@@ -253,6 +256,27 @@ _VERIFY_CALLBACK = _ffi.callback("int (*)(int, X509_STORE_CTX *)", _verify_callb
 InfoCallback = Callable[[SSL.Connection, int, int], None]
 
 
+def _msg_callback(
+    write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any, arg: Any
+) -> None:
+    """Handshake messages in both directions (``SSL_CTX_set_msg_callback``), in plaintext
+    also under TLS 1.3: the engine reads the session ids and tickets from them."""
+    if content_type != 22:  # handshake
+        return
+    try:
+        conn = SSL.Connection._reverse_mapping.get(ssl)
+        note = getattr(conn.get_app_data(), "note_handshake", None) if conn else None
+        if note is not None:
+            note(bool(write_p), bytes(_ffi.buffer(buf, length)))
+    except Exception:  # noqa: S110 - a callback must not unwind through OpenSSL
+        pass
+
+
+_MSG_CALLBACK = _ffi.callback(
+    "void (*)(int, int, int, const void *, size_t, SSL *, void *)", _msg_callback
+)
+
+
 def _info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
     """Record alerts in both directions (``SSL_CB_ALERT``): the exact alert a failed
     handshake sent or received is the reason we report."""
@@ -267,7 +291,9 @@ def _info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
 class TlsContext:
     """A built ``SSL.Context`` for one role, shared by the conversations of a method."""
 
-    def __init__(self, config: TlsConfig, role: TlsRole) -> None:
+    def __init__(
+        self, config: TlsConfig, role: TlsRole, resume_records: ResumeRecords | None = None
+    ) -> None:
         self.config = config
         self.role = role
         source = config.crl_source
@@ -280,6 +306,10 @@ class TlsContext:
             else ()
         )
         self._ssl_context = self._build()
+        # what each resumable session proved (server); see eapkit.tlsio.resume
+        self.resume_records: ResumeRecords = resume_records or MemoryResumeRecords(
+            config.session_lifetime if config.resumption else 0
+        )
         self._described: dict[bytes, PeerCertificate] = {}
 
     @property
@@ -327,7 +357,9 @@ class TlsContext:
         options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
         if self.is_server:
             options |= SSL.OP_CIPHER_SERVER_PREFERENCE
-        if not cfg.resumption:
+        if not cfg.resumption or self.is_server:
+            # The server's sessions are stateful: a TLS 1.2 session id, or a TLS 1.3
+            # ticket that is only an id (tens of bytes, not ~1 KiB: no extra round).
             options |= SSL.OP_NO_TICKET
         ctx.set_options(options)
         ciphers = cfg.tls12_ciphers
@@ -353,6 +385,8 @@ class TlsContext:
         else:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_info_callback(_info_callback)
+        if self.is_server and cfg.resumption:
+            _lib.SSL_CTX_set_msg_callback(ctx._context, _MSG_CALLBACK)
         return ctx
 
     def _load_identity(self, ctx: SSL.Context) -> None:

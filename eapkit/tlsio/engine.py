@@ -22,7 +22,9 @@ memory BIOs (no socket) plus the framing; a method drives it::
 
 After the handshake: :attr:`version`, :meth:`export_keying_material`,
 :attr:`client_random` / :attr:`server_random`, :attr:`peer_certificate`,
-:attr:`resumed`, :meth:`session` (peer side, for resumption).
+:attr:`resumed`, :meth:`session` (peer side, for resumption),
+:attr:`issued_session_keys` / :attr:`resumed_session_key` (server side: the ids that
+key :mod:`eapkit.tlsio.resume`'s records).
 
 The engine never raises on received bytes: every problem becomes :class:`Failed`.
 """
@@ -47,6 +49,17 @@ from eapkit.tlsio.config import (
     verify_error_text,
 )
 from eapkit.tlsio.framing import EapTlsFlags, Fragment, Fragmenter, Reassembler
+from eapkit.tlsio.hello import (
+    CLIENT_HELLO,
+    NEW_SESSION_TICKET,
+    SERVER_HELLO,
+    ClientHello,
+    ServerHello,
+    handshake_type,
+    parse_client_hello,
+    parse_new_session_ticket,
+    parse_server_hello,
+)
 
 __all__ = ["Continue", "Event", "Failed", "LeafCheck", "Message", "SessionCache", "TlsEapEngine"]
 
@@ -119,6 +132,10 @@ class TlsEapEngine:
         self._pending = bytearray()
         self._cutter: Fragmenter | None = None
         self._peer_cert: PeerCertificate | None = None
+        # session ids / tickets seen in the handshake (server; see eapkit.tlsio.hello)
+        self._offered: ClientHello | None = None
+        self._chosen: ServerHello | None = None
+        self._tickets: list[bytes] = []
         conn = SSL.Connection(context.ssl_context, None)
         conn.set_app_data(self)
         if self.is_server:
@@ -141,6 +158,44 @@ class TlsEapEngine:
             self._alert_sent = (level, description)
         elif not written and self._alert_received is None:
             self._alert_received = (level, description)
+
+    def note_handshake(self, written: bool, message: bytes) -> None:
+        """A handshake message (server): keep the session ids and tickets in it."""
+        kind = handshake_type(message)
+        try:
+            if kind == CLIENT_HELLO and not written and self._offered is None:
+                self._offered = parse_client_hello(message)
+            elif kind == SERVER_HELLO and written:
+                self._chosen = parse_server_hello(message)
+            elif kind == NEW_SESSION_TICKET and written:
+                self._tickets.append(parse_new_session_ticket(message))
+        except DecodeError:  # OpenSSL parsed it already; what we cannot read, we skip
+            pass
+
+    @property
+    def issued_session_keys(self) -> list[bytes]:
+        """The ids under which the other side may resume this session (server): the TLS
+        1.2 session id, or the TLS 1.3 tickets (stateful: each is an id)."""
+        if not self._handshake_done:
+            return []
+        if self.is_tls13:
+            return list(self._tickets)
+        if self._chosen is not None and self._chosen.session_id:
+            return [self._chosen.session_id]
+        return []
+
+    @property
+    def resumed_session_key(self) -> bytes | None:
+        """The session id or ticket this handshake resumed (server), else None."""
+        if not self.resumed or self._chosen is None:
+            return None
+        if not self.is_tls13:
+            return self._chosen.session_id or None
+        index = self._chosen.selected_identity
+        offered = self._offered.psk_identities if self._offered is not None else ()
+        if index is None or index >= len(offered):
+            return None
+        return offered[index]
 
     def note_verify_error(self, code: int, depth: int) -> None:
         if self._verify_error is None:

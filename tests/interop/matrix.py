@@ -362,6 +362,7 @@ ROWS: tuple[Row, ...] = (
     _peap("peap0-mschapv2-wrong", "wrong password", password="guess", hostapd="REJECT"),
     _peap("peap0-gtc-wrong", "wrong password", "auth=GTC", password="guess", hostapd="REJECT"),
     _peap("peap0-reauth1", "-r 1: fast reconnect", reauth=1),
+    _peap("peap0-reauth2", "-r 2: fast reconnect twice", reauth=2),
     _peap("peap0-reauth2-tls13", "-r 2, TLS 1.3", tls13=True, reauth=2, hostapd="REJECT"),
     _peap("peap0-anon-realm", "outer anonymous@realm", anonymous="anonymous@example.org"),
     _peap("peap0-utf8", "UTF-8 password through MS-CHAPv2", identity=UTF8, password="pässwörd"),
@@ -403,7 +404,6 @@ _PRIVACY = "EAP-TLS identity privacy: the EAP Identity must be one of the certif
 _LEGACY = "legacy TLS 1.2 suites: no shared cipher"
 _LEGACY_SILENT = _LEGACY + "; no Access-Reject after the alert (prompt rejects)"
 _PROMPT = "prompt rejects: after its alert eapkit waits for an ACK the peer never sends"
-_RESUME = "TTLS resumption: empty Request after a resumed handshake, then protocol_error"
 
 # Findings of issue 16 not fixed yet: row -> finding.  Strict xfail: a fix flips the row,
 # and the entry must go (then regenerate docs/interop.md).
@@ -423,13 +423,7 @@ KNOWN_GAPS: dict[str, str] = {
     "peap0-aes128-sha": _LEGACY_SILENT,
     "ttls11-only": _PROMPT,
     "peap0-tls11-only": _PROMPT,
-    "ttls12-pap-reauth1": _RESUME,
-    "ttls13-pap-reauth2": _RESUME,
-    "ttls12-mschapv2-reauth2": _RESUME,
-    "ttls13-eap-mschapv2-reauth1": _RESUME,
     "peap1-mschapv2": "PEAPv1: eapkit speaks PEAPv0 only",
-    "tls13-frag40-both": "small session tickets: eapkit's ~1 KiB TLS 1.3 tickets take the"
-    " conversation past the peer's 100 rounds (hostapd: 87)",
 }
 
 # eapkit's outcome today for each row of KNOWN_GAPS (the doc's eapkit column).
@@ -449,12 +443,7 @@ TODAY: dict[str, Outcome] = {
     "peap0-aes128-sha": "FAILURE",
     "ttls11-only": "FAILURE",
     "peap0-tls11-only": "FAILURE",
-    "ttls12-pap-reauth1": "REJECT",
-    "ttls13-pap-reauth2": "REJECT",
-    "ttls12-mschapv2-reauth2": "REJECT",
-    "ttls13-eap-mschapv2-reauth1": "REJECT",
     "peap1-mschapv2": "FAILURE",
-    "tls13-frag40-both": "FAILURE",
 }
 
 
