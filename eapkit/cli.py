@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +44,7 @@ from eapkit.serve import (
     describe,
     ensure_demo_pki,
     open_directory,
+    reload_crls,
 )
 from eapkit.session import AuthenticatorSession, PeerSession
 
@@ -137,6 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.tls.max_version = args.tls_max
     if args.tls_profile:
         cfg.tls.profile = args.tls_profile
+    _start_checks(cfg)
     make_dirs(cfg)
     if cfg.tls.cert is None and cfg.tls.key is None:
         pki_dir = cfg.db.parent / "eapkit-pki"
@@ -179,6 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             assert isinstance(core.approval, Bridge)
             radius = serve_with_bridge(radius, core.approval)
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: reload_crls())
         asyncio.run(radius)
     finally:
         if stream is not sys.stdout:
@@ -221,6 +226,34 @@ def _serve_workers(cfg: ServeConfig, users: Directory, workers: int) -> int:
     code = run_workers(cfg.listen, workers, make_core, ready=ready, around=around)
     print("eapkit serve: stopped", file=sys.stderr)
     return code
+
+
+def _start_checks(cfg: ServeConfig) -> None:
+    """``eapkit check``'s findings at start: warnings printed, errors refuse."""
+    from eapkit.check import check_config, errors_of
+
+    findings = check_config(cfg, dt.datetime.now(dt.UTC))
+    for finding in findings:
+        if finding.level == "warning":
+            print(f"eapkit serve: {finding}", file=sys.stderr)
+    errors = errors_of(findings)
+    if errors:
+        raise ConfigError("refusing to start:\n" + "\n".join(str(f) for f in errors))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from eapkit.check import check_data, check_file
+
+    now = dt.datetime.now(dt.UTC)
+    if args.config and not Path(args.config).is_file():
+        raise ConfigError(f"cannot read {args.config}: no such file")
+    findings = check_file(Path(args.config), now) if args.config else check_data({}, Path(), now)
+    for finding in findings:
+        print(finding)
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    print(f"{args.config or '(defaults)'}: {errors} errors, {warnings} warnings")
+    return 1 if errors else 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -316,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="N processes on the same port (0: one per core); default 1",
     )
     srv.set_defaults(func=cmd_serve)
+
+    chk = sub.add_parser("check", help="validate eapkit serve's configuration")
+    chk.add_argument("--config", help="eapkit serve's TOML file (default: the built-in defaults)")
+    chk.set_defaults(func=cmd_check)
 
     prb = sub.add_parser("probe", help="authenticate against a RADIUS server as a NAS would")
     prb.add_argument("--server", default="127.0.0.1:1812", metavar="HOST:PORT")

@@ -29,12 +29,21 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # round (strongSwan remote-1, RFC 4739)
     conversation_ttl = 60
     max_conversations = 10000
+    round_window = 120                 # gtc = "code": a code round must follow a password
+                                       # round of the same user and IKE SA this soon
+                                       # (eapkit.radius.rounds)
+
+Paths are relative to the TOML file's directory.  ``eapkit check`` validates the file
+against :mod:`eapkit.config_schema` and :mod:`eapkit.check`; ``eapkit serve`` refuses
+to start on an error there.
 
     [tls]
     cert = "server.pem"                # chain, leaf first
     key = "server.key"
     ca = "ca.pem"                      # CAs for client certificates (EAP-TLS)
-    crl = ["ca.crl"]                   # revocation lists (RFC 9190 §5.3)
+    crl = ["ca.crl"]                   # revocation lists (RFC 9190 §5.3), reloaded when
+                                       # they change or on SIGHUP (eapkit.crl_reload)
+    server_name = "radius.example.org" # the name clients check; eapkit check compares
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
@@ -57,6 +66,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     second_factor = "enforce"          # or "nas": the NAS asks for the second factor in
                                        # a round of its own, so password-only methods
                                        # (MS-CHAPv2) may pass for users who have one
+    bind_rounds = true                 # false: take a code-only round alone (the
+                                       # gateway checked a device certificate first)
 
     [bridge]                           # the security-key approval bridge (eapkit.bridge):
     listen = "127.0.0.1:8812"          # logins of users whose second factor is "webauthn"
@@ -77,7 +88,9 @@ from typing import TYPE_CHECKING, Any
 
 from eapkit.bridge.config import BridgeConfig
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
+from eapkit.config_schema import validate
 from eapkit.credentials import ResponseCheck
+from eapkit.crl_reload import CrlFiles
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
@@ -88,6 +101,7 @@ from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
+from eapkit.radius.rounds import RoundBinding
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 from eapkit.session import Result
@@ -117,6 +131,7 @@ class TlsFiles:
     fragment_size: int = 1398
     min_version: str = "1.2"
     max_version: str = "1.3"
+    server_name: str | None = None  # the name clients check (aaa_id); eapkit check
     resume_lifetime: int = 3600
     profile: str = "default"
     ciphers: str | None = None
@@ -149,6 +164,7 @@ class ServeConfig:
     directory: str = "local"
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
+    round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -160,6 +176,11 @@ class ServeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Path = Path()) -> ServeConfig:
+        """The configuration of a parsed TOML document; every schema mistake
+        (:func:`eapkit.config_schema.validate`) is one line of the ConfigError."""
+        errors = [str(f) for f in validate(data) if f.level == "error"]
+        if errors:
+            raise ConfigError("\n".join(errors))
         cfg = cls()
 
         def p(value: str) -> Path:
@@ -174,7 +195,8 @@ class ServeConfig:
             cfg.accounting_ports = frozenset(int(x) for x in data["accounting_ports"])
         if "db" in data:
             cfg.db = p(data["db"])
-        cfg.log = str(data.get("log", cfg.log))
+        if "log" in data:  # "-" is stdout; a file is relative to the TOML's directory
+            cfg.log = "-" if data["log"] == "-" else str(p(data["log"]))
         cfg.methods = list(data.get("methods", cfg.methods))
         cfg.require_message_authenticator = bool(data.get("require_message_authenticator", True))
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
@@ -188,6 +210,7 @@ class ServeConfig:
         cfg.directory = str(data.get("directory", cfg.directory))
         if cfg.directory not in DIRECTORIES:
             raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}")
+        cfg.round_window = float(data.get("round_window", cfg.round_window))
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
@@ -204,6 +227,7 @@ class ServeConfig:
             fragment_size=int(tls.get("fragment_size", 1398)),
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
+            server_name=str(tls["server_name"]) if "server_name" in tls else None,
             resume_lifetime=int(tls.get("resume_lifetime", 3600)),
             profile=str(tls.get("profile", "default")),
             ciphers=_optional(tls, "ciphers"),
@@ -224,6 +248,7 @@ class ServeConfig:
                         entry["secret"],
                         entry.get("name", ""),
                         entry.get("second_factor", "enforce"),
+                        bind_rounds=entry.get("bind_rounds", True),
                     )
                 )
             except (KeyError, ValueError) as exc:
@@ -297,6 +322,32 @@ def second_factor_policy(
     return authorize
 
 
+def round_binding(
+    cfg: ServeConfig, second: SecondFactors, clients: Sequence[Client]
+) -> RoundBinding | None:
+    """With ``gtc = "code"`` a bare EAP-GTC login proves a code alone: bind it to a
+    password round of the same user and gateway connection (eapkit.radius.rounds),
+    except for clients with ``bind_rounds = false``."""
+    if cfg.gtc != "code":
+        return None
+    unbound = frozenset(c.name for c in clients if not c.bind_rounds)
+    return RoundBinding(second.store, window=cfg.round_window, unbound=unbound)
+
+
+# The CRL files of the TLS settings built in this process: SIGHUP forces a reload.
+CRL_SOURCES: list[CrlFiles] = []
+
+
+def _warn(message: str) -> None:
+    print(f"eapkit serve: {message}", file=sys.stderr)
+
+
+def reload_crls() -> None:
+    """Have every CRL file looked at on the next TLS conversation (``SIGHUP``)."""
+    for source in CRL_SOURCES:
+        source.force()
+
+
 def _plain_second_factor(
     second: SecondFactors, clients: Sequence[Client]
 ) -> Callable[[str, str], bool]:
@@ -308,7 +359,8 @@ def _plain_second_factor(
 
 
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
-    """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
+    """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1); the CRL
+    files are reloaded when they change (:mod:`eapkit.crl_reload`)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
     from eapkit.tlsio.framing import FramingConfig
 
@@ -319,11 +371,15 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         min_v, max_v = versions[cfg.tls.min_version], versions[cfg.tls.max_version]
     except KeyError:
         raise ConfigError("TLS versions are 1.2 or 1.3") from None
+    crl_source = CrlFiles(cfg.tls.crl, warn=_warn) if cfg.tls.crl else None
+    if crl_source is not None:
+        CRL_SOURCES.append(crl_source)
     return TlsConfig(
         certificate=cfg.tls.cert.read_bytes(),
         private_key=cfg.tls.key.read_bytes(),
         ca_certificates=cfg.tls.ca.read_bytes() if cfg.tls.ca else None,
-        crls=[c.read_bytes() for c in cfg.tls.crl],
+        crls=list(crl_source.crls) if crl_source else [],
+        crl_source=crl_source,
         min_version=min_v,
         max_version=max_v,
         profile=cfg.tls.profile,
@@ -402,6 +458,7 @@ def build_core(
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
+        rounds=round_binding(cfg, second, clients),
     )
     plain = (
         MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round

@@ -231,6 +231,13 @@ class AuthenticatorSession:
     def method(self) -> MethodId | None:
         return self._method_id
 
+    @property
+    def failing(self) -> Outcome | None:
+        """The Failure the current method is bound for while it waits for the peer to
+        acknowledge a TLS alert (eapkit.tlsio.method), else None."""
+        failing = getattr(self._method, "failing", None)
+        return failing if isinstance(failing, Outcome) else None
+
     def start(self) -> Action:
         """Open the conversation: the Identity Request, or the first method's Request."""
         if self._state is not _State.IDLE:

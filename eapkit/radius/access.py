@@ -55,6 +55,7 @@ from eapkit.radius.reply import (
     PolicyLookup,
     accept_attributes,
 )
+from eapkit.radius.rounds import RoundBinding, login_id
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.session import AuthenticatorSession, Discard, Finished, Result, SessionConfig
 from eapkit.store.base import StoreUnavailable
@@ -74,6 +75,8 @@ class _Conversation:
     client: str
     nas_user_name: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    logged: bool = False  # its decision line went out with our TLS alert
+    login_id: str = ""  # eapkit.radius.rounds: the same on every round of one login
 
 
 @dataclass
@@ -97,6 +100,8 @@ class EapAccess:
     # A last word on a successful conversation: a reason to refuse it, or None.  The
     # server uses it to refuse password-only methods to users who need a second factor.
     authorize: Callable[[Result, str], str | None] | None = None
+    # Ties the rounds of a multi-round login to one gateway connection (RFC 4739).
+    rounds: RoundBinding | None = None
     # Told about conversations that ended without a verdict (the peer went away).
     on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
@@ -122,6 +127,8 @@ class EapAccess:
                 gone.append(conv)
         if self.on_abandoned is not None:
             for conv in gone:
+                if conv.logged:
+                    continue
                 self.on_abandoned(_abandoned(conv, now))
         return len(gone)
 
@@ -179,6 +186,7 @@ class EapAccess:
                 self.methods, config=self.session_config, now=now, random=self.random
             )
             conv = _Conversation(session, now, now + self.ttl, client)
+            conv.login_id = login_id(request, client)
             conv.nas_user_name = (request.get(Attr.USER_NAME) or b"").decode(
                 "utf-8", "backslashreplace"
             )
@@ -232,7 +240,21 @@ class EapAccess:
         return AccessReply(
             Code.ACCESS_CHALLENGE,
             [*eap_message_attributes(action.packet), (Attr.STATE, state)],
+            self._alert_decision(conv, now),
         )
+
+    def _alert_decision(self, conv: _Conversation, now: float) -> Decision | None:
+        """The decision line of a conversation whose TLS alert goes out now: written at
+        once, since some peers (strongSwan) never acknowledge it (RFC 5216 §2.1.3)."""
+        failing = conv.session.failing
+        if failing is None or conv.logged:
+            return None
+        conv.logged = True
+        decision = _abandoned(conv, now)
+        decision.result, decision.reason = "reject", failing.reason
+        decision.detail = "TLS alert sent; the EAP Failure follows the peer's acknowledgement"
+        decision.tls = _tls_fields(failing.attributes)
+        return decision
 
     # -- endings ----------------------------------------------------------------------
 
@@ -243,14 +265,18 @@ class EapAccess:
         assert action.packet is not None
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
+        decision.login_id = conv.login_id
         refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
+        if refusal is None and result.success and self.rounds is not None:
+            refusal = self.rounds.settle(result, conv.client, request, now)
         if refusal is not None:
             # The method succeeded but policy says no: an EAP Failure in its place.
             attrs = eap_message_attributes(Failure(action.identifier).encode())
             decision.result, decision.reason, decision.session_id = "reject", refusal, ""
         if not result.success or refusal is not None:
             attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
-            return AccessReply(Code.ACCESS_REJECT, attrs, decision, action.identifier)
+            logged = None if conv.logged else decision  # written with the alert
+            return AccessReply(Code.ACCESS_REJECT, attrs, logged, action.identifier)
         attrs += accept_attributes(
             result.user,
             self.policy(result.user) if self.policy else None,
@@ -296,6 +322,7 @@ def _abandoned(conv: _Conversation, now: float) -> Decision:
         duration=now - conv.started,
         session_id="",
         detail=_abandoned_detail(session),
+        login_id=conv.login_id,
     )
 
 

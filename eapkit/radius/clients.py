@@ -27,10 +27,19 @@ class Client:
     # runs the second factor in a round of its own (strongSwan's remote-2 rounds, RFC
     # 4739), so a password-only round is allowed.
     second_factor: str = "enforce"
+    # With gtc = "code": a code-only round must follow a password round of the same
+    # user and connection (eapkit.radius.rounds); False takes it alone.
+    bind_rounds: bool = True
 
     @classmethod
     def of(
-        cls, network: str, secret: str | bytes, name: str = "", second_factor: str = "enforce"
+        cls,
+        network: str,
+        secret: str | bytes,
+        name: str = "",
+        second_factor: str = "enforce",
+        *,
+        bind_rounds: bool = True,
     ) -> Client:
         if second_factor not in ("enforce", "nas"):
             raise ValueError('second_factor is "enforce" or "nas"')
@@ -39,6 +48,7 @@ class Client:
             secret.encode() if isinstance(secret, str) else secret,
             name or network,
             second_factor,
+            bind_rounds,
         )
 
 

@@ -62,6 +62,7 @@ class Decision:
     """A TLS-based login's negotiated version and cipher and the TLS alert that ended a
     failed handshake (``tls_version``, ``tls_cipher``, ``tls_alert_sent``,
     ``tls_alert_received``), added to the line as they are."""
+    login_id: str = ""  # the same on every round of one login (eapkit.radius.rounds)
 
     def as_dict(self) -> dict[str, object]:
         line: dict[str, object] = {
@@ -77,6 +78,7 @@ class Decision:
             "duration_ms": round(self.duration * 1000, 3),
             "session_id": self.session_id,
             "detail": self.detail,
+            "login_id": self.login_id,
         }
         if self.tls:
             line.update(self.tls)

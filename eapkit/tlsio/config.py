@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_TLS13_CIPHERSUITES",
     "LEGACY_TLS12_CIPHERS",
     "TLS_PROFILES",
+    "CrlSource",
     "PemSource",
     "TlsConfig",
     "TlsContext",
@@ -78,6 +79,21 @@ TLS_PROFILES: dict[str, str] = {"default": DEFAULT_TLS12_CIPHERS, "legacy": LEGA
 
 PemSource = bytes | str | Path
 """PEM given inline (``bytes``) or as a file path (``str`` or ``Path``)."""
+
+
+class CrlSource(Protocol):
+    """CRLs that change while the server runs (RFC 5280 §5: a CA issues a new CRL
+    when it revokes a certificate).  ``poll`` looks for a change cheaply (the
+    application decides how often and from which clock); ``generation`` counts the
+    changes and ``crls`` holds the current ones."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def crls(self) -> Sequence[PemSource]: ...
+
+    def poll(self) -> None: ...
 
 
 class TlsVersion(enum.IntEnum):
@@ -152,6 +168,9 @@ class TlsConfig:
     verify_depth: int = 8
     allow_legacy_versions: bool = False
     framing: FramingConfig = field(default_factory=FramingConfig)
+    # When set, the CRLs come from here and are reloaded when it changes (``crls`` is
+    # then ignored): a revoked certificate is refused without a restart.
+    crl_source: CrlSource | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.min_version > self.max_version:
@@ -313,18 +332,41 @@ class TlsContext:
     ) -> None:
         self.config = config
         self.role = role
-        self.crls: tuple[x509.CertificateRevocationList, ...] = tuple(_crl(c) for c in config.crls)
+        source = config.crl_source
+        self._crl_generation = source.generation if source is not None else 0
+        crls = source.crls if source is not None else config.crls
+        self.crls: tuple[x509.CertificateRevocationList, ...] = tuple(_crl(c) for c in crls)
         self.trusted: tuple[x509.Certificate, ...] = (
             tuple(_certificates(config.ca_certificates, "CA bundle"))
             if config.ca_certificates is not None
             else ()
         )
-        self.ssl_context = self._build()
+        self._ssl_context = self._build()
         # what each resumable session proved (server); see eapkit.tlsio.resume
         self.resume_records: ResumeRecords = resume_records or MemoryResumeRecords(
             config.session_lifetime if config.resumption else 0
         )
         self._described: dict[bytes, PeerCertificate] = {}
+
+    @property
+    def ssl_context(self) -> SSL.Context:
+        """The context a new conversation starts from: rebuilt when the CRL source
+        changed (conversations under way keep theirs)."""
+        source = self.config.crl_source
+        if source is not None and self.config.verify_peer:
+            source.poll()
+            if source.generation != self._crl_generation:
+                self._reload_crls(source)
+        return self._ssl_context
+
+    def _reload_crls(self, source: CrlSource) -> None:
+        self._crl_generation = source.generation
+        try:
+            crls = tuple(_crl(c) for c in source.crls)
+        except ConfigError:
+            return  # keep the CRLs in force; the source reports the bad file
+        self.crls = crls
+        self._ssl_context = self._build()
 
     def describe(self, cert: x509.Certificate) -> PeerCertificate:
         """The :class:`PeerCertificate` of ``cert``, cached: the same clients come back

@@ -77,6 +77,14 @@ class TlsAuthenticatorBase(ABC):
     def engine(self) -> TlsEapEngine:
         return self._engine
 
+    @property
+    def failing(self) -> Outcome | None:
+        """The Failure this conversation ends in once the peer acknowledges our alert
+        (RFC 5216 §2.1.3), known as the alert goes out; None otherwise."""
+        if self._failing is None or self._finished:
+            return None
+        return self._tls_failed(self._failing)
+
     def start(self) -> bytes:
         return self._engine.start()
 
