@@ -35,6 +35,15 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
+    identity = ["san_upn", "san_email", "cn"]  # certificate -> user: first present wins
+    realms = []                        # user@realm (UPN, e-mail) names user for these
+
+    [policy]                           # the one authorization step (eapkit.authz)
+    certificate_is_possession = false  # true: client keys are hardware-bound, so a
+                                       # certificate alone satisfies a 2FA user
+    max_password_failures = 10         # per NAS and user, then "throttled" ...
+    max_nas_password_failures = 200    # ... and per NAS,
+    password_failure_window = 300      # within this many seconds
 
     [[clients]]
     address = "192.0.2.0/24"
@@ -61,13 +70,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eapkit.authz import Authorizer, CertificateIdentity, PasswordThrottle
 from eapkit.bridge.config import BridgeConfig
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
 from eapkit.credentials import ResponseCheck
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
-from eapkit.methods.base import Authenticator, Factor, MethodFactory
+from eapkit.methods.base import Authenticator, MethodFactory
+from eapkit.methods.mschapv2_check import NtHashLookup
 from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
@@ -75,13 +86,14 @@ from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.pap import PapAccess
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
-from eapkit.session import Result
 
 if TYPE_CHECKING:
     from eapkit.tlsio.config import TlsConfig
 
 __all__ = [
+    "PolicySettings",
     "ServeConfig",
+    "build_authorizer",
     "build_core",
     "ensure_demo_pki",
     "open_directory",
@@ -102,6 +114,34 @@ class TlsFiles:
     fragment_size: int = 1398
     min_version: str = "1.2"
     max_version: str = "1.3"
+    identity: tuple[str, ...] = ("san_upn", "san_email", "cn")
+    realms: tuple[str, ...] = ()
+
+
+@dataclass
+class PolicySettings:
+    """``[policy]``: the authorization step's settings (:mod:`eapkit.authz`)."""
+
+    certificate_is_possession: bool = False
+    max_password_failures: int = 10
+    max_nas_password_failures: int = 200
+    password_failure_window: float = 300.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicySettings:
+        known = {"certificate_is_possession", "max_password_failures"}
+        known |= {"max_nas_password_failures", "password_failure_window"}
+        if unknown := set(data) - known:
+            raise ConfigError(f"[policy] has no setting {', '.join(sorted(unknown))}")
+        value = data.get("certificate_is_possession", False)
+        if not isinstance(value, bool):
+            raise ConfigError("[policy] certificate_is_possession is true or false")
+        return cls(
+            value,
+            int(data.get("max_password_failures", 10)),
+            int(data.get("max_nas_password_failures", 200)),
+            float(data.get("password_failure_window", 300.0)),
+        )
 
 
 @dataclass
@@ -122,6 +162,7 @@ class ServeConfig:
     directory: str = "local"
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -163,7 +204,10 @@ class ServeConfig:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
             cfg.bridge = BridgeConfig.from_dict(dict(data["bridge"]))
+        cfg.policy = PolicySettings.from_dict(dict(data.get("policy", {})))
         tls = data.get("tls", {})
+        identity = tls.get("identity", TlsFiles.identity)
+        realms = tls.get("realms", [])
         cfg.tls = TlsFiles(
             cert=p(tls["cert"]) if "cert" in tls else None,
             key=p(tls["key"]) if "key" in tls else None,
@@ -175,7 +219,10 @@ class ServeConfig:
             fragment_size=int(tls.get("fragment_size", 1398)),
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
+            identity=tuple(str(x) for x in ([identity] if isinstance(identity, str) else identity)),
+            realms=tuple(str(x) for x in ([realms] if isinstance(realms, str) else realms)),
         )
+        CertificateIdentity(cfg.tls.identity, frozenset(cfg.tls.realms))  # check it now
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
@@ -219,7 +266,9 @@ def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[
 def open_directory(cfg: ServeConfig) -> Directory:
     """The users of ``cfg``: ``directory = "local"`` (the SQLite file ``db``) or
     ``"store"`` (records in ``store``, by default that same file)."""
-    return _open_directory(cfg.directory, cfg.db, cfg.store)
+    # No verified-password cache: every login pays one PBKDF2, so a cached right
+    # password does not answer faster than a wrong one (eapkit.authz, equal cost).
+    return _open_directory(cfg.directory, cfg.db, cfg.store, cache_ttl=0.0)
 
 
 def open_second_factors(
@@ -230,29 +279,6 @@ def open_second_factors(
     return _open_second_factors(
         users, cfg.db, store_url=cfg.store, keys_file=cfg.store_keys_file, audit=audit
     )
-
-
-# A login that proved this alone cannot have carried a one-time code.
-PASSWORD_ONLY = frozenset({Factor.PASSWORD})
-
-
-def second_factor_policy(
-    second: SecondFactors, clients: Sequence[Client]
-) -> Callable[[Result, str], str | None]:
-    """Refuse a login that proved only a password (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP
-    inside a tunnel: :attr:`~eapkit.session.Result.factors`) to a user who has a second
-    factor, unless the NAS runs the second factor in a round of its own (a client with
-    ``second_factor = "nas"``)."""
-    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
-
-    def authorize(result: Result, client: str) -> str | None:
-        if client in nas_enforced or not second.needs_code(result.user):
-            return None
-        if result.factors == PASSWORD_ONLY:
-            return "second_factor_required"
-        return None
-
-    return authorize
 
 
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
@@ -284,14 +310,17 @@ def server_context(
     *,
     pap: ResponseCheck | None = None,
     code: ResponseCheck | None = None,
+    password: ResponseCheck | None = None,
+    nt_hash: NtHashLookup | None = None,
 ) -> ServerContext:
-    """What the catalog's builders get: the user directory's checks, ``pap`` (the
-    password followed by the user's code) and ``code`` when the server runs second
+    """What the catalog's builders get: the user directory's checks (or ``password``
+    and ``nt_hash`` in their place: the authorization step's guarded ones), ``pap``
+    (the password followed by the user's code) and ``code`` when the server runs second
     factors, and the TLS settings when a configured method needs them."""
     needs_tls = any(entry.tls for entry in CATALOG if entry.name in cfg.methods)
     return ServerContext(
-        password=users.check_password,
-        nt_hash=users.nt_hash,
+        password=password or users.check_password,
+        nt_hash=nt_hash or users.nt_hash,
         tls=server_tls_config(cfg) if needs_tls else None,
         password_and_code=pap,
         code=code,
@@ -315,6 +344,25 @@ def build_methods(
     return factories
 
 
+def build_authorizer(cfg: ServeConfig, users: Directory, second: SecondFactors) -> Authorizer:
+    """The one authorization step (:mod:`eapkit.authz`) of ``cfg``: ``[tls] identity``
+    and ``realms``, ``[policy]``, password throttling in the second factors' store."""
+    settings = cfg.policy
+    throttle = PasswordThrottle(
+        second.store,
+        settings.max_password_failures,
+        settings.max_nas_password_failures,
+        settings.password_failure_window,
+    )
+    return Authorizer(
+        users,
+        CertificateIdentity(cfg.tls.identity, frozenset(cfg.tls.realms)),
+        settings.certificate_is_possession,
+        approval_bridge=cfg.bridge is not None,
+        throttle=throttle,
+    )
+
+
 def build_core(
     cfg: ServeConfig,
     users: Directory,
@@ -329,21 +377,33 @@ def build_core(
     users = RequestScoped.around(users)
     second = open_second_factors(cfg, users, audit=audit or decisions.write)
     second.approval_bridge = cfg.bridge is not None
+    authorizer = build_authorizer(cfg, users, second)
+    assert authorizer.throttle is not None
+    # Passwords past the throttle's limit are refused unchecked; MS-CHAPv2 gets no NT
+    # hash for users it cannot satisfy (eapkit.authz).
+    password = authorizer.throttle.guard(users.check_password)
     # With the users' second factors: the password followed by the code, or a challenge
-    pap = second.pap(users.check_password)
-    methods = build_methods(cfg, server_context(cfg, users, pap=pap, code=second.check_code), warn)
+    pap = second.pap(password)
+    context = server_context(
+        cfg,
+        users,
+        pap=pap,
+        code=second.check_code,
+        password=password,
+        nt_hash=authorizer.nt_hash(users.nt_hash),
+    )
+    methods = build_methods(cfg, context, warn)
     clients = cfg.clients or [
         Client.of("127.0.0.0/8", DEFAULT_SECRET, "localhost"),
         Client.of("::1/128", DEFAULT_SECRET, "localhost6"),
     ]
     eap = EapAccess(
         methods,
-        policy=users.policy,
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
-        authorize=second_factor_policy(second, clients),
+        authorizer=authorizer,
     )
-    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
+    plain = PapAccess(pap, code_check=second.check_code, authorizer=authorizer) if cfg.pap else None
     core = RadiusCore(
         ClientTable(clients),
         eap,

@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from eapkit.authz import Authorizer, Nas, nas_scope
 from eapkit.errors import DecodeError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.packet import Failure, decode_frame
@@ -82,9 +83,9 @@ class EapAccess:
     max_conversations: int = 10_000
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""
-    # A last word on a successful conversation: a reason to refuse it, or None.  The
-    # server uses it to refuse password-only methods to users who need a second factor.
-    authorize: Callable[[Result, str], str | None] | None = None
+    # The one authorization step (eapkit.authz): who the user is, whether they may log
+    # in with what the method proved, and what the Accept carries (replaces ``policy``).
+    authorizer: Authorizer | None = None
     # Told about conversations that ended without a verdict (the peer went away).
     on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
@@ -108,9 +109,18 @@ class EapAccess:
                 self.on_abandoned(_abandoned(conv, now))
         return n
 
-    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+    def handle(
+        self, request: Packet, secret: bytes, client: str, now: float, *, nas: Nas | None = None
+    ) -> AccessReply | None:
         """The reply to one Access-Request with EAP-Message, or None to stay silent
-        (a discarded EAP packet: the NAS retransmits, RFC 3579 §2.6.2)."""
+        (a discarded EAP packet: the NAS retransmits, RFC 3579 §2.6.2).  ``nas`` is the
+        client entry the request came from (authorization's per-NAS rules)."""
+        with nas_scope(nas, now):
+            return self._handle(request, secret, client, now)
+
+    def _handle(
+        self, request: Packet, secret: bytes, client: str, now: float
+    ) -> AccessReply | None:
         eap = request.eap_message()
         assert eap is not None, "EapAccess.handle needs an Access-Request with EAP-Message"
         self.expire(now)
@@ -164,7 +174,16 @@ class EapAccess:
         assert action.packet is not None
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
-        refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
+        user, refusal = result.user, None
+        policy = self.policy(user) if self.policy and result.success else None
+        if self.authorizer is not None and result.success:
+            outcome = result.outcome
+            names = outcome.certificate if outcome is not None else None
+            verdict = self.authorizer.authorize(user, result.factors, names, now)
+            user = decision.user = verdict.user
+            refusal, policy = (None if verdict.ok else verdict.reason), verdict.policy
+        elif self.authorizer is not None:
+            decision.reason = self.authorizer.refused(user or result.identity, result.reason, now)
         if refusal is not None:
             # The method succeeded but policy says no: an EAP Failure in its place.
             attrs = eap_message_attributes(Failure(action.identifier).encode())
@@ -173,8 +192,8 @@ class EapAccess:
             attrs.append((Attr.REPLY_MESSAGE, REJECT_MESSAGE))
             return AccessReply(Code.ACCESS_REJECT, attrs, decision, action.identifier)
         attrs += accept_attributes(
-            result.user,
-            self.policy(result.user) if self.policy else None,
+            user,
+            policy,
             self.random,
             keys=result.keys,
             secret=secret,
