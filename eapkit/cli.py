@@ -125,7 +125,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_user_list(args: argparse.Namespace) -> int:
     for user in _users(args).list():
-        extras = [f"second_factor={user.second_factor}"]
+        extras = [f"second_factor={user.second_factor}"] + (["disabled"] if user.disabled else [])
         extras.append("mschapv2" if user.nt_hash else "no-mschapv2")
         extras += [f"{k}={v}" for k, v in user.policy.to_json().items()]
         print(f"{user.name}\t{' '.join(extras)}")
@@ -135,6 +135,16 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_user_del(args: argparse.Namespace) -> int:
     if _users(args).delete(args.name):
         print(f"user {args.name} deleted")
+        return 0
+    print(f"no user {args.name}", file=sys.stderr)
+    return 1
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    """Keep the user, refuse every login (``user_disabled``); ``enable`` undoes it."""
+    disabled = args.user_command == "disable"
+    if _users(args).set_disabled(args.name, disabled):
+        print(f"user {args.name} {'disabled' if disabled else 'enabled'}")
         return 0
     print(f"no user {args.name}", file=sys.stderr)
     return 1
@@ -450,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("--db", help="the server's database (default: eapkit.db)")
     dele.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
     dele.set_defaults(func=cmd_user_del)
+    for verb, text in (("disable", "refuse every login of a user"), ("enable", "undo disable")):
+        dis = usub.add_parser(verb, help=text)
+        dis.add_argument("name")
+        dis.add_argument("--db", help="the server's database (default: eapkit.db)")
+        dis.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
+        dis.set_defaults(func=cmd_user_disable)
 
     enr = sub.add_parser("enroll", help="enroll a second factor for a user")
     esub = enr.add_subparsers(dest="enroll_command", required=True)
