@@ -18,7 +18,7 @@ from eapkit.radius.packet import Code, Packet, decode, encode_request, new_reque
 from tests.conftest import free_udp_port
 from tests.interop.tools import Daemon
 
-SECRET = "security-secret"  # noqa: S105 - a test NAS's secret
+SECRET = "security-secret"
 
 CLIENTS = f"""
 [[clients]]
