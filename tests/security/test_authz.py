@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eapkit.probe import ProbeOptions, ProbeResult, probe
+from eapkit.probe import ProbeOptions, probe
+from eapkit.radius.nas import ProbeResult
 from eapkit.radius.packet import Code
 from tests.security.serving import SECRET, Serve
 
