@@ -47,7 +47,7 @@ def test_mapping_rule_first_present_wins() -> None:
         CertificateIdentity(("subject",))
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 
 
 @given(
