@@ -56,7 +56,8 @@ def _servers(stack: ExitStack, tmp: Path, files: dict[str, Path]) -> dict[tuple[
             extra=hostapd_extra,
         )
         ports["hostapd", profile] = stack.enter_context(hostapd).port
-        serve = EapkitServe(tmp / f"serve-{profile}", users=matrix.USERS, extra=serve_extra)
+        users = matrix.USERS + matrix.CERTIFICATE_USERS
+        serve = EapkitServe(tmp / f"serve-{profile}", users=users, extra=serve_extra)
         ports["eapkit", profile] = stack.enter_context(serve).port
     return ports
 
