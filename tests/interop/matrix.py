@@ -36,11 +36,11 @@ from eapkit import pki
 from tests.interop.tools import EapolResult, eapol_test
 
 __all__ = [
+    "CERTIFICATE_USERS",
     "EXCEPTIONS",
     "KNOWN_GAPS",
     "ROWS",
     "TODAY",
-    "CERTIFICATE_USERS",
     "USERS",
     "Row",
     "hostapd_users",
