@@ -133,7 +133,7 @@ class CertificateIdentity:
                     local, at, realm = value.rpartition("@")
                     if at and local and realm.casefold() in self.realms:
                         return local
-                elif value:
+                if value:
                     return value
         return None
 

@@ -37,6 +37,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     max_version = "1.3"
     identity = ["san_upn", "san_email", "cn"]  # certificate -> user: first present wins
     realms = []                        # user@realm (UPN, e-mail) names user for these
+                                       # realms, else the whole user@realm (with the
+                                       # demo PKI: ["eapkit.test"])
 
     [policy]                           # the one authorization step (eapkit.authz)
     certificate_is_possession = false  # true: client keys are hardware-bound, so a
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from eapkit.tlsio.config import TlsConfig
 
 __all__ = [
+    "DEMO_REALM",
     "PolicySettings",
     "ServeConfig",
     "build_authorizer",
@@ -101,6 +104,7 @@ __all__ = [
     "server_tls_config",
 ]
 
+DEMO_REALM = "eapkit.test"  # the demo PKI's client e-mail realm, [tls] realms by default
 DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
 GTC_MODES = ("password", "code")
 

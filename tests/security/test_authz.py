@@ -99,16 +99,19 @@ def test_certificate_counts_as_possession_when_configured(tmp_path: Path) -> Non
 
 
 def test_certificate_email_maps_through_a_configured_realm(tmp_path: Path) -> None:
-    """The demo certificate's e-mail alice@eapkit.test names alice once the realm is
-    configured; san_email alone with no realm names nobody (reject)."""
-    users = (("alice", "wonderland", "none"),)
+    """The demo certificate's e-mail alice@eapkit.test names alice for a configured
+    realm (the demo PKI's by default), and the whole address for any other."""
+    users = (("alice", "wonderland", "none"), ("alice@eapkit.test", "unused", "none"))
     mapped = 'methods = ["tls"]\n[tls]\nidentity = ["san_email"]\nrealms = ["EAPKIT.test"]\n'
     with Serve(tmp_path / "a", mapped, users) as serve:
         assert tls_login(serve, "x").reply_attributes.get("USER_NAME") == "alice"
-    unmapped = 'methods = ["tls"]\n[tls]\nidentity = ["san_email"]\n'
-    with Serve(tmp_path / "b", unmapped, users) as serve:
+    whole = 'methods = ["tls"]\n[tls]\nidentity = ["san_email"]\nrealms = ["corp.example"]\n'
+    with Serve(tmp_path / "b", whole, users) as serve:
+        result = tls_login(serve, "alice")
+        assert result.reply_attributes.get("USER_NAME") == "alice@eapkit.test"
+        serve.eapkit("user", "del", "alice@eapkit.test")
         assert not tls_login(serve, "alice").accepted
-        assert serve.decisions()[-1]["reason"] == "certificate_identity"
+        assert serve.decisions()[-1]["reason"] == "unknown_user"
 
 
 @pytest.mark.parametrize("method", ["mschapv2", "ttls-mschapv2", "peap-mschapv2"])

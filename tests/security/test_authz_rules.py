@@ -36,13 +36,15 @@ def users(tmp_path: Path) -> LocalDirectory:
 
 
 def test_mapping_rule_first_present_wins() -> None:
-    assert CertificateIdentity().user(NAMES) == "Alice"  # no realm configured: CN
-    corp = CertificateIdentity(realms=frozenset({"CORP.example"}))
+    # no realm configured: the UPN, whole
+    assert CertificateIdentity().user(NAMES) == "alice.upn@ad.example"
+    corp = CertificateIdentity(("san_email", "cn"), frozenset({"CORP.example"}))
     assert corp.user(NAMES) == "alice"
     ad = CertificateIdentity(realms=frozenset({"ad.example", "corp.example"}))
     assert ad.user(NAMES) == "alice.upn"  # UPN before e-mail
     assert CertificateIdentity(("san_dns",)).user(NAMES) == "pc1"
-    assert CertificateIdentity(("san_email",)).user(NAMES) is None
+    assert CertificateIdentity(("cn",)).user(NAMES) == "Alice"
+    assert CertificateIdentity(("san_email",)).user(CertificateNames(("Alice",))) is None
     with pytest.raises(ConfigError):
         CertificateIdentity(("subject",))
 
@@ -59,12 +61,13 @@ text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 def test_mapping_never_invents_a_name(
     cns: list[str], emails: list[str], upns: list[str], realms: frozenset[str]
 ) -> None:
-    """Whatever the certificate holds, the user is a stripped CN or the local part of a
-    UPN/e-mail whose realm is configured; nothing else."""
+    """Whatever the certificate holds, the user is one of its names (stripped), or the
+    local part of a UPN/e-mail whose realm is configured; nothing else, and nobody only
+    when it holds no name."""
     names = CertificateNames(tuple(cns), tuple(emails), tuple(upns))
     user = CertificateIdentity(realms=realms).user(names)
     folded = {r.casefold() for r in realms}
-    allowed = {c.strip() for c in cns if c.strip()}
+    allowed = {c.strip() for c in (*cns, *emails, *upns) if c.strip()}
     for value in (*emails, *upns):
         local, at, realm = value.strip().rpartition("@")
         if at and local and realm.casefold() in folded:
