@@ -185,7 +185,7 @@ def cmd_user_set(args: argparse.Namespace) -> int:
 
 def cmd_user_list(args: argparse.Namespace) -> int:
     for user in open_directory(_config(args)).list():
-        extras = [f"second_factor={user.second_factor}"]
+        extras = [f"second_factor={user.second_factor}"] + (["disabled"] if user.disabled else [])
         extras.append("mschapv2" if user.nt_hash else "no-mschapv2")
         extras += [f"{k}={v}" for k, v in user.policy.to_json().items()]
         print(f"{user.name}\t{' '.join(extras)}")
@@ -197,6 +197,18 @@ def cmd_user_del(args: argparse.Namespace) -> int:
     if open_directory(cfg).delete(args.name):
         print(f"user {args.name} deleted")
         _audit(args, cfg)({"action": "user_deleted", "user": args.name})
+        return 0
+    print(f"eapkit: no user {args.name}", file=sys.stderr)
+    return 1
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    """Keep the user, refuse every login (``user_disabled``); ``enable`` undoes it."""
+    cfg = _config(args)
+    disabled = args.user_command == "disable"
+    if open_directory(cfg).set_disabled(args.name, disabled):
+        print(f"user {args.name} {'disabled' if disabled else 'enabled'}")
+        _audit(args, cfg)({"action": f"user_{args.user_command}d", "user": args.name})
         return 0
     print(f"eapkit: no user {args.name}", file=sys.stderr)
     return 1
@@ -349,6 +361,10 @@ def add_admin_commands(sub: Any) -> None:
     dele = common(usub.add_parser("del", help="delete a user"))
     dele.add_argument("name")
     dele.set_defaults(func=cmd_user_del)
+    for verb, text in (("disable", "refuse every login of a user"), ("enable", "undo disable")):
+        dis = common(usub.add_parser(verb, help=text))
+        dis.add_argument("name")
+        dis.set_defaults(func=cmd_user_disable)
 
     enr = sub.add_parser("enroll", help="enroll a second factor for a user")
     esub = enr.add_subparsers(dest="enroll_command", required=True)

@@ -150,9 +150,11 @@ class MethodEntry:
 
 
 def _tls_server(ctx: ServerContext) -> MethodFactory[Authenticator]:
-    from eapkit.methods.tls import tls_authenticator
+    """Any EAP Identity (a hint: identity privacy, RFC 9190 §2.1.4); the user is the
+    certificate's, mapped by the server's authorization step (eapkit.authz)."""
+    from eapkit.methods.tls import client_certificate, tls_authenticator
 
-    return tls_authenticator(ctx.server_tls())
+    return tls_authenticator(ctx.server_tls(), client_certificate)
 
 
 def _tls_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:

@@ -39,6 +39,7 @@ from eapkit.radius.core import RadiusCore
 from eapkit.radius.udp import serve
 from eapkit.serve import (
     DEFAULT_SECRET,
+    DEMO_REALM,
     ServeConfig,
     build_core,
     describe,
@@ -147,6 +148,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         files = ensure_demo_pki(pki_dir)
         cfg.tls.cert, cfg.tls.key = files["cert"], files["key"]
         cfg.tls.ca = cfg.tls.ca or files["ca"]
+        # the demo client certificate's e-mail alice@eapkit.test names the user alice
+        cfg.tls.realms = cfg.tls.realms or (DEMO_REALM,)
         print(
             f"eapkit serve: demo PKI in {pki_dir}: CA {files['ca']}, server {files['cert']}, "
             f"client alice {files['client_cert']} / {files['client_key']}",

@@ -76,6 +76,10 @@ TLS = Table(
         "signature_algorithms": Key("str"),
         "security_level": Key("int"),
         "peap_version": Key("int", hint="0 or 1: the highest PEAP version offered"),
+        "identity": Key(
+            "str-list", hint="certificate names that name the user: san_upn, san_email, cn, ..."
+        ),
+        "realms": Key("str-list", hint="realms whose user@realm names the user alone"),
     }
 )
 
@@ -92,6 +96,15 @@ CLIENTS = Table(
         "bind_rounds": Key("bool"),
     },
     many=True,
+)
+
+POLICY = Table(
+    {
+        "certificate_is_possession": Key("bool"),
+        "max_password_failures": Key("int"),
+        "max_nas_password_failures": Key("int"),
+        "password_failure_window": Key("number"),
+    }
 )
 
 BRIDGE = Table(
@@ -127,6 +140,7 @@ SCHEMA = Table(
         "tls": TLS,
         "clients": CLIENTS,
         "bridge": BRIDGE,
+        "policy": POLICY,
     }
 )
 

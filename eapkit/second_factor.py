@@ -229,25 +229,43 @@ class _PasswordWithCode:
             return password(user, response, now)
         length = factors._code_length(user, response)
         assert length is not None
-        # Both readings are always checked, so timing does not tell a right password
-        # with a wrong code from a wrong password.
-        split = len(response) > length
-        first = password(user, response[:-length] if split else "", now)
-        alone = password(user, response, now)
-        if split and first.ok:
-            second = factors.check_code(user, response[-length:], now)
+        # One reading, one password check (one PBKDF2), whatever the case: a 2FA user's
+        # login costs what anyone else's does (eapkit.authz, "equal cost").  The response
+        # is the password followed by the code when it ends in something shaped like
+        # the user's code; otherwise it is the password alone, answered with a
+        # challenge for the code.
+        tail = response[-length:]
+        if len(response) > length and _code_shaped(factors.kind(user), tail):
+            first = password(user, response[:-length], now)
+            if not first.ok:
+                return first
+            second = factors.check_code(user, tail, now)
             if not second.ok:
                 return second
             return Verdict(True, "ok", first.user or user, factors=_PASSWORD_AND_CODE)
+        alone = password(user, response, now)
         if alone.ok:
             # the password is proved; the code round (:meth:`second`) adds the device
             prompt = factors.prompt(user)
             return Verdict(False, CHALLENGE, alone.user or user, prompt, alone.factors)
-        return Verdict.reject(alone.reason)
+        return alone
 
     def second(self, user: str, code: str, now: float, /) -> Verdict:
         """The code round after a CHALLENGE: the password was proved in the first."""
         return _proved(self.factors.check_code(user, code, now), _PASSWORD_AND_CODE)
+
+
+_MODHEX = re.compile(r"[cbdefghijklnrtuv]+")
+
+
+def _code_shaped(kind: str, tail: str) -> bool:
+    """Is ``tail`` shaped like a code of the user's ``kind`` (digits for TOTP, modhex
+    for a YubiKey OTP) or a recovery code?"""
+    if RECOVERY_PATTERN.fullmatch(tail.lower()):
+        return True
+    if kind == "yubikey":
+        return _MODHEX.fullmatch(tail) is not None
+    return tail.isascii() and tail.isdigit()
 
 
 def sealing_keys(

@@ -58,6 +58,17 @@ to start on an error there.
     resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
                                        # TTLS/PEAP login skips phase 2 only if it had
                                        # succeeded); 0: no session ids, no tickets
+    identity = ["san_upn", "san_email", "cn"]  # certificate -> user: first present wins
+    realms = []                        # user@realm (UPN, e-mail) names user for these
+                                       # realms, else the whole user@realm (with the
+                                       # demo PKI: ["eapkit.test"])
+
+    [policy]                           # the one authorization step (eapkit.authz)
+    certificate_is_possession = false  # true: client keys are hardware-bound, so a
+                                       # certificate alone satisfies a 2FA user
+    max_password_failures = 10         # per NAS and user, then "throttled" ...
+    max_nas_password_failures = 200    # ... and per NAS,
+    password_failure_window = 300      # within this many seconds
 
     [[clients]]
     address = "192.0.2.0/24"
@@ -86,6 +97,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eapkit.authz import Authorizer, CertificateIdentity, PasswordThrottle
 from eapkit.bridge.config import BridgeConfig
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
 from eapkit.config_schema import validate
@@ -94,7 +106,8 @@ from eapkit.crl_reload import CrlFiles
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
 from eapkit.errors import ConfigError
-from eapkit.methods.base import Authenticator, Factor, MethodFactory
+from eapkit.methods.base import Authenticator, MethodFactory
+from eapkit.methods.mschapv2_check import NtHashLookup
 from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
@@ -104,13 +117,15 @@ from eapkit.radius.pap import PapAccess
 from eapkit.radius.rounds import RoundBinding
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
-from eapkit.session import Result
 
 if TYPE_CHECKING:
     from eapkit.tlsio.config import TlsConfig
 
 __all__ = [
+    "DEMO_REALM",
+    "PolicySettings",
     "ServeConfig",
+    "build_authorizer",
     "build_core",
     "ensure_demo_pki",
     "open_directory",
@@ -118,6 +133,7 @@ __all__ = [
     "server_tls_config",
 ]
 
+DEMO_REALM = "eapkit.test"  # the demo PKI's client e-mail realm, [tls] realms by default
 DEFAULT_SECRET = "testing123"  # noqa: S105 - the loopback demo NAS, documented
 GTC_MODES = ("password", "code")
 
@@ -140,9 +156,38 @@ class TlsFiles:
     security_level: int | None = None
     peap_version: int = 1
 
+    identity: tuple[str, ...] = ("san_upn", "san_email", "cn")
+    realms: tuple[str, ...] = ()
+
 
 def _optional(table: dict[str, Any], key: str) -> str | None:
     return str(table[key]) if key in table else None
+
+
+@dataclass
+class PolicySettings:
+    """``[policy]``: the authorization step's settings (:mod:`eapkit.authz`)."""
+
+    certificate_is_possession: bool = False
+    max_password_failures: int = 10
+    max_nas_password_failures: int = 200
+    password_failure_window: float = 300.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicySettings:
+        known = {"certificate_is_possession", "max_password_failures"}
+        known |= {"max_nas_password_failures", "password_failure_window"}
+        if unknown := set(data) - known:
+            raise ConfigError(f"[policy] has no setting {', '.join(sorted(unknown))}")
+        value = data.get("certificate_is_possession", False)
+        if not isinstance(value, bool):
+            raise ConfigError("[policy] certificate_is_possession is true or false")
+        return cls(
+            value,
+            int(data.get("max_password_failures", 10)),
+            int(data.get("max_nas_password_failures", 200)),
+            float(data.get("password_failure_window", 300.0)),
+        )
 
 
 @dataclass
@@ -165,6 +210,7 @@ class ServeConfig:
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
     round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -215,7 +261,10 @@ class ServeConfig:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
             cfg.bridge = BridgeConfig.from_dict(dict(data["bridge"]))
+        cfg.policy = PolicySettings.from_dict(dict(data.get("policy", {})))
         tls = data.get("tls", {})
+        identity = tls.get("identity", TlsFiles.identity)
+        realms = tls.get("realms", [])
         cfg.tls = TlsFiles(
             cert=p(tls["cert"]) if "cert" in tls else None,
             key=p(tls["key"]) if "key" in tls else None,
@@ -235,11 +284,14 @@ class ServeConfig:
             signature_algorithms=_optional(tls, "signature_algorithms"),
             security_level=int(tls["security_level"]) if "security_level" in tls else None,
             peap_version=int(tls.get("peap_version", 1)),
+            identity=tuple(str(x) for x in ([identity] if isinstance(identity, str) else identity)),
+            realms=tuple(str(x) for x in ([realms] if isinstance(realms, str) else realms)),
         )
         if cfg.tls.peap_version not in (0, 1):
             raise ConfigError("[tls] peap_version is 0 or 1")
         if cfg.tls.resume_lifetime < 0:
             raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
+        CertificateIdentity(cfg.tls.identity, frozenset(cfg.tls.realms))  # check it now
         for entry in data.get("clients", []):
             try:
                 cfg.clients.append(
@@ -286,7 +338,9 @@ def ensure_demo_pki(directory: Path, *, now: dt.datetime | None = None) -> dict[
 def open_directory(cfg: ServeConfig) -> Directory:
     """The users of ``cfg``: ``directory = "local"`` (the SQLite file ``db``) or
     ``"store"`` (records in ``store``, by default that same file)."""
-    return _open_directory(cfg.directory, cfg.db, cfg.store)
+    # No verified-password cache: every login pays one PBKDF2, so a cached right
+    # password does not answer faster than a wrong one (eapkit.authz, equal cost).
+    return _open_directory(cfg.directory, cfg.db, cfg.store, cache_ttl=0.0)
 
 
 def open_second_factors(
@@ -297,29 +351,6 @@ def open_second_factors(
     return _open_second_factors(
         users, cfg.db, store_url=cfg.store, keys_file=cfg.store_keys_file, audit=audit
     )
-
-
-# A login that proved this alone cannot have carried a one-time code.
-PASSWORD_ONLY = frozenset({Factor.PASSWORD})
-
-
-def second_factor_policy(
-    second: SecondFactors, clients: Sequence[Client]
-) -> Callable[[Result, str], str | None]:
-    """Refuse a login that proved only a password (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP
-    inside a tunnel: :attr:`~eapkit.session.Result.factors`) to a user who has a second
-    factor, unless the NAS runs the second factor in a round of its own (a client with
-    ``second_factor = "nas"``)."""
-    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
-
-    def authorize(result: Result, client: str) -> str | None:
-        if client in nas_enforced or not second.needs_code(result.user):
-            return None
-        if result.factors == PASSWORD_ONLY:
-            return "second_factor_required"
-        return None
-
-    return authorize
 
 
 def round_binding(
@@ -346,16 +377,6 @@ def reload_crls() -> None:
     """Have every CRL file looked at on the next TLS conversation (``SIGHUP``)."""
     for source in CRL_SOURCES:
         source.force()
-
-
-def _plain_second_factor(
-    second: SecondFactors, clients: Sequence[Client]
-) -> Callable[[str, str], bool]:
-    """Does an MS-CHAP-V2 login over plain RADIUS need the code round?  The rule of
-    :func:`second_factor_policy`: yes for a user with a second factor, unless the NAS runs
-    the second factor itself."""
-    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
-    return lambda user, client: client not in nas_enforced and second.needs_code(user)
 
 
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
@@ -399,14 +420,17 @@ def server_context(
     *,
     pap: ResponseCheck | None = None,
     code: ResponseCheck | None = None,
+    password: ResponseCheck | None = None,
+    nt_hash: NtHashLookup | None = None,
 ) -> ServerContext:
-    """What the catalog's builders get: the user directory's checks, ``pap`` (the
-    password followed by the user's code) and ``code`` when the server runs second
+    """What the catalog's builders get: the user directory's checks (or ``password``
+    and ``nt_hash`` in their place: the authorization step's guarded ones), ``pap``
+    (the password followed by the user's code) and ``code`` when the server runs second
     factors, and the TLS settings when a configured method needs them."""
     needs_tls = any(entry.tls for entry in CATALOG if entry.name in cfg.methods)
     return ServerContext(
-        password=users.check_password,
-        nt_hash=users.nt_hash,
+        password=password or users.check_password,
+        nt_hash=nt_hash or users.nt_hash,
         tls=server_tls_config(cfg) if needs_tls else None,
         password_and_code=pap,
         code=code,
@@ -431,6 +455,25 @@ def build_methods(
     return factories
 
 
+def build_authorizer(cfg: ServeConfig, users: Directory, second: SecondFactors) -> Authorizer:
+    """The one authorization step (:mod:`eapkit.authz`) of ``cfg``: ``[tls] identity``
+    and ``realms``, ``[policy]``, password throttling in the second factors' store."""
+    settings = cfg.policy
+    throttle = PasswordThrottle(
+        second.store,
+        settings.max_password_failures,
+        settings.max_nas_password_failures,
+        settings.password_failure_window,
+    )
+    return Authorizer(
+        users,
+        CertificateIdentity(cfg.tls.identity, frozenset(cfg.tls.realms)),
+        settings.certificate_is_possession,
+        approval_bridge=cfg.bridge is not None,
+        throttle=throttle,
+    )
+
+
 def build_core(
     cfg: ServeConfig,
     users: Directory,
@@ -445,27 +488,39 @@ def build_core(
     users = RequestScoped.around(users)
     second = open_second_factors(cfg, users, audit=audit or decisions.write)
     second.approval_bridge = cfg.bridge is not None
+    authorizer = build_authorizer(cfg, users, second)
+    assert authorizer.throttle is not None
+    # Passwords past the throttle's limit are refused unchecked; MS-CHAPv2 gets no NT
+    # hash for users it cannot satisfy (eapkit.authz).
+    password = authorizer.throttle.guard(users.check_password)
     # With the users' second factors: the password followed by the code, or a challenge
-    pap = second.pap(users.check_password)
-    methods = build_methods(cfg, server_context(cfg, users, pap=pap, code=second.check_code), warn)
+    pap = second.pap(password)
+    context = server_context(
+        cfg,
+        users,
+        pap=pap,
+        code=second.check_code,
+        password=password,
+        nt_hash=authorizer.nt_hash(users.nt_hash),
+    )
+    methods = build_methods(cfg, context, warn)
     clients = cfg.clients or [
         Client.of("127.0.0.0/8", DEFAULT_SECRET, "localhost"),
         Client.of("::1/128", DEFAULT_SECRET, "localhost6"),
     ]
     eap = EapAccess(
         methods,
-        policy=users.policy,
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
-        authorize=second_factor_policy(second, clients),
+        authorizer=authorizer,
         rounds=round_binding(cfg, second, clients),
     )
     plain = (
         MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
-            users.nt_hash,
-            PapAccess(pap, policy=users.policy, code_check=second.check_code),
+            authorizer.nt_hash(users.nt_hash),
+            PapAccess(pap, code_check=second.check_code, authorizer=authorizer),
             policy=users.policy,
-            needs_second_factor=_plain_second_factor(second, clients),
+            needs_second_factor=lambda user, client: authorizer.needs_possession(users.get(user)),
             prompt=second.prompt,
         )
         if cfg.pap

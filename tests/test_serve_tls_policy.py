@@ -46,6 +46,7 @@ def _config(tmp_path: Path, **tls: Any) -> ServeConfig:
     (tmp_path / "server.key").write_bytes(lb.server.key_pem)
     (tmp_path / "ca.pem").write_bytes(lb.ca.cert_pem)
     lines = ["[tls]", 'cert = "server.pem"', 'key = "server.key"', 'ca = "ca.pem"']
+    lines += ['realms = ["example.org"]']  # the lab's alice@example.org names alice
     lines += [f"{key} = {json.dumps(value)}" for key, value in tls.items()]
     lines += ["[[clients]]", 'address = "127.0.0.1/32"', f'secret = "{SECRET.decode()}"']
     (tmp_path / "serve.toml").write_text("\n".join(lines) + "\n")

@@ -35,11 +35,15 @@ __all__ = [
 DIRECTORIES = ("local", "store")
 
 
-def open_directory(kind: str, db: Path, store_url: str | None = None) -> Directory:
+def open_directory(
+    kind: str, db: Path, store_url: str | None = None, *, cache_ttl: float = 300.0
+) -> Directory:
     """``local``: the SQLite file ``db``; ``store``: the store at ``store_url``
-    (default: the same file, as the second factors' store)."""
+    (default: the same file, as the second factors' store).  ``cache_ttl`` 0 turns off
+    the verified-password cache, so every password check costs one PBKDF2."""
     if kind == "local":
-        return LocalDirectory(db)
+        return LocalDirectory(db, cache_ttl=cache_ttl)
     if kind == "store":
-        return StoredDirectory(open_store(store_url or f"sqlite:{db}"), owns_store=True)
+        store = open_store(store_url or f"sqlite:{db}")
+        return StoredDirectory(store, owns_store=True, cache_ttl=cache_ttl)
     raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}, not {kind!r}")

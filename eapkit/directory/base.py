@@ -25,7 +25,9 @@ Each user has
   for users who never use MS-CHAPv2;
 - a second-factor requirement (``none``, ``totp``, ``yubikey``, ``webauthn``: approval
   with a security key through :mod:`eapkit.bridge`) enforced by the server;
-- a :class:`~eapkit.policy.UserPolicy` for the Access-Accept.
+- a :class:`~eapkit.policy.UserPolicy` for the Access-Accept;
+- a ``disabled`` flag: the record stays, every login is refused (``user_disabled``)
+  by the authorization step (:mod:`eapkit.authz`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class User:
     nt_hash: bytes | None = field(default=None, repr=False)
     second_factor: str = "none"
     policy: UserPolicy = field(default_factory=UserPolicy)
+    disabled: bool = False  # kept, but refused at authorization (eapkit user disable)
 
 
 def check_second_factor(second_factor: str) -> None:
@@ -148,6 +151,10 @@ class Directory(Protocol):
         """False when there is no such user."""
         ...
 
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        """False when there is no such user."""
+        ...
+
     def delete(self, name: str) -> bool:
         """False when there was no such user."""
         ...
@@ -215,6 +222,13 @@ class RecordDirectory(ABC):
         if record is None:
             return False
         self._write(replace(record, second_factor=second_factor))
+        return True
+
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        record = self.get(name)
+        if record is None:
+            return False
+        self._write(replace(record, disabled=disabled))
         return True
 
     # -- credential interfaces --------------------------------------------------------

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT,
     nt_hash BLOB,
     second_factor TEXT NOT NULL DEFAULT 'none',
-    policy TEXT NOT NULL DEFAULT '{}'
+    policy TEXT NOT NULL DEFAULT '{}',
+    disabled INTEGER NOT NULL DEFAULT 0
 )
 """
 
@@ -39,6 +40,9 @@ class LocalDirectory(RecordDirectory):
         self._local = threading.local()
         with self._db() as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "disabled" not in columns:  # a database from before the flag
+                db.execute("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -51,22 +55,40 @@ class LocalDirectory(RecordDirectory):
         return conn
 
     def get(self, name: str) -> User | None:
-        row = self._db().execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT name, password_hash, nt_hash, second_factor, policy, disabled FROM users"
+                " WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
         return _user(row) if row else None
 
     def list(self) -> list[User]:
-        rows = self._db().execute("SELECT * FROM users ORDER BY name").fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT name, password_hash, nt_hash, second_factor, policy, disabled FROM users"
+                " ORDER BY name"
+            )
+            .fetchall()
+        )
         return [_user(r) for r in rows]
 
     def _write(self, user: User) -> None:
         self._db().execute(
-            "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO users"
+            " (name, password_hash, nt_hash, second_factor, policy, disabled)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (
                 user.name,
                 user.password_hash,
                 user.nt_hash,
                 user.second_factor,
                 json.dumps(user.policy.to_json()),
+                int(user.disabled),
             ),
         )
 
@@ -85,6 +107,12 @@ class LocalDirectory(RecordDirectory):
         )
         return cur.rowcount > 0
 
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        cur = self._db().execute(
+            "UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name)
+        )
+        return cur.rowcount > 0
+
     def delete(self, name: str) -> bool:
         return self._db().execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
 
@@ -95,6 +123,7 @@ class LocalDirectory(RecordDirectory):
             self._local.conn = None
 
 
-def _user(row: tuple[str, str | None, bytes | None, str, str]) -> User:
-    name, password_hash, nt, second, policy = row
-    return User(name, password_hash, nt, second, UserPolicy.from_json(json.loads(policy)))
+def _user(row: tuple[str, str | None, bytes | None, str, str, int]) -> User:
+    name, password_hash, nt, second, policy, disabled = row
+    policy_record = UserPolicy.from_json(json.loads(policy))
+    return User(name, password_hash, nt, second, policy_record, bool(disabled))

@@ -123,6 +123,10 @@ class RequestScoped:
         self._forget(name)
         return self.directory.set_second_factor(name, second_factor)
 
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        self._forget(name)
+        return self.directory.set_disabled(name, disabled)
+
     def delete(self, name: str) -> bool:
         self._forget(name)
         return self.directory.delete(name)

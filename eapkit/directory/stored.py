@@ -6,7 +6,7 @@ second factors' records, hence the prefix):
 
 ``directory:user:<name>``
     the user's record, JSON: ``{"name", "password_hash", "nt_hash" (hex or null),
-    "second_factor", "policy"}``; the only key a login reads;
+    "second_factor", "policy", "disabled" (only when true)}``; the only key a login reads;
 ``directory:index``
     the sorted JSON list of names, for ``eapkit user list``.
 
@@ -83,6 +83,8 @@ def _encode(user: User) -> bytes:
         "second_factor": user.second_factor,
         "policy": user.policy.to_json(),
     }
+    if user.disabled:
+        record["disabled"] = True
     return json.dumps(record, separators=(",", ":")).encode()
 
 
@@ -95,4 +97,5 @@ def _decode(raw: bytes) -> User:
         bytes.fromhex(nt) if nt else None,
         str(data.get("second_factor", "none")),
         UserPolicy.from_json(data.get("policy") or {}),
+        bool(data.get("disabled", False)),
     )

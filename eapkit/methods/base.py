@@ -33,6 +33,7 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 
 __all__ = [
     "Authenticator",
+    "CertificateNames",
     "Done",
     "Factor",
     "KeyMaterial",
@@ -74,6 +75,19 @@ class Factor(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CertificateNames:
+    """The names in the peer's verified end-entity certificate (RFC 5280 §4.1.2.6
+    subject CN, §4.2.1.6 subjectAltName rfc822Name, UPN otherName, dNSName).  A method
+    reports them; the server's authorization step (:mod:`eapkit.authz`) maps them to a
+    directory user by its documented rule, never by the EAP Identity."""
+
+    common_names: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    upns: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """How a method ended.
 
@@ -81,7 +95,8 @@ class Outcome:
     ``unknown_ca``, ...); ``detail`` is a human sentence without secrets.  ``identity``
     is the user the method authenticated (for tunnelled methods, the inner identity),
     when it differs from or refines the EAP Identity.  ``attributes`` carries what the
-    method learned that a RADIUS layer may use (e.g. a certificate's subject).
+    method learned that a RADIUS layer may use (e.g. a certificate's subject);
+    ``certificate`` the names of the peer certificate a method verified (EAP-TLS).
     """
 
     success: bool
@@ -91,6 +106,7 @@ class Outcome:
     detail: str = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
     factors: frozenset[Factor] = frozenset()
+    certificate: CertificateNames | None = None
 
     @classmethod
     def ok(cls, keys: KeyMaterial | None = None, identity: str | None = None) -> Outcome:

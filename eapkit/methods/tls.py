@@ -42,6 +42,7 @@ from collections.abc import Callable
 from eapkit.credentials import Verdict
 from eapkit.methods.base import (
     Authenticator,
+    CertificateNames,
     Done,
     Factor,
     MethodContext,
@@ -73,6 +74,7 @@ __all__ = [
     "TlsPeer",
     "accept_any_certificate",
     "bind_identity",
+    "client_certificate",
     "tls_authenticator",
     "tls_peer",
 ]
@@ -98,6 +100,16 @@ def bind_identity(cert: PeerCertificate, identity: str) -> Verdict:
     return Verdict.reject(
         "identity_mismatch", "the EAP identity is not among the certificate's names"
     )
+
+
+def client_certificate(cert: PeerCertificate, identity: str) -> Verdict:
+    """Identity privacy (RFC 9190 §2.1.4, RFC 5216 §5.2): any EAP Identity (anonymous,
+    ``@realm``, empty, ``host/FQDN``) is only a hint; the certificate must allow client
+    authentication, and the user is whoever the certificate names, which the server's
+    authorization step decides (:mod:`eapkit.authz`) from :attr:`Outcome.certificate`."""
+    if not cert.has_client_auth:
+        return Verdict.reject("certificate_purpose", "certificate lacks the clientAuth EKU")
+    return Verdict.accept(identity.strip())
 
 
 def accept_any_certificate(cert: PeerCertificate, identity: str) -> Verdict:
@@ -178,8 +190,11 @@ class TlsAuthenticator(TlsAuthenticatorBase):
         assert self._verdict is not None and self._verdict.ok
         user = self._verdict.user or self._ctx.identity_text
         keys, attrs = derive_keys(engine), _tls_attributes(engine)
-        outcome = Outcome(True, "ok", keys, user, "", attrs, frozenset({Factor.CERTIFICATE}))
-        return self._end(outcome)
+        cert = engine.peer_certificate
+        assert cert is not None  # _authorize refused a session without one
+        names = CertificateNames(cert.common_names, cert.emails, cert.upns, cert.dns_names)
+        factors = frozenset({Factor.CERTIFICATE})
+        return self._end(Outcome(True, "ok", keys, user, "", attrs, factors, names))
 
     def _end(self, outcome: Outcome) -> Done:
         self._engine.close(outcome.success)  # a clean close keeps the session resumable

@@ -43,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from eapkit.authz import Authorizer, Nas, nas_scope
 from eapkit.errors import DecodeError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.packet import Failure, decode_frame
@@ -97,9 +98,9 @@ class EapAccess:
     client_share: float = 0.5  # of max_conversations, that one client may hold
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""
-    # A last word on a successful conversation: a reason to refuse it, or None.  The
-    # server uses it to refuse password-only methods to users who need a second factor.
-    authorize: Callable[[Result, str], str | None] | None = None
+    # The one authorization step (eapkit.authz): who the user is, whether they may log
+    # in with what the method proved, and what the Accept carries (replaces ``policy``).
+    authorizer: Authorizer | None = None
     # Ties the rounds of a multi-round login to one gateway connection (RFC 4739).
     rounds: RoundBinding | None = None
     # Told about conversations that ended without a verdict (the peer went away).
@@ -164,9 +165,18 @@ class EapAccess:
         self._forget(victim)
         self.evicted += 1
 
-    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+    def handle(
+        self, request: Packet, secret: bytes, client: str, now: float, *, nas: Nas | None = None
+    ) -> AccessReply | None:
         """The reply to one Access-Request with EAP-Message, or None to stay silent
-        (a discarded EAP packet: the NAS retransmits, RFC 3579 §2.6.2)."""
+        (a discarded EAP packet: the NAS retransmits, RFC 3579 §2.6.2).  ``nas`` is the
+        client entry the request came from (authorization's per-NAS rules)."""
+        with nas_scope(nas, now):
+            return self._handle(request, secret, client, now)
+
+    def _handle(
+        self, request: Packet, secret: bytes, client: str, now: float
+    ) -> AccessReply | None:
         eap = request.eap_message()
         assert eap is not None, "EapAccess.handle needs an Access-Request with EAP-Message"
         self.expire(now)
@@ -266,7 +276,16 @@ class EapAccess:
         attrs = eap_message_attributes(action.packet)
         decision = _decision(result, conv, now)
         decision.login_id = conv.login_id
-        refusal = self.authorize(result, conv.client) if result.success and self.authorize else None
+        user, refusal = result.user, None
+        policy = self.policy(user) if self.policy and result.success else None
+        if self.authorizer is not None and result.success:
+            outcome = result.outcome
+            names = outcome.certificate if outcome is not None else None
+            verdict = self.authorizer.authorize(user, result.factors, names, now)
+            user = decision.user = verdict.user
+            refusal, policy = (None if verdict.ok else verdict.reason), verdict.policy
+        elif self.authorizer is not None:
+            decision.reason = self.authorizer.refused(user or result.identity, result.reason, now)
         if refusal is None and result.success and self.rounds is not None:
             refusal = self.rounds.settle(result, conv.client, request, now)
         if refusal is not None:
@@ -278,8 +297,8 @@ class EapAccess:
             logged = None if conv.logged else decision  # written with the alert
             return AccessReply(Code.ACCESS_REJECT, attrs, logged, action.identifier)
         attrs += accept_attributes(
-            result.user,
-            self.policy(result.user) if self.policy else None,
+            user,
+            policy,
             self.random,
             keys=result.keys,
             secret=secret,

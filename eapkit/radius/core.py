@@ -170,7 +170,7 @@ class PlainAccess(Protocol):
     state_prefix: bytes  # names the owner of a pending challenge (see set_state_prefix)
 
     def handle(
-        self, request: Packet, secret: bytes, client: str, now: float
+        self, request: Packet, secret: bytes, client: str, now: float, *, nas: Client | None = None
     ) -> AccessReply | None: ...
 
 
@@ -532,9 +532,9 @@ class RadiusCore:
             return self._refuse_mixed(request, secret, client, host, now)
         started = self.cpu_clock()
         if eap is not None and self.eap is not None:
-            reply = self.eap.handle(request, secret, client.name, now)
+            reply = self.eap.handle(request, secret, client.name, now, nas=client)
         elif eap is None and self.plain is not None:
-            reply = self.plain.handle(request, secret, client.name, now)
+            reply = self.plain.handle(request, secret, client.name, now, nas=client)
         else:
             return self._drop("no_handler", host, now, "EAP" if eap is not None else "PAP")
         if reply is None:

@@ -39,6 +39,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eapkit.authz import Nas, nas_scope
 from eapkit.crypto.mschap import NT_HASH_LEN, get_master_key, mschapv2_msk, nt_hash_keys
 from eapkit.crypto.stand_in import stand_in_secret
 from eapkit.errors import ConfigError, DecodeError
@@ -119,7 +120,17 @@ class MsChapAccess:
         if self.pap is not None:
             self.pap.expire(now)
 
-    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+    def handle(
+        self, request: Packet, secret: bytes, client: str, now: float, *, nas: Nas | None = None
+    ) -> AccessReply | None:
+        """The reply to one plain Access-Request; ``nas`` is the client entry it came from
+        (authorization's per-NAS rules)."""
+        with nas_scope(nas, now):
+            return self._handle(request, secret, client, now, nas)
+
+    def _handle(
+        self, request: Packet, secret: bytes, client: str, now: float, nas: Nas | None
+    ) -> AccessReply | None:
         try:
             ms = _ms(request)
         except DecodeError:
@@ -131,7 +142,7 @@ class MsChapAccess:
         user = (request.get(Attr.USER_NAME) or b"").decode("utf-8", "backslashreplace")
         if challenge is None or (v2 is None and v1 is None):
             if self.pap is not None:
-                return self.pap.handle(request, secret, client, now)
+                return self.pap.handle(request, secret, client, now, nas=nas)
             return self._reject(client, user, "no_password", now, [])
         if v2 is None:
             assert v1 is not None

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from eapkit.authz import Authorizer, Nas, nas_scope
 from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.errors import DecodeError
 from eapkit.radius.dictionary import Attr
@@ -67,10 +68,21 @@ class PapAccess:
     max_pending: int = 10_000
     random: RandomSource = SYSTEM_RANDOM
     state_prefix: bytes = b""  # names the worker process holding the challenge
+    authorizer: Authorizer | None = None  # the one authorization step (eapkit.authz)
     _pending: OrderedDict[bytes, _Pending] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def handle(self, request: Packet, secret: bytes, client: str, now: float) -> AccessReply | None:
+    def handle(
+        self, request: Packet, secret: bytes, client: str, now: float, *, nas: Nas | None = None
+    ) -> AccessReply | None:
+        """The reply to one Access-Request with User-Password; ``nas`` is the client entry
+        it came from (authorization's per-NAS rules)."""
+        with nas_scope(nas, now):
+            return self._handle(request, secret, client, now)
+
+    def _handle(
+        self, request: Packet, secret: bytes, client: str, now: float
+    ) -> AccessReply | None:
         started = now
         self._expire(now)
         raw_user = request.get(Attr.USER_NAME)
@@ -151,6 +163,14 @@ class PapAccess:
         self, verdict: Verdict, client: str, user: str, now: float, started: float, method: str
     ) -> AccessReply:
         name = verdict.user or user
+        policy = self.policy(name) if self.policy and verdict.ok else None
+        if self.authorizer is not None and verdict.ok:
+            authorized = self.authorizer.authorize(name, verdict.factors, None, now)
+            if not authorized.ok:
+                verdict = Verdict.reject(authorized.reason)
+            name, policy = authorized.user, authorized.policy
+        elif self.authorizer is not None:
+            verdict = Verdict.reject(self.authorizer.refused(name, verdict.reason, now))
         decision = Decision(
             now,
             client,
@@ -168,7 +188,7 @@ class PapAccess:
         if not verdict.ok:
             decision.user = user
             return AccessReply(Code.ACCESS_REJECT, [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)], decision)
-        attrs = accept_attributes(name, self.policy(name) if self.policy else None, self.random)
+        attrs = accept_attributes(name, policy, self.random)
         return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
 
     def _reject(

@@ -43,7 +43,10 @@ def _servers(stack: ExitStack, tmp: Path, files: dict[str, Path]) -> dict[tuple[
         pkey = cert.with_suffix(".key")
         # hostapd resumes only with a session cache; eapkit always offers resumption.
         hostapd_extra = ["tls_session_lifetime=3600"]
-        serve_extra = ["--cert", str(cert), "--key", str(pkey), "--ca", str(files["ca"])]
+        config = tmp / f"serve-{profile}.toml"
+        config.write_text(matrix.EAPKIT_CONFIG)
+        serve_extra = ["--config", str(config), "--cert", str(cert), "--key", str(pkey)]
+        serve_extra += ["--ca", str(files["ca"])]
         if fragment_size is not None:
             hostapd_extra.append(f"fragment_size={fragment_size}")
             serve_extra += ["--fragment-size", str(fragment_size)]
@@ -57,7 +60,8 @@ def _servers(stack: ExitStack, tmp: Path, files: dict[str, Path]) -> dict[tuple[
             extra=hostapd_extra,
         )
         ports["hostapd", profile] = stack.enter_context(hostapd).port
-        serve = EapkitServe(tmp / f"serve-{profile}", users=matrix.USERS, extra=serve_extra)
+        users = matrix.USERS + matrix.CERTIFICATE_USERS
+        serve = EapkitServe(tmp / f"serve-{profile}", users=users, extra=serve_extra)
         ports["eapkit", profile] = stack.enter_context(serve).port
     return ports
 

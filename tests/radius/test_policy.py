@@ -9,9 +9,10 @@ import json
 import os
 from pathlib import Path
 
+from eapkit.authz import Authorizer, PasswordThrottle, nas_scope
 from eapkit.credentials import Verdict
 from eapkit.directory import LocalDirectory
-from eapkit.methods.base import Factor, Outcome
+from eapkit.methods.base import Factor
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.packet import Code as EapCode
@@ -23,8 +24,7 @@ from eapkit.radius.dictionary import Attr
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import Code, decode, encode_request
 from eapkit.second_factor import SecondFactors
-from eapkit.serve import second_factor_policy
-from eapkit.session import PeerSession, Result
+from eapkit.session import PeerSession
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer
 from eapkit.verify.otp import OtpCredential
@@ -41,9 +41,9 @@ def core_for(tmp_path: Path, second_factor: str, log: io.StringIO) -> RadiusCore
     second = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))
     second.totp.enroll("tom", OtpCredential(bytes(20)), 0)
     clients = [Client.of("127.0.0.0/8", SECRET, "gw", second_factor)]
+    authorizer = Authorizer(users, throttle=PasswordThrottle(second.store))
     eap = EapAccess(
-        [mschapv2_authenticator(users.nt_hash)],
-        authorize=second_factor_policy(second, clients),
+        [mschapv2_authenticator(authorizer.nt_hash(users.nt_hash))], authorizer=authorizer
     )
     return RadiusCore(ClientTable(clients), eap, decisions=DecisionLog(log))
 
@@ -115,21 +115,23 @@ def test_a_check_that_raises_ends_in_reject_not_silence(tmp_path: Path) -> None:
 
 
 def test_policy_reads_the_factors_proved(tmp_path: Path) -> None:
-    """Refused: a password alone for a user with a second factor, whatever the method's
-    name.  Not refused (today): a certificate, a password with a code, a code alone."""
+    """Refused: a password alone, or a certificate alone, for a user with a second
+    factor, whatever the method's name.  Passed: a password with a code, a code alone,
+    anything behind a NAS that runs the second factor itself."""
     users = LocalDirectory(tmp_path / "u.db")
     users.add("tom", "pencil", second_factor="totp", iterations=1000)
-    second = SecondFactors(users, MemoryStore(), Sealer({"k": os.urandom(32)}))
-    clients = [Client.of("127.0.0.1/32", SECRET, "gw"), Client.of("::1/128", SECRET, "nas", "nas")]
-    authorize = second_factor_policy(second, clients)
+    users.add("nora", "pencil", iterations=1000)
+    authorizer = Authorizer(users)
+    gw, nas = Client.of("127.0.0.1/32", SECRET, "gw"), Client.of("::1/128", SECRET, "nas", "nas")
 
-    def decide(user: str, client: str, *factors: Factor) -> str | None:
-        outcome = Outcome(True, "ok", identity=user, factors=frozenset(factors))
-        return authorize(Result(True, "ok", user, user, outcome=outcome), client)
+    def decide(user: str, client: Client, *factors: Factor) -> str:
+        with nas_scope(client, 0.0):
+            return authorizer.authorize(user, frozenset(factors), None, 0.0).reason
 
-    assert decide("tom", "gw", Factor.PASSWORD) == "second_factor_required"
-    assert decide("tom", "nas", Factor.PASSWORD) is None
-    assert decide("nora", "gw", Factor.PASSWORD) is None
-    assert decide("tom", "gw", Factor.PASSWORD, Factor.OTP_DEVICE) is None
-    assert decide("tom", "gw", Factor.OTP_DEVICE) is None
-    assert decide("tom", "gw", Factor.CERTIFICATE) is None
+    assert decide("tom", gw, Factor.PASSWORD) == "second_factor_required"
+    assert decide("tom", nas, Factor.PASSWORD) == "ok"
+    assert decide("nora", gw, Factor.PASSWORD) == "ok"
+    assert decide("tom", gw, Factor.PASSWORD, Factor.OTP_DEVICE) == "ok"
+    assert decide("tom", gw, Factor.OTP_DEVICE) == "ok"
+    assert decide("tom", gw, Factor.CERTIFICATE) == "second_factor_required"
+    assert decide("nobody", gw, Factor.PASSWORD) == "unknown_user"
