@@ -312,8 +312,11 @@ class RadiusCore:
             reply = self.plain.handle(request, secret, client.name, now)
         else:
             return self._drop("no_handler", host, now, "EAP" if eap is not None else "PAP")
-        if reply is None:
+        if reply is None:  # an EAP packet discarded (RFC 3579 §2.6.2): logged, not answered
             self.count("silently_discarded")
+            self.decisions.write(
+                {"time": round(now, 3), "event": "discarded", "client": client.name}
+            )
             return Drop("silently_discarded")
         if reply.decision is not None:
             record = reply.decision.as_dict()
