@@ -9,6 +9,7 @@ and, once its conversations expired, be back near the memory it started with.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import time
@@ -122,3 +123,44 @@ def test_every_mutator_changes_the_packet() -> None:
             changed |= m.encode() != tls
         assert changed, name
     assert any(tls_fragments(random.Random(s), tls) != [tls] for s in range(20))
+
+
+def test_a_discarded_eap_packet_is_logged() -> None:
+    """RFC 3579 §2.6.2: an EAP packet that does not fit the conversation (here a wrong
+    Identifier) is discarded and not answered; the decision log says so, so that every
+    request is accounted for (the fuzzer's ledger relies on it)."""
+    from eapkit.methods.gtc import gtc_authenticator
+    from eapkit.packet import Code as EapCode
+    from eapkit.packet import Identity
+    from eapkit.radius.access import EapAccess
+    from eapkit.radius.clients import Client, ClientTable
+    from eapkit.radius.core import DecisionLog, Drop, RadiusCore, Reply
+    from eapkit.radius.dictionary import Attr
+    from eapkit.radius.packet import decode, eap_message_attributes, encode_request
+    from eapkit.testing.passwords import InMemoryPasswords
+
+    secret = b"s3cret"
+    decisions = DecisionLog(io.StringIO())
+    decisions.records = []
+    core = RadiusCore(
+        ClientTable([Client.of("192.0.2.1/32", secret, "nas")]),
+        EapAccess([gtc_authenticator(InMemoryPasswords({"alice": "wonderland"}))]),
+        decisions=decisions,
+    )
+
+    def send(eap: bytes, ident: int, state: bytes | None = None) -> Reply | Drop:
+        attrs = [*eap_message_attributes(eap)] + ([(Attr.STATE, state)] if state else [])
+        wire = encode_request(Code.ACCESS_REQUEST, ident, attrs, secret)
+        handled = core.receive(wire, ("192.0.2.1", 1812), 1000.0)
+        assert isinstance(handled, Reply | Drop)
+        return handled
+
+    first = send(Identity(EapCode.RESPONSE, 0, b"alice").encode(), 1)
+    assert isinstance(first, Reply)
+    challenge = decode(first.data)
+    request_id = (challenge.eap_message() or b"\x00\x00")[1]
+    state = challenge.get(Attr.STATE)
+    wrong = bytes([2, (request_id + 1) & 0xFF, 0, 6, 6]) + b"x"
+    handled = send(wrong, 2, state)
+    assert handled == Drop("silently_discarded")
+    assert decisions.records[-1] == {"time": 1000.0, "event": "discarded", "client": "nas"}
