@@ -25,6 +25,7 @@ from tests.security.fuzz import (
     Fuzzer,
     NasLink,
     TlsMessage,
+    eap_attributes,
     mutate,
     tls_fragments,
 )
@@ -164,3 +165,16 @@ def test_a_discarded_eap_packet_is_logged() -> None:
     handled = send(wrong, 2, state)
     assert handled == Drop("silently_discarded")
     assert decisions.records[-1] == {"time": 1000.0, "event": "discarded", "client": "nas"}
+
+
+def test_eap_attributes_fit_in_one_request() -> None:
+    """However the fuzzer cuts a long EAP packet into EAP-Message attributes, the request
+    stays within RFC 2865's 4,096 octets (so what reaches the server is valid framing)."""
+    from eapkit.radius.dictionary import Attr
+    from eapkit.radius.packet import encode_request
+
+    eap = bytes(5000)
+    for seed in range(50):
+        attrs = [(Attr.USER_NAME, b"alice"), *eap_attributes(random.Random(seed), eap)]
+        attrs.append((Attr.STATE, bytes(16)))
+        assert len(encode_request(Code.ACCESS_REQUEST, 1, attrs, b"s")) <= 4096
