@@ -19,13 +19,11 @@ import pytest
 
 from eapkit.radius.packet import Code
 from tests.security.conftest import Served
-from tests.security.fuzz import (
+from tests.security.fuzz import Fuzzer, NasLink, eap_attributes
+from tests.security.mutations import (
     EAP_MUTATORS,
     TLS_MUTATORS,
-    Fuzzer,
-    NasLink,
     TlsMessage,
-    eap_attributes,
     mutate,
     tls_fragments,
 )
