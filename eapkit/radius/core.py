@@ -537,8 +537,11 @@ class RadiusCore:
             reply = self.plain.handle(request, secret, client.name, now, nas=client)
         else:
             return self._drop("no_handler", host, now, "EAP" if eap is not None else "PAP")
-        if reply is None:
+        if reply is None:  # an EAP packet discarded (RFC 3579 §2.6.2): logged, not answered
             self.count("silently_discarded")
+            self.decisions.write(
+                {"time": round(now, 3), "event": "discarded", "client": client.name}
+            )
             return Drop("silently_discarded")
         encoded = self._encoded(reply.code, request, reply.attributes, client, now)
         if reply.decision is not None:
