@@ -35,7 +35,7 @@ from eapkit.packet import EapType, MethodId
 
 if TYPE_CHECKING:
     from eapkit.methods.mschapv2 import NtHashLookup
-    from eapkit.tlsio import TlsConfig
+    from eapkit.tlsio import SessionCache, TlsConfig
 
 __all__ = [
     "CATALOG",
@@ -83,7 +83,9 @@ class PeerContext:
     """What a peer builder may use.  ``method`` is the method as the user named it
     (``ttls-pap``), for messages; ``identity`` the (inner) identity; ``otp`` the
     one-time code a server may ask for in a round of its own; ``inner`` a tunnel's
-    inner method (``pap``, ``eap-mschapv2``)."""
+    inner method (``pap``, ``eap-mschapv2``); ``sessions`` where a TLS-based peer keeps
+    the session of a success and offers it on the next authentication (RFC 5216
+    §2.1.2, RFC 9190 §2.1.2; ``eapkit probe --reauth``), when ``tls.resumption`` is on."""
 
     method: str
     identity: str
@@ -91,6 +93,7 @@ class PeerContext:
     otp: str | None = None
     tls: TlsConfig | None = None
     inner: str | None = None
+    sessions: SessionCache | None = None
 
     def need_password(self) -> str:
         if self.password is None:
@@ -158,7 +161,7 @@ def _tls_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
     tls = ctx.need_tls()
     if tls.certificate is None or tls.private_key is None:
         raise ConfigError("--method tls needs --cert and --key")
-    return [tls_peer(tls)]
+    return [tls_peer(tls, ctx.sessions)]
 
 
 # -- EAP-TTLS (RFC 5281, RFC 9427) -------------------------------------------------------------
@@ -199,7 +202,7 @@ def _ttls_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
         inner = InnerEap([mschapv2_peer(ctx.need_password())])
     else:
         raise ConfigError(f"EAP-TTLS has no inner method {ctx.inner!r}")
-    return [ttls_peer(ctx.need_tls(), inner, identity=ctx.identity)]
+    return [ttls_peer(ctx.need_tls(), inner, identity=ctx.identity, cache=ctx.sessions)]
 
 
 # -- PEAPv0 ([MS-PEAP], RFC 9427) -----------------------------------------------------------
@@ -232,7 +235,7 @@ def _peap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
         inner = [gtc_peer(ctx.gtc_answers())]  # the password, then the code if one is asked
     else:
         raise ConfigError(f"PEAP has no inner method {ctx.inner!r}")
-    return [peap_peer(ctx.need_tls(), inner, ctx.identity)]
+    return [peap_peer(ctx.need_tls(), inner, ctx.identity, cache=ctx.sessions)]
 
 
 # -- EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2-02, RFC 2759) ---------------------------

@@ -241,6 +241,8 @@ def open_second_factors(
 
 # A login that proved this alone cannot have carried a one-time code.
 PASSWORD_ONLY = frozenset({Factor.PASSWORD})
+# Factors proved against the user directory (a certificate is proved against a CA).
+DIRECTORY_FACTORS = frozenset({Factor.PASSWORD, Factor.OTP_DEVICE})
 
 
 def second_factor_policy(
@@ -249,10 +251,15 @@ def second_factor_policy(
     """Refuse a login that proved only a password (EAP-MSCHAPv2, or MS-CHAP-V2 / CHAP
     inside a tunnel: :attr:`~eapkit.session.Result.factors`) to a user who has a second
     factor, unless the NAS runs the second factor in a round of its own (a client with
-    ``second_factor = "nas"``)."""
+    ``second_factor = "nas"``).  A resumed TTLS/PEAP login, which skipped phase 2 and so
+    read no user record, is refused when its user has left the directory since."""
     nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
 
     def authorize(result: Result, client: str) -> str | None:
+        outcome = result.outcome
+        resumed = outcome is not None and outcome.attributes.get("tls_resumed") == "yes"
+        if resumed and result.factors & DIRECTORY_FACTORS and second.users.get(result.user) is None:
+            return "unknown_user"
         if client in nas_enforced or not second.needs_code(result.user):
             return None
         if result.factors == PASSWORD_ONLY:

@@ -691,7 +691,7 @@ class TtlsPeer(TunnelPeerBase):
             if engine.resumed and not event.data:
                 # RFC 5281 §7.5: a resumed session and nothing asked: phase 2 is
                 # skipped; acknowledge, a Success may follow (as wpa_supplicant does)
-                return self._send_last(self._ok(), final=False)
+                return self._send_last(self._ok("none"), final=False)
             try:
                 return self._open_phase2()
             except ValueError as exc:  # a credential the inner method cannot carry
@@ -848,8 +848,9 @@ class TtlsPeer(TunnelPeerBase):
 
     # -- endings ---------------------------------------------------------------------------
 
-    def _ok(self) -> Outcome:
-        attrs = self._tunnel_attributes(self.inner_name)
+    def _ok(self, inner_method: str | None = None) -> Outcome:
+        """Success; ``inner_method`` is ``"none"`` when phase 2 was skipped."""
+        attrs = self._tunnel_attributes(inner_method or self.inner_name)
         return Outcome(True, "ok", derive_keys(self._engine, TTLS_KEY_LABEL), None, "", attrs)
 
     def _write_avps_last(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:
