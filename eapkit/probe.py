@@ -171,6 +171,10 @@ async def reauthenticate(opts: ProbeOptions) -> list[Authentication]:
         for _ in range(1 + max(0, opts.reauth)):
             offered = len(sessions) > 0 if sessions is not None else None
             result = await authenticate(client, PeerSession(methods, outer))
+            if sessions is not None and not result.accepted:
+                # RFC 5216 §2.1.2: a session that failed is not resumed.  A TTLS peer
+                # keeps it when it sends its last AVPs, before the server's verdict.
+                sessions.clear()
             outcome = result.peer.outcome if result.peer is not None else None
             attrs = dict(outcome.attributes) if outcome is not None and outcome.success else {}
             done.append(Authentication(result, offered if entry.tls else None, attrs))

@@ -487,5 +487,10 @@ class SessionCache:
     def forget(self, key: object) -> None:
         self._entries.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every session: the conversation failed after the method had already
+        kept its session (a tunnel's last word before the server's verdict)."""
+        self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
