@@ -19,6 +19,7 @@ authentication was accepted with matching keys.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,10 +155,13 @@ class Authentication:
         return f"TLS session offered={tls} resumed={resumed} phase2={self.phase2 or '-'}"
 
 
-async def reauthenticate(opts: ProbeOptions) -> list[Authentication]:
+async def reauthenticate(
+    opts: ProbeOptions, between: Callable[[Authentication], None] | None = None
+) -> list[Authentication]:
     """The first authentication and ``opts.reauth`` more over one RADIUS socket, the
     peer methods built once so that each offers the session the last success left in
-    their cache (a failed one leaves none: RFC 5216 §2.1.2)."""
+    their cache (a failed one leaves none: RFC 5216 §2.1.2).  ``between`` is called
+    after each authentication but the last (a test changes the server there)."""
     from eapkit.tlsio.engine import SessionCache
 
     entry, _ = peer_method(opts.method)
@@ -168,7 +172,9 @@ async def reauthenticate(opts: ProbeOptions) -> list[Authentication]:
     async with RadiusClient(
         opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
     ) as client:
-        for _ in range(1 + max(0, opts.reauth)):
+        for n in range(1 + max(0, opts.reauth)):
+            if n and between is not None:
+                between(done[-1])
             offered = len(sessions) > 0 if sessions is not None else None
             result = await authenticate(client, PeerSession(methods, outer))
             if sessions is not None and not result.accepted:

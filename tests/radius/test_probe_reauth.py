@@ -73,6 +73,10 @@ def _opts(port: int, pki: dict[str, Path], method: str, tls: str, reauth: int) -
     return opts
 
 
+def assert_true(value: bool) -> None:
+    assert value
+
+
 def _reply(run: Authentication) -> dict[str, str]:
     attrs = dict(run.result.reply_attributes)
     assert attrs.pop("CLASS", None) == "gold"  # the policy's Class, every time
@@ -126,25 +130,6 @@ def test_resume_lifetime_zero_resumes_nothing(
         assert [r.phase2 for r in runs] == ["ran"] * 3
 
 
-async def _login_delete_login(
-    opts: ProbeOptions, users: LocalDirectory
-) -> tuple[Authentication, Authentication]:
-    """Two authentications of one probe, the user deleted in between."""
-    from eapkit.probe import build_peer_methods
-    from eapkit.radius.nas import RadiusClient, authenticate
-    from eapkit.session import PeerSession
-    from eapkit.tlsio.engine import SessionCache
-
-    sessions = SessionCache()
-    methods = build_peer_methods(opts, sessions)
-    async with RadiusClient(opts.server, opts.secret, timeout=2.0) as client:
-        first = await authenticate(client, PeerSession(methods, "anonymous"))
-        assert len(sessions) == 1
-        assert users.delete("alice")
-        second = await authenticate(client, PeerSession(methods, "anonymous"))
-    return Authentication(first), Authentication(second)
-
-
 @pytest.mark.parametrize("tls", ["1.2", "1.3"])
 @pytest.mark.parametrize("method", TUNNELS)
 def test_deleted_user_not_resumed(
@@ -158,10 +143,13 @@ def test_deleted_user_not_resumed(
     users, log, _, cfg = serve
     with running(build_core(cfg, users, log_stream=log)) as (_, port):
         first, second = asyncio.run(
-            _login_delete_login(_opts(port, pki, method, tls, reauth=1), users)
+            reauthenticate(
+                _opts(port, pki, method, tls, reauth=1),
+                between=lambda _: assert_true(users.delete("alice")),
+            )
         )
     assert ok(first.result)
-    assert not ok(second.result)
+    assert second.offered and not ok(second.result)
     assert second.result.reply is not None and second.result.reply.code == 3  # Access-Reject
     decisions = [json.loads(line) for line in log.getvalue().splitlines()]
     assert [(d["result"], d["reason"]) for d in decisions] == [
