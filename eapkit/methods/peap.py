@@ -474,9 +474,10 @@ class PeapPeer(TunnelPeerBase):
             return self._end(
                 Outcome.failed("protocol_error", "more after the result"), engine.ack()
             )
-        if not engine.handshake_done or not event.data:
-            # Handshake flights, tickets, empty Requests: answer with our next flight or
-            # an acknowledgement.
+        commitment = engine.is_tls13 and event.data == b"\x00"
+        if not engine.handshake_done or not event.data or commitment:
+            # Handshake flights, tickets, empty Requests, a TLS 1.3 commitment (0x00,
+            # FreeRADIUS after a resumed handshake): our next flight or an ACK.
             return Reply(engine.next_type_data())
         return self._tunnel_data(event.data)
 

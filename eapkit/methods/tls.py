@@ -215,7 +215,9 @@ class TlsPeer(TlsPeerBase):
         if engine.has_output and engine.resumed:
             # RFC 9190 §2.1.2: our Finished ends a resumed handshake; the server may
             # answer Success (hostapd) or send its commitment (0x00) first.
-            return self._send_last(self._success(), final=False)
+            step = self._send_last(self._success(), final=False)
+            engine.done_writing()
+            return step
         if engine.has_output:  # our Certificate .. Finished
             return Reply(engine.next_type_data())
         if not event.data:  # tickets without the indication yet

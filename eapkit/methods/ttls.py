@@ -690,7 +690,9 @@ class TtlsPeer(TunnelPeerBase):
                 # Our Finished ends a resumed handshake: the server may skip phase 2
                 # and answer Success (hostapd), or ask more (handled below).
                 self._phase, self._skipped = _PeerPhase.SENT, True
-                return self._send_last(self._ok("none"), final=False)
+                step = self._send_last(self._ok("none"), final=False)
+                engine.done_writing()
+                return step
             if engine.has_output:  # TLS 1.3: our Finished goes first
                 return Reply(engine.next_type_data())
             self._phase = _PeerPhase.SENT
@@ -698,6 +700,7 @@ class TtlsPeer(TunnelPeerBase):
                 # RFC 5281 §7.5: a resumed session and nothing asked: phase 2 is
                 # skipped; acknowledge, a Success may follow (as wpa_supplicant does)
                 self._skipped = True
+                engine.done_writing()
                 return self._send_last(self._ok("none"), final=False)
             try:
                 return self._open_phase2()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,9 +36,22 @@ PASSWORD = "wonderland"
 METHODS = ["tls", "ttls-pap", "ttls-mschapv2", "ttls-eap-mschapv2", "peap-mschapv2"]
 VERSIONS = ["1.2", "1.3"]
 
-# (server, method, TLS version) -> what the server does instead of resuming; each is
-# explained in docs/interop.md.
-NOT_RESUMED: dict[tuple[str, str, str], str] = {}
+# Where a server does not resume both reauthentications: (server, method, TLS version) ->
+# (accepted, resumed as the peer saw it, handshakes the server's log says it resumed), per
+# authentication.  docs/interop.md, "Reauthentication with eapkit probe", says why.
+_TUNNELS = ("ttls-pap", "ttls-mschapv2", "ttls-eap-mschapv2", "peap-mschapv2")
+Expected = tuple[list[bool], list[bool | None], int]
+RESUMES_BOTH: Expected = ([True] * 3, [False, True, True], 2)
+DIFFERENT: dict[tuple[str, str, str], Expected] = {
+    # hostapd resumes, skips phase 2 and sends its Result TLV in a record the peer cannot
+    # decrypt (bad_record_mac); the peer forgets the session, the third login is full.
+    ("hostapd", "peap-mschapv2", "1.3"): ([True, False, True], [False, None, False], 1),
+    # FreeRADIUS over TLS 1.3 resumes the first session once: the tickets it sends on a
+    # resumed handshake do not resume again (wpa_supplicant 2.10 sees the same in TTLS
+    # and PEAP; for EAP-TLS it resumes twice, eapkit once).
+    **{("freeradius", m, "1.3"): ([True] * 3, [False, True, False], 1) for m in _TUNNELS},
+    ("freeradius", "tls", "1.3"): ([True] * 3, [False, True, False], 1),
+}
 
 
 @dataclass(frozen=True)
@@ -131,39 +143,40 @@ def _run(port: int, files: Files, method: str, tls: str) -> list[Authentication]
     return asyncio.run(reauthenticate(_opts(port, files, method, tls)))
 
 
-def _check(runs: list[Authentication], server: str, method: str, tls: str, log: str) -> None:
+def _check(
+    runs: list[Authentication], server: str, method: str, tls: str, log: str, resumed_in_log: int
+) -> None:
     explain = "\n".join(reauth_report(runs)) + f"\n--- {server} log (tail) ---\n" + log[-5000:]
-    assert [ok(r.result) for r in runs] == [True] * 3, explain
-    assert all(r.result.keys_match for r in runs), explain
-    assert [r.offered for r in runs] == [False, True, True], explain
-    if (server, method, tls) in NOT_RESUMED:
-        assert [r.resumed for r in runs] == [False] * 3, explain
-        return
-    assert [r.resumed for r in runs] == [False, True, True], explain
+    accepted, resumed, server_resumed = DIFFERENT.get((server, method, tls), RESUMES_BOTH)
+    assert [ok(r.result) for r in runs] == accepted, explain
+    assert all(r.result.keys_match for r, good in zip(runs, accepted, strict=True) if good)
+    assert [r.offered for r in runs] == [False, True, accepted[1]], explain
+    assert [r.resumed for r in runs] == resumed, explain
+    if method != "tls":  # a resumed tunnel skips phase 2, a full one runs it
+        phase2 = [None if r is None else ("skipped" if r else "ran") for r in resumed]
+        assert [r.phase2 for r in runs] == phase2, explain
+    assert resumed_in_log == server_resumed, explain
 
 
 @pytest.mark.parametrize("tls", VERSIONS)
 @pytest.mark.parametrize("method", METHODS)
 def test_hostapd(hostapd: HostapdRadius, files: Files, method: str, tls: str) -> None:
     assert hostapd.daemon is not None
-    before = hostapd.daemon.output().count("resumed=1")
+    marker = "Handshake finished - resumed=1"  # hostapd's OpenSSL layer, every handshake
+    before = hostapd.daemon.output().count(marker)
     runs = _run(hostapd.port, files, method, tls)
     log = hostapd.daemon.output()
-    _check(runs, "hostapd", method, tls, log)
-    resumed = sum(bool(r.resumed) for r in runs)
-    # hostapd's OpenSSL layer logs every handshake: "Handshake finished - resumed=N"
-    assert log.count("resumed=1") - before == resumed, log[-5000:]
+    _check(runs, "hostapd", method, tls, log, log.count(marker) - before)
 
 
 @pytest.mark.parametrize("tls", VERSIONS)
 @pytest.mark.parametrize("method", METHODS)
 def test_freeradius(freeradius: FreeRadius, files: Files, method: str, tls: str) -> None:
-    before = len(re.findall(r"resum", freeradius.output()))
+    marker = "&request:EAP-Session-Resumed := 1"  # set by the eap module on resumption
+    before = freeradius.output().count(marker)
     runs = _run(freeradius.port, files, method, tls)
     log = freeradius.output()
-    _check(runs, "freeradius", method, tls, log)
-    if any(r.resumed for r in runs):
-        assert len(re.findall(r"resum", log)) > before, log[-5000:]
+    _check(runs, "freeradius", method, tls, log, log.count(marker) - before)
 
 
 def test_serve_deleted_user_cannot_resume(tmp_path: Path) -> None:
