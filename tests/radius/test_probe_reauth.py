@@ -14,11 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eapkit.directory import LocalDirectory
 from eapkit.policy import UserPolicy
 from eapkit.probe import Authentication, ProbeOptions, ok, reauth_report, reauthenticate, run_probe
 from eapkit.radius.clients import Client
+from eapkit.radius.nas import ProbeResult
 from eapkit.serve import ServeConfig, TlsFiles, build_core, ensure_demo_pki
 from tests.radius.test_server import running
 
@@ -178,3 +181,33 @@ def test_report_and_exit_code(
     assert bad_code == 1
     assert bad_lines.count("TLS session offered=no resumed=- phase2=-") == 2, "\n".join(bad_lines)
     assert bad_lines[-1] == "REJECT"
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.booleans(), st.sampled_from([None, "pap", "none"])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_report_summary_counts_what_each_authentication_says(
+    runs: list[tuple[bool, bool, str | None]],
+) -> None:
+    """The summary line and the verdict follow the per-authentication results: ACCEPT only
+    when every one was accepted."""
+    done = []
+    for accepted, resumed, inner in runs:
+        attrs = {"tls_resumed": "yes" if resumed else "no"}
+        if inner is not None:
+            attrs["inner_method"] = inner
+        done.append(Authentication(ProbeResult(accepted, None), True, attrs))
+    lines = reauth_report(done)
+    n_ok = sum(a for a, _, _ in runs)
+    n_resumed = sum(r for _, r, _ in runs)
+    n_skipped = sum(i == "none" for _, _, i in runs)
+    assert lines[-2] == (
+        f"reauthentication: {n_ok} of {len(runs)} accepted, {n_resumed} resumed,"
+        f" phase 2 skipped in {n_skipped}"
+    )
+    assert lines[-1] == ("ACCEPT" if n_ok == len(runs) else "REJECT")
+    assert sum(line.startswith("== authentication ") for line in lines) == len(runs)
