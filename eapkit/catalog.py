@@ -67,6 +67,7 @@ class ServerContext:
     password_and_code: ResponseCheck | None = None
     code: ResponseCheck | None = None
     gtc: str = "password"
+    peap_version: int = 1  # the highest PEAP version the server offers
 
     def server_tls(self) -> TlsConfig:
         if self.tls is None:
@@ -93,6 +94,8 @@ class PeerContext:
     otp: str | None = None
     tls: TlsConfig | None = None
     inner: str | None = None
+    peap_version: int = 0  # the highest PEAP version the peer accepts
+    peap_label: int = 0  # 1: PEAPv1 keys with "client PEAP encryption" (peaplabel=1)
     sessions: SessionCache | None = None
 
     def need_password(self) -> str:
@@ -220,7 +223,11 @@ def _peap_server(ctx: ServerContext) -> MethodFactory[Authenticator]:
         gtc = gtc_authenticator(ctx.password_and_code, code_check=ctx.code)
     else:
         gtc = gtc_authenticator(ctx.password)
-    return peap_authenticator(ctx.tunnel_tls(), [mschapv2_authenticator(ctx.nt_hash), gtc])
+    return peap_authenticator(
+        ctx.tunnel_tls(),
+        [mschapv2_authenticator(ctx.nt_hash), gtc],
+        max_version=ctx.peap_version,
+    )
 
 
 def _peap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
@@ -235,7 +242,16 @@ def _peap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
         inner = [gtc_peer(ctx.gtc_answers())]  # the password, then the code if one is asked
     else:
         raise ConfigError(f"PEAP has no inner method {ctx.inner!r}")
-    return [peap_peer(ctx.need_tls(), inner, ctx.identity, cache=ctx.sessions)]
+    return [
+        peap_peer(
+            ctx.need_tls(),
+            inner,
+            ctx.identity,
+            max_version=ctx.peap_version,
+            new_label=ctx.peap_label == 1,
+            cache=ctx.sessions,
+        )
+    ]
 
 
 # -- EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2-02, RFC 2759) ---------------------------

@@ -2,7 +2,8 @@
 
 - ``eapkit serve``: the reference RADIUS server (see :mod:`eapkit.serve`);
 - ``eapkit probe``: a RADIUS client running eapkit's peer methods (:mod:`eapkit.probe`);
-- ``eapkit user add|list|del``: the server's user directory (:mod:`eapkit.directory`);
+- ``eapkit user add|set|list|del``, ``enroll``, ``verify``, ``store seal``: the
+  administrator's commands (:mod:`eapkit.admin`);
 - ``eapkit methods``: the EAP methods this installation has;
 - ``eapkit demo``: an EAP-GTC conversation between the two roles in one process.
 """
@@ -11,42 +12,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import hashlib
 import hmac
-import json
 import os
+import sqlite3
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from eapkit import __version__
+from eapkit.admin import PASSWORD_ENV, add_admin_commands, make_dirs, read_secret, sqlite_path
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, PEER_METHODS
 from eapkit.credentials import ResponseCheck, Verdict
-from eapkit.directory import SECOND_FACTORS, Directory
-from eapkit.errors import ConfigError, DecodeError
+from eapkit.directory import Directory
+from eapkit.errors import ConfigError, EapkitError
 from eapkit.loopback import converse
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
-from eapkit.policy import UserPolicy
+from eapkit.private_files import loose
 from eapkit.probe import ProbeOptions, load, run_probe
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
 from eapkit.radius.udp import serve
-from eapkit.second_factor import SecondFactors
 from eapkit.serve import (
+    DEFAULT_SECRET,
     ServeConfig,
     build_core,
     describe,
     ensure_demo_pki,
     open_directory,
-    open_second_factors,
 )
 from eapkit.session import AuthenticatorSession, PeerSession
-from eapkit.verify.otp import OtpCredential, otpauth_uri
-from eapkit.verify.yubico import YubikeyCredential
+
+SECRET_ENV = "EAPKIT_SECRET"  # noqa: S105 - the variable's name
+DEMO_USER_ENV = "EAPKIT_DEMO_USER"
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -92,68 +92,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _user_config(args: argparse.Namespace) -> ServeConfig:
-    cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
-    if args.db:
-        cfg.db = Path(args.db)
-    return cfg
-
-
-def _users(args: argparse.Namespace) -> Directory:
-    return open_directory(_user_config(args))
-
-
-def cmd_user_add(args: argparse.Namespace) -> int:
-    password = args.password
-    if password is None:
-        password = getpass.getpass(f"password for {args.name}: ")
-    policy = UserPolicy(
-        session_timeout=args.session_timeout, framed_ip=args.framed_ip, framed_pool=args.framed_pool
-    )
-    cfg = _user_config(args)
-    open_directory(cfg).add(
-        args.name,
-        password,
-        nt_hash=not args.no_nt_hash,
-        second_factor=args.second_factor,
-        policy=policy,
-    )
-    where = cfg.store or cfg.db if cfg.directory == "store" else cfg.db
-    print(f"user {args.name} stored in {where}")
-    return 0
-
-
-def cmd_user_list(args: argparse.Namespace) -> int:
-    for user in _users(args).list():
-        extras = [f"second_factor={user.second_factor}"]
-        extras.append("mschapv2" if user.nt_hash else "no-mschapv2")
-        extras += [f"{k}={v}" for k, v in user.policy.to_json().items()]
-        print(f"{user.name}\t{' '.join(extras)}")
-    return 0
-
-
-def cmd_user_del(args: argparse.Namespace) -> int:
-    if _users(args).delete(args.name):
-        print(f"user {args.name} deleted")
-        return 0
-    print(f"no user {args.name}", file=sys.stderr)
-    return 1
+def secret_files(cfg: ServeConfig) -> list[Path]:
+    """The files ``eapkit serve`` reads that hold secrets (their -wal/-shm included)."""
+    files: list[Path] = []
+    store = sqlite_path(cfg.store)
+    for db in [cfg.db] if store is None else [cfg.db, store]:
+        files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    files.append(cfg.store_keys_file or cfg.db.with_name(cfg.db.stem + "-store.key"))
+    if cfg.tls.key is not None:
+        files.append(cfg.tls.key)
+    if cfg.tls.cert is not None:  # the demo PKI's CA and client keys beside it
+        files += sorted(cfg.tls.cert.parent.glob("*.key"))
+    return list(dict.fromkeys(files))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
     if args.listen:
         cfg.listen = [parse_hostport(x) for x in args.listen]
+    if args.accounting_port:
+        cfg.accounting_ports = frozenset(args.accounting_port)
     if args.db:
         cfg.db = Path(args.db)
     if args.log:
         cfg.log = args.log
     if args.methods:
         cfg.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if args.secret:
+    secret = args.secret or read_secret(args.secret_file, SECRET_ENV, what="shared secret")
+    if secret:
         cfg.clients = [
-            Client.of("127.0.0.0/8", args.secret, "localhost"),
-            Client.of("::1/128", args.secret, "localhost6"),
+            Client.of("127.0.0.0/8", secret, "localhost"),
+            Client.of("::1/128", secret, "localhost6"),
             *[c for c in cfg.clients if not c.network.is_loopback],
         ]
     if args.cert:
@@ -166,6 +135,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.tls.fragment_size = args.fragment_size
     if args.tls_max:
         cfg.tls.max_version = args.tls_max
+    if args.tls_profile:
+        cfg.tls.profile = args.tls_profile
+    make_dirs(cfg)
     if cfg.tls.cert is None and cfg.tls.key is None:
         pki_dir = cfg.db.parent / "eapkit-pki"
         files = ensure_demo_pki(pki_dir)
@@ -177,13 +149,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     users = open_directory(cfg)
-    if args.demo_user:
-        name, _, password = args.demo_user.partition(":")
-        if not password:
-            raise ConfigError("--demo-user is NAME:PASSWORD")
+    demo_user = args.demo_user or read_secret(args.demo_user_file, DEMO_USER_ENV, what="demo user")
+    if demo_user:
+        name, _, password = demo_user.partition(":")
+        if not name or not password:
+            raise ConfigError("the demo user is NAME:PASSWORD")
         if users.get(name) is None:
             users.add(name, password)
             print(f"eapkit serve: demo user {name} added to {cfg.db}", file=sys.stderr)
+    config_file = [Path(args.config)] if args.config else []  # clients' secrets
+    for warning in loose([*config_file, *secret_files(cfg)]):
+        print(f"eapkit serve: warning: {warning}", file=sys.stderr)
     if args.workers != 1:
         return _serve_workers(cfg, users, args.workers)
     stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
@@ -250,15 +226,22 @@ def _serve_workers(cfg: ServeConfig, users: Directory, workers: int) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     opts = ProbeOptions(
         server=parse_hostport(args.server),
-        secret=args.secret.encode(),
+        secret=(
+            args.secret
+            or read_secret(args.secret_file, SECRET_ENV, what="shared secret")
+            or DEFAULT_SECRET
+        ).encode(),
         method=args.method,
         identity=args.identity,
         anonymous_identity=args.anonymous_identity,
-        password=args.password,
+        password=args.password or read_secret(args.password_file, PASSWORD_ENV, what="password"),
         cert=Path(args.cert) if args.cert else None,
         key=Path(args.key) if args.key else None,
         ca=Path(args.ca) if args.ca else None,
         tls=args.tls,
+        tls_profile=args.tls_profile or "default",
+        peap_version=args.peap_version,
+        peap_label=args.peap_label,
         fragment_size=args.fragment_size,
         timeout=args.timeout,
         server_name=args.server_name,
@@ -276,106 +259,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return code
 
 
-def _audit_line(event: dict[str, object]) -> None:
-    print(json.dumps({"time": round(time.time(), 3), **event}), file=sys.stderr)
-
-
-def _second_factors(args: argparse.Namespace) -> SecondFactors:
-    cfg = (
-        ServeConfig.from_toml(Path(args.config)) if getattr(args, "config", None) else ServeConfig()
-    )
-    if args.db:
-        cfg.db = Path(args.db)
-    return open_second_factors(cfg, open_directory(cfg), audit=_audit_line)
-
-
-def _need_user(second: SecondFactors, name: str) -> None:
-    if second.users.get(name) is None:
-        raise ConfigError(f"no user {name}: add it first with 'eapkit user add {name}'")
-
-
-def cmd_enroll_totp(args: argparse.Namespace) -> int:
-    second = _second_factors(args)
-    _need_user(second, args.user)
-    secret = os.urandom(
-        20 if args.algorithm == "sha1" else 32 if args.algorithm == "sha256" else 64
-    )
-    credential = OtpCredential(secret, "totp", args.algorithm, args.digits, args.period)
-    now = time.time()
-    second.totp.enroll(args.user, credential, now)
-    second.users.set_second_factor(args.user, "totp")
-    uri = otpauth_uri(args.user, credential, issuer=args.issuer)
-    print(uri)
-    try:
-        import segno
-    except ImportError:
-        print("(install eapkit[qr] for a QR code)", file=sys.stderr)
-        return 0
-    qr = segno.make(uri, error="m")
-    if not args.no_terminal:
-        qr.terminal(compact=True)
-    for out in (args.png, args.svg):
-        if out:
-            qr.save(out, scale=6)
-            print(f"QR code written to {out}", file=sys.stderr)
-    return 0
-
-
-def cmd_enroll_yubikey(args: argparse.Namespace) -> int:
-    second = _second_factors(args)
-    _need_user(second, args.user)
-    if not args.aes_key:
-        raise ConfigError("--aes-key HEX is needed for local validation")
-    try:
-        key = bytes.fromhex(args.aes_key)
-        credential, token = YubikeyCredential.from_otp(args.otp, key)
-    except (ValueError, DecodeError) as exc:
-        raise ConfigError(f"the OTP does not decrypt under that AES key: {exc}") from None
-    second.yubikey.enroll(args.user, credential, time.time(), seen=token)
-    second.users.set_second_factor(args.user, "yubikey")
-    print(f"YubiKey {credential.public_id} enrolled for {args.user}")
-    return 0
-
-
-def cmd_enroll_recovery(args: argparse.Namespace) -> int:
-    second = _second_factors(args)
-    _need_user(second, args.user)
-    for code in second.recovery.issue(args.user, time.time(), args.count):
-        print(code)
-    return 0
-
-
-def cmd_enroll_webauthn(args: argparse.Namespace) -> int:
-    """A one-time link to the approval bridge's page that registers a security key."""
-    from eapkit.bridge.config import BridgeConfig
-    from eapkit.bridge.gate import Bridge
-
-    cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
-    if args.db:
-        cfg.db = Path(args.db)
-    bridge_cfg = cfg.bridge or BridgeConfig()
-    if args.url:
-        bridge_cfg.url = args.url
-    second = open_second_factors(cfg, open_directory(cfg), audit=_audit_line)
-    _need_user(second, args.user)
-    bridge = Bridge(bridge_cfg, second.users, second.store, audit=_audit_line)
-    print(bridge.enrollment_link(args.user, time.time(), args.ttl))
-    if cfg.bridge is None:
-        print("(eapkit serve needs a [bridge] table for this link to work)", file=sys.stderr)
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Helpdesk: is this code right for this user now?  Uses it up like a login."""
-    second = _second_factors(args)
-    verdict = second.check_code(args.user, args.code, time.time())
-    print(f"{'ok' if verdict.ok else 'refused'}: {verdict.reason}")
-    return 0 if verdict.ok else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eapkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"eapkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="a traceback on unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list the EAP methods eapkit has").set_defaults(func=cmd_methods)
     demo = sub.add_parser("demo", help="run EAP conversations between the two roles in-process")
@@ -387,7 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--listen", action="append", metavar="HOST:PORT", help="default 127.0.0.1:1812"
     )
-    srv.add_argument("--secret", help="shared secret of loopback NASes (default testing123)")
+    srv.add_argument(
+        "--accounting-port",
+        action="append",
+        type=int,
+        metavar="PORT",
+        help="a listen port that is the accounting port (RFC 5997 §3; default 1813, 1646)",
+    )
+    srv.add_argument(
+        "--secret", help="shared secret of loopback NASes (default testing123; visible in ps)"
+    )
+    srv.add_argument(
+        "--secret-file", help=f"the shared secret: this file's first line (or ${SECRET_ENV})"
+    )
     srv.add_argument("--db", help="SQLite file with the users (default ./eapkit.db)")
     srv.add_argument("--cert", help="server certificate chain (PEM)")
     srv.add_argument("--key", help="server private key (PEM)")
@@ -399,7 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--log", help="decision log file ('-' for stdout)")
     srv.add_argument("--fragment-size", type=int)
     srv.add_argument("--tls-max", choices=["1.2", "1.3"])
-    srv.add_argument("--demo-user", metavar="NAME:PASSWORD", help="add this user if missing")
+    srv.add_argument(
+        "--tls-profile", choices=["default", "legacy"], help="legacy: also CBC/static-RSA suites"
+    )
+    srv.add_argument(
+        "--demo-user", metavar="NAME:PASSWORD", help="add this user if missing (visible in ps)"
+    )
+    srv.add_argument(
+        "--demo-user-file",
+        metavar="FILE",
+        help=f"NAME:PASSWORD on this file's first line (or ${DEMO_USER_ENV})",
+    )
     srv.add_argument(
         "--workers",
         type=int,
@@ -411,17 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     prb = sub.add_parser("probe", help="authenticate against a RADIUS server as a NAS would")
     prb.add_argument("--server", default="127.0.0.1:1812", metavar="HOST:PORT")
-    prb.add_argument("--secret", default="testing123")
+    prb.add_argument("--secret", help="the shared secret (default testing123; visible in ps)")
+    prb.add_argument(
+        "--secret-file", help=f"the shared secret: this file's first line (or ${SECRET_ENV})"
+    )
     prb.add_argument("--method", required=True, choices=PEER_METHODS)
     prb.add_argument("--identity", required=True)
     prb.add_argument("--anonymous-identity")
-    prb.add_argument("--password")
+    prb.add_argument("--password", help="visible in ps: prefer --password-file")
+    prb.add_argument(
+        "--password-file", help=f"the password: this file's first line (or ${PASSWORD_ENV})"
+    )
     prb.add_argument("--otp", help="one-time code for a server that asks in a second round")
     prb.add_argument("--cert")
     prb.add_argument("--key")
     prb.add_argument("--ca", help="CA to verify the server certificate")
     prb.add_argument("--server-name", help="name the server certificate must carry")
     prb.add_argument("--tls", choices=["1.2", "1.3"])
+    prb.add_argument(
+        "--tls-profile", choices=["default", "legacy"], help="legacy: also CBC/static-RSA suites"
+    )
+    prb.add_argument("--peap-version", type=int, choices=[0, 1], default=0)
+    prb.add_argument(
+        "--peap-label",
+        type=int,
+        choices=[0, 1],
+        default=0,
+        help="1: PEAPv1 'client PEAP encryption' keys",
+    )
     prb.add_argument("--fragment-size", type=int)
     prb.add_argument("--timeout", type=float, default=3.0)
     prb.add_argument(
@@ -436,64 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--duration", type=float, help="with --load: stop after this many seconds")
     prb.set_defaults(func=cmd_probe)
 
-    usr = sub.add_parser("user", help="manage the server's users")
-    usub = usr.add_subparsers(dest="user_command", required=True)
-    add = usub.add_parser("add", help="add or replace a user")
-    add.add_argument("name")
-    add.add_argument("--password", help="prompted for when left out")
-    add.add_argument("--db", help="the server's database (default: eapkit.db)")
-    add.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
-    add.add_argument("--no-nt-hash", action="store_true", help="no MS-CHAPv2 for this user")
-    add.add_argument("--second-factor", choices=SECOND_FACTORS, default="none")
-    add.add_argument("--session-timeout", type=int)
-    add.add_argument("--framed-ip")
-    add.add_argument("--framed-pool")
-    add.set_defaults(func=cmd_user_add)
-    lst = usub.add_parser("list", help="list users")
-    lst.add_argument("--db", help="the server's database (default: eapkit.db)")
-    lst.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
-    lst.set_defaults(func=cmd_user_list)
-    dele = usub.add_parser("del", help="delete a user")
-    dele.add_argument("name")
-    dele.add_argument("--db", help="the server's database (default: eapkit.db)")
-    dele.add_argument("--config", help="eapkit serve's TOML file (its db, directory, store)")
-    dele.set_defaults(func=cmd_user_del)
-
-    enr = sub.add_parser("enroll", help="enroll a second factor for a user")
-    esub = enr.add_subparsers(dest="enroll_command", required=True)
-    et = esub.add_parser("totp", help="a TOTP authenticator app: prints the otpauth:// URI and QR")
-    et.add_argument("user")
-    et.add_argument("--issuer", default="eapkit")
-    et.add_argument("--algorithm", choices=["sha1", "sha256", "sha512"], default="sha1")
-    et.add_argument("--digits", type=int, choices=[6, 8], default=6)
-    et.add_argument("--period", type=int, default=30)
-    et.add_argument("--png", help="also write the QR code as PNG")
-    et.add_argument("--svg", help="also write the QR code as SVG")
-    et.add_argument("--no-terminal", action="store_true", help="no QR code on the terminal")
-    et.set_defaults(func=cmd_enroll_totp)
-    ey = esub.add_parser("yubikey", help="a YubiKey slot programmed for Yubico OTP")
-    ey.add_argument("user")
-    ey.add_argument("--otp", required=True, help="one OTP from the key")
-    ey.add_argument("--aes-key", help="the slot's AES key (hex), for local validation")
-    ey.set_defaults(func=cmd_enroll_yubikey)
-    er = esub.add_parser("recovery", help="single-use recovery codes (replaces old ones)")
-    er.add_argument("user")
-    er.add_argument("--count", type=int, default=10)
-    er.set_defaults(func=cmd_enroll_recovery)
-    ew = esub.add_parser("webauthn", help="a security key or passkey: prints a one-time link")
-    ew.add_argument("user")
-    ew.add_argument("--ttl", type=float, help="seconds the link stays valid (default 1 day)")
-    ew.add_argument("--url", help="the approval page's address (default from [bridge])")
-    ew.set_defaults(func=cmd_enroll_webauthn)
-    for p in (et, ey, er, ew):
-        p.add_argument("--db", default="eapkit.db")
-        p.add_argument("--config")
-    ver = sub.add_parser("verify", help="helpdesk: check a user's one-time code now")
-    ver.add_argument("user")
-    ver.add_argument("code")
-    ver.add_argument("--db", default="eapkit.db")
-    ver.add_argument("--config")
-    ver.set_defaults(func=cmd_verify)
+    add_admin_commands(sub)
     _add_plugins(sub)
     return parser
 
@@ -522,13 +391,40 @@ def _unavailable(name: str, why: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Errors end in one line on stderr (``eapkit: <message>``) and a non-zero exit;
+    a traceback only with ``--debug``."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, OSError) as exc:
-        print(f"eapkit: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except EOFError:  # a prompt (password, PIN) with nothing to read
+        print(
+            "eapkit: no input to read (give the secret in a file or the environment)",
+            file=sys.stderr,
+        )
         return 2
+    except (EapkitError, OSError, ValueError, sqlite3.Error) as exc:
+        if args.debug:
+            raise
+        print(f"eapkit: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"eapkit: unexpected {type(exc).__name__}: {_one_line(exc)} (run with --debug)",
+            file=sys.stderr,
+        )
+        return 3
     return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text
 
 
 if __name__ == "__main__":

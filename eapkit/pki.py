@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from eapkit.private_files import private_dir, write_private
+
 __all__ = [
     "UPN_OID",
     "Issued",
@@ -375,8 +377,9 @@ def write_pki(
 ) -> PkiFiles:
     """A CA, a server certificate and a client certificate, written as PEM files
     (``ca.pem``/``ca.key``, ``server.pem``/``server.key``, ``<client>.pem``/``.key``;
-    keys mode 0600).  The server file holds the chain a TLS endpoint sends."""
-    directory.mkdir(parents=True, exist_ok=True)
+    keys mode 0600, the directory 0700 when made here).  The server file holds the chain a
+    TLS endpoint sends."""
+    private_dir(directory)
     files = PkiFiles(directory, client_name)
     ca = make_ca(ca_name, now=now)
     server = make_server(ca, server_names, now=now)
@@ -389,7 +392,8 @@ def write_pki(
         (files.client_cert, client.chain_pem),
         (files.client_key, client.key_pem),
     ):
-        path.write_bytes(data)
         if path.suffix == ".key":
-            path.chmod(0o600)
+            write_private(path, data)  # never readable by others, not even for a moment
+        else:
+            path.write_bytes(data)
     return files

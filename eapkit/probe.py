@@ -59,6 +59,9 @@ class ProbeOptions:
     key: Path | None = None
     ca: Path | None = None
     tls: str | None = None
+    tls_profile: str = "default"
+    peap_version: int = 0
+    peap_label: int = 0
     fragment_size: int | None = None
     timeout: float = 3.0
     retries: int = 3
@@ -88,6 +91,7 @@ def tls_config(opts: ProbeOptions) -> TlsConfig:
         require_peer_certificate=True,
         min_version=lo,
         max_version=hi,
+        profile=opts.tls_profile,
         domain_match=[opts.server_name] if opts.server_name else [],
         resumption=opts.reauth > 0,
         framing=framing,
@@ -105,6 +109,8 @@ def peer_context(opts: ProbeOptions, sessions: SessionCache | None = None) -> Pe
         otp=opts.otp,
         tls=tls_config(opts) if entry.tls else None,
         inner=inner,
+        peap_version=opts.peap_version,
+        peap_label=opts.peap_label,
         sessions=sessions,
     )
 

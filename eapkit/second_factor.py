@@ -43,6 +43,7 @@ from eapkit.credentials import (
 from eapkit.directory import Directory
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Factor
+from eapkit.private_files import private_dir
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
@@ -264,7 +265,7 @@ def sealing_keys(
     if not spec:
         path = keys_file or db.with_name(db.stem + "-store.key")
         if create and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write("k1:" + base64.b64encode(os.urandom(32)).decode() + "\n")

@@ -8,6 +8,8 @@ methods EAP-TLS, EAP-TTLS, PEAP, EAP-MSCHAPv2 and EAP-GTC (those this installati
 Every setting lives in the TOML file (``--config``); the common ones are flags too::
 
     listen = ["127.0.0.1:1812"]
+    accounting_ports = [1813, 1646]    # a Status-Server arriving on these ports gets an
+                                       # Accounting-Response (RFC 5997 §3)
     db = "eapkit.db"
     log = "-"                          # decision log: "-" is stdout, else a file
     methods = ["tls", "ttls", "peap", "mschapv2", "gtc"]
@@ -18,7 +20,8 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # cluster holds them too; eapkit.directory)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
-    pap = true                         # plain RADIUS PAP (and challenge-response)
+    pap = true                         # plain RADIUS: PAP (and challenge-response) and
+                                       # MS-CHAP-V2 (RFC 2548 §2.3)
     gtc = "password"                   # EAP-GTC's first answer: the password (followed
                                        # by the code, or the code in a second round);
                                        # "code": the code alone, for a NAS that already
@@ -35,6 +38,14 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     fragment_size = 1398
     min_version = "1.2"
     max_version = "1.3"
+    profile = "default"                # "legacy": also the CBC and static-RSA TLS 1.2
+                                       # suites old peers need (AES128-SHA, ...)
+    # ciphers = "ECDHE+AESGCM"         # TLS 1.2 cipher list (OpenSSL syntax), instead
+                                       # of the profile's
+    # groups = "X25519:P-256"          # key exchange groups (OpenSSL's default if unset)
+    # signature_algorithms = "ECDSA+SHA256:RSA-PSS+SHA256:RSA+SHA256"
+    # security_level = 1               # OpenSSL @SECLEVEL
+    peap_version = 1                   # highest PEAP version offered (0 or 1)
     resume_lifetime = 3600             # seconds a TLS session may be resumed (a resumed
                                        # TTLS/PEAP login skips phase 2 only if it had
                                        # succeeded); 0: no session ids, no tickets
@@ -75,6 +86,7 @@ from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
+from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
@@ -106,11 +118,22 @@ class TlsFiles:
     min_version: str = "1.2"
     max_version: str = "1.3"
     resume_lifetime: int = 3600
+    profile: str = "default"
+    ciphers: str | None = None
+    groups: str | None = None
+    signature_algorithms: str | None = None
+    security_level: int | None = None
+    peap_version: int = 1
+
+
+def _optional(table: dict[str, Any], key: str) -> str | None:
+    return str(table[key]) if key in table else None
 
 
 @dataclass
 class ServeConfig:
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 1812)])
+    accounting_ports: frozenset[int] = frozenset({1813, 1646})
     db: Path = Path("eapkit.db")
     log: str = "-"
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -147,6 +170,8 @@ class ServeConfig:
             cfg.listen = [
                 parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
             ]
+        if "accounting_ports" in data:
+            cfg.accounting_ports = frozenset(int(x) for x in data["accounting_ports"])
         if "db" in data:
             cfg.db = p(data["db"])
         cfg.log = str(data.get("log", cfg.log))
@@ -180,7 +205,15 @@ class ServeConfig:
             min_version=str(tls.get("min_version", "1.2")),
             max_version=str(tls.get("max_version", "1.3")),
             resume_lifetime=int(tls.get("resume_lifetime", 3600)),
+            profile=str(tls.get("profile", "default")),
+            ciphers=_optional(tls, "ciphers"),
+            groups=_optional(tls, "groups"),
+            signature_algorithms=_optional(tls, "signature_algorithms"),
+            security_level=int(tls["security_level"]) if "security_level" in tls else None,
+            peap_version=int(tls.get("peap_version", 1)),
         )
+        if cfg.tls.peap_version not in (0, 1):
+            raise ConfigError("[tls] peap_version is 0 or 1")
         if cfg.tls.resume_lifetime < 0:
             raise ConfigError("[tls] resume_lifetime is 0 (off) or more seconds")
         for entry in data.get("clients", []):
@@ -269,6 +302,16 @@ def second_factor_policy(
     return authorize
 
 
+def _plain_second_factor(
+    second: SecondFactors, clients: Sequence[Client]
+) -> Callable[[str, str], bool]:
+    """Does an MS-CHAP-V2 login over plain RADIUS need the code round?  The rule of
+    :func:`second_factor_policy`: yes for a user with a second factor, unless the NAS runs
+    the second factor itself."""
+    nas_enforced = {c.name for c in clients if c.second_factor == "nas"}
+    return lambda user, client: client not in nas_enforced and second.needs_code(user)
+
+
 def server_tls_config(cfg: ServeConfig) -> TlsConfig:
     """The server's TLS settings from ``[tls]`` (RFC 5216 §5, RFC 9190 §2.1)."""
     from eapkit.tlsio.config import TlsConfig, TlsVersion
@@ -288,6 +331,11 @@ def server_tls_config(cfg: ServeConfig) -> TlsConfig:
         crls=[c.read_bytes() for c in cfg.tls.crl],
         min_version=min_v,
         max_version=max_v,
+        profile=cfg.tls.profile,
+        tls12_ciphers=cfg.tls.ciphers,
+        groups=cfg.tls.groups,
+        signature_algorithms=cfg.tls.signature_algorithms,
+        security_level=cfg.tls.security_level,
         framing=FramingConfig(fragment_size=cfg.tls.fragment_size),
         resumption=cfg.tls.resume_lifetime > 0,
         session_lifetime=max(cfg.tls.resume_lifetime, 1),
@@ -312,6 +360,7 @@ def server_context(
         password_and_code=pap,
         code=code,
         gtc=cfg.gtc,
+        peap_version=cfg.tls.peap_version,
     )
 
 
@@ -359,13 +408,24 @@ def build_core(
         max_conversations=cfg.max_conversations,
         authorize=second_factor_policy(second, clients),
     )
-    plain = PapAccess(pap, policy=users.policy, code_check=second.check_code) if cfg.pap else None
+    plain = (
+        MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
+            users.nt_hash,
+            PapAccess(pap, policy=users.policy, code_check=second.check_code),
+            policy=users.policy,
+            needs_second_factor=_plain_second_factor(second, clients),
+            prompt=second.prompt,
+        )
+        if cfg.pap
+        else None
+    )
     core = RadiusCore(
         ClientTable(clients),
         eap,
         plain=plain,
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
+        accounting_ports=cfg.accounting_ports,
     )
     if cfg.bridge is not None:
         from eapkit.bridge.gate import Bridge  # needs the bridge extra

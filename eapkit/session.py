@@ -215,6 +215,7 @@ class AuthenticatorSession:
         self._method_responses = 0
         self.identity = b""
         self.counters = _Counters()
+        self.last_discard = ""  # why the last packet from the peer was discarded
 
     # -- public surface ---------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class AuthenticatorSession:
 
     def _discard(self, reason: str) -> Discard:
         self.counters.discarded += 1
+        self.last_discard = reason
         return Discard(reason)
 
     def _send(self, msg: Message) -> Action:
@@ -325,7 +327,17 @@ class AuthenticatorSession:
                 )
             return self._next_method(msg)
         if _method_of(msg) != self._method_id:
-            return self._discard(f"{type(msg).__name__} is not {self._method_id}")
+            # RFC 3748 §5.3.1: a peer that does not want the proposed method answers with
+            # a Nak; any other type is refused with a Failure (as FreeRADIUS does), not
+            # left unanswered until the conversation times out.
+            got = _method_of(msg) or type(msg).__name__
+            hint = "" if self._method_responses else " (to refuse a method the peer must Nak)"
+            return self._finish(
+                Outcome.failed(
+                    "unexpected_type",
+                    f"Response of type {got} to a {self._method_id} Request{hint}",
+                )
+            )
         self._method_responses += 1
         step = _run(self._method, _type_data(msg))
         if isinstance(step, Reply):

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "application",
         (
             "eapkit.cli",
+            "eapkit.admin",
             "eapkit.serve",
             "eapkit.probe",
             "eapkit.__main__",
@@ -47,7 +48,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("store", ("eapkit.store",)),
     ("crypto", ("eapkit.crypto",)),
     ("codecs", ("eapkit.packet", "eapkit.diameter", "eapkit.eap_tlv", "eapkit.teap_tlv")),
-    ("foundation", ("eapkit.errors", "eapkit.rand", "eapkit.credentials", "eapkit")),
+    (
+        "foundation",
+        ("eapkit.errors", "eapkit.rand", "eapkit.credentials", "eapkit.private_files", "eapkit"),
+    ),
 ]
 TESTING = "eapkit.testing"  # test doubles: may import anything, imported by nothing
 # Standard-library modules that open sockets or run event loops and processes: only the

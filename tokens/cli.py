@@ -312,13 +312,59 @@ def run_bench(
     }
 
 
-def _progress_bar(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // total
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal's stderr; plain lines (every tenth) elsewhere,
+    so a log or a pipe gets no carriage returns."""
+    if not enabled:
+        yield None
+        return
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task("bench", total=total)
+            yield lambda done, _total: bar.update(task, completed=done)
+        return
+    step = max(1, total // 10)
+
+    def plain(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            print(f"{done}/{total}", file=sys.stderr, flush=True)
+
+    yield plain
+
+
+def _print_result(kind: str, result: dict[str, Any]) -> None:
+    """The bench's figures: a rich table on a terminal, plain lines otherwise."""
+    lat = result["latencies_ms"]
+    rows = [("ok", f"{result['ok']}/{result['count']} in {result['seconds']:.2f} s")]
+    if lat:
+        rows += [(f"p{q} ms", f"{percentile(lat, q):.2f}") for q in (50, 90, 99)]
+        rows += [("max ms", f"{lat[-1]:.2f}"), ("mean ms", f"{statistics.fmean(lat):.2f}")]
+    failures = sorted(result["failures"].items(), key=lambda kv: -kv[1])
+    rows += [(f"failed {n}x", reason) for reason, n in failures]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"eapkit token bench {kind}")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    print(f"{kind}: {result['ok']}/{result['count']} ok in {result['seconds']:.2f} s")
+    if lat:
+        print(
+            "latency ms: "
+            + "  ".join(f"p{q}={percentile(lat, q):.2f}" for q in (50, 90, 99))
+            + f"  max={lat[-1]:.2f}  mean={statistics.fmean(lat):.2f}"
+        )
+    for reason, n in failures:
+        print(f"failed {n}x: {reason}")
 
 
 def _bench_operation(
@@ -332,8 +378,10 @@ def _bench_operation(
         cred = (
             session.find(args.account)
             if args.account
-            else next(c for c in session.list_credentials() if c.oath_type == "totp")
+            else next((c for c in session.list_credentials() if c.oath_type == "totp"), None)
         )
+        if cred is None:
+            raise TokenError("the card has no TOTP account: add one with 'eapkit token oath add'")
         secret = b32_secret(args.secret) if args.secret else None
 
         def oath_round() -> str | None:
@@ -402,22 +450,16 @@ def _fido_bench(args: argparse.Namespace) -> Callable[[], str | None]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    progress = None if args.quiet else _progress_bar
-    if args.kind == "fido2":
-        result = run_bench(_fido_bench(args), args.count, progress=progress)
-    else:
-        with _transport(args) as transport:
-            result = run_bench(_bench_operation(args, transport), args.count, progress=progress)
-    lat = result["latencies_ms"]
-    print(f"{args.kind}: {result['ok']}/{result['count']} ok in {result['seconds']:.2f} s")
-    if lat:
-        print(
-            "latency ms: "
-            + "  ".join(f"p{q}={percentile(lat, q):.2f}" for q in (50, 90, 99))
-            + f"  max={lat[-1]:.2f}  mean={statistics.fmean(lat):.2f}"
-        )
-    for reason, n in sorted(result["failures"].items(), key=lambda kv: -kv[1]):
-        print(f"failed {n}x: {reason}")
+    if args.count < 1:
+        raise TokenError("-n must be at least 1")
+    with _progress(args.count, not args.quiet) as progress:
+        if args.kind == "fido2":
+            result = run_bench(_fido_bench(args), args.count, progress=progress)
+        else:
+            with _transport(args) as transport:
+                operation = _bench_operation(args, transport)
+                result = run_bench(operation, args.count, progress=progress)
+    _print_result(args.kind, result)
     return 0 if not result["failures"] else 1
 
 
@@ -431,7 +473,7 @@ def _wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
         try:
             return func(args)
         except TokenError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"eapkit token: {err}", file=sys.stderr)
             return 2
 
     return run

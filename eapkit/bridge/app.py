@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from eapkit.bridge.approvals import Approval
 from eapkit.bridge.gate import SECOND_FACTOR, Bridge
+from eapkit.bridge.limits import BeginLimiter, DecoyCredentials
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import StoreUnavailable
 from eapkit.verify.webauthn import b64url_encode
@@ -66,6 +67,7 @@ class Request:
     path: str  # without the query string
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
+    peer: str = ""  # the client's address (rate limits)
 
 
 @dataclass(slots=True)
@@ -121,11 +123,18 @@ class BridgeApp:
     """Routes of the approval web app over one :class:`~eapkit.bridge.gate.Bridge`."""
 
     def __init__(
-        self, bridge: Bridge, *, rand: RandomSource = SYSTEM_RANDOM, max_sessions: int = 10_000
+        self,
+        bridge: Bridge,
+        *,
+        rand: RandomSource = SYSTEM_RANDOM,
+        max_sessions: int = 10_000,
+        limiter: BeginLimiter | None = None,
     ) -> None:
         self.bridge = bridge
         self.rand = rand
         self.max_sessions = max_sessions
+        self.limiter = limiter or BeginLimiter()
+        self.decoys = DecoyCredentials(bridge.store, rand=rand)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._page = _static("index.html")
 
@@ -212,7 +221,20 @@ class BridgeApp:
         user = body.get("user")
         if user is not None and (not isinstance(user, str) or not 0 < len(user) <= 253):
             return _error(400, "malformed")
+        # Unauthenticated and it stores a challenge: rate-limited, expired ones purged.
+        if not self.limiter.allow(req.peer, now):
+            response = _error(429, "rate_limited")
+            response.headers.append(("Retry-After", "1"))
+            return response
+        if self.limiter.purge_due(now):
+            purge = getattr(self.bridge.store, "purge", None)
+            if purge is not None:
+                purge(now)
         options = self.bridge.webauthn.begin_authentication(user or None, now=now)
+        if user and not options["allowCredentials"]:
+            # Unknown or not enrolled: a stable made-up list, so the answer does not say
+            # which (WebAuthn §14.6.2).  A finish with it fails like a wrong key.
+            options["allowCredentials"] = self.decoys.for_user(user)
         return _json(200, {"options": options})
 
     def _signin_finish(self, body: dict[str, Any], req: Request, now: float) -> Response:

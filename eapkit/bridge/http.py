@@ -72,14 +72,15 @@ async def _send(
     await writer.drain()
 
 
-def _request(event: h11.Request, body: bytes) -> Request:
+def _request(event: h11.Request, body: bytes, peer: str = "") -> Request:
     target = event.target.decode("ascii", "replace")
     headers: dict[str, str] = {}
     for name, value in event.headers:
         key = name.decode("ascii", "replace").lower()
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
-    return Request(event.method.decode("ascii", "replace"), target.split("?", 1)[0], headers, body)
+    method = event.method.decode("ascii", "replace")
+    return Request(method, target.split("?", 1)[0], headers, body, peer)
 
 
 def _handler(
@@ -91,13 +92,15 @@ def _handler(
             return
         async with slots:
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+            peername = writer.get_extra_info("peername")
+            peer = str(peername[0]) if isinstance(peername, tuple) else ""
             try:
                 for _ in range(MAX_REQUESTS):
                     got = await _read_request(conn, reader)
                     if got is None:
                         break
                     event, body = got
-                    response = app.handle(_request(event, body), clock())
+                    response = app.handle(_request(event, body, peer), clock())
                     await _send(conn, writer, response, event.method == b"HEAD")
                     if conn.our_state is h11.MUST_CLOSE:
                         break

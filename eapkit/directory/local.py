@@ -15,6 +15,7 @@ from pathlib import Path
 
 from eapkit.directory.base import RecordDirectory, User, check_second_factor
 from eapkit.policy import UserPolicy
+from eapkit.private_files import create_private
 
 __all__ = ["LocalDirectory"]
 
@@ -42,6 +43,7 @@ class LocalDirectory(RecordDirectory):
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            create_private(self.path)  # 0600 before SQLite makes it; -wal/-shm follow
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")

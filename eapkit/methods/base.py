@@ -53,6 +53,9 @@ class KeyMaterial:
     msk: bytes = field(repr=False)
     emsk: bytes = field(repr=False)
     session_id: bytes = b""
+    # Octets of the MSK each MS-MPPE key carries (RFC 2548 §2.4.2): 32, or 16 for
+    # MS-CHAPv2, whose MPPE keys are 16 octets (RFC 3079 §3, [MS-CHAP] §3.1.5.1).
+    mppe_key_length: int = 32
 
     def __post_init__(self) -> None:
         if len(self.msk) < 64:

@@ -57,11 +57,12 @@ eapkit's MSK is therefore [MS-CHAP]'s 64 bytes (:func:`eapkit.crypto.mschap.msch
 
     MSK = MasterReceiveKey | MasterSendKey | 32 zero bytes   (as seen by the authenticator)
 
-the same on both sides, hostapd's 32 bytes followed by zeros.  A RADIUS layer that sends
-MS-MPPE-Recv-Key = MSK[0:32] and MS-MPPE-Send-Key = MSK[32:64] gives ``eapol_test`` the
-32 bytes it checks and strongSwan the MSK a Windows client computes.  MS-CHAPv2 defines
-no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so is the Session-Id
-(RFC 5247 defines none for this method).
+the same on both sides, hostapd's 32 bytes followed by zeros.  ``KeyMaterial.mppe_key_length``
+is 16, so the RADIUS layer sends MS-MPPE-Recv-Key = MasterReceiveKey and MS-MPPE-Send-Key =
+MasterSendKey, 16 octets each, as FreeRADIUS and hostapd do: ``eapol_test`` joins them into
+the 32 bytes it checks, strongSwan into the MSK a Windows client computes (HMAC pads it).
+MS-CHAPv2 defines no EMSK (hostapd derives none): ``KeyMaterial.emsk`` is empty, and so
+is the Session-Id (RFC 5247 defines none for this method).
 """
 
 from __future__ import annotations
@@ -490,7 +491,7 @@ class PasswordChange(Protocol):
 
 def _keys_for(nt_hash: bytes, nt_response: bytes) -> KeyMaterial:
     master = get_master_key(nt_hash_keys(nt_hash).nt_hash_hash, nt_response)
-    return KeyMaterial(msk=mschapv2_msk(master), emsk=b"")
+    return KeyMaterial(msk=mschapv2_msk(master), emsk=b"", mppe_key_length=16)
 
 
 # -- authenticator -------------------------------------------------------------------------

@@ -45,21 +45,31 @@ The outer identity may be anonymous: the result names the inner identity as the 
 and ``Outcome.attributes`` says which inner method ran (``inner_method``), the outer
 identity, the TLS version and whether crypto-binding was used.
 
+PEAPv1 (draft-josefsson-pppext-eap-tls-eap-05, hostapd ``eap_server_peap.c`` and
+wpa_supplicant ``eap_peap.c``): the server offers its highest version in the Start
+message's flags and the peer answers with the lower of the two (the version bits of
+every later message carry it).  In version 1 the inner EAP messages keep their headers,
+there is no Result TLV and no crypto-binding: the server ends phase 2 with an EAP
+Success or Failure *inside* the tunnel and the peer acknowledges it with an empty PEAP
+Response (wpa_supplicant's default), after which the outer Success or Failure follows.
+The TLS 1.2 keys use the label ``"client EAP encryption"``, or ``"client PEAP
+encryption"`` when both sides are set to the new label (wpa_supplicant ``peaplabel=1``;
+hostapd 2.10 always uses the old one).
+
 Fast reconnect ([MS-PEAP] §3.1.5.10): a resumed session whose record says phase 2
-succeeded goes straight to the Result TLV (see :mod:`eapkit.methods.tunnel`).
-Not done: PEAPv1.
+succeeded goes straight to the result (v0: the Result TLV; v1: the tunnelled Success;
+see :mod:`eapkit.methods.tunnel`).
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
-from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType, decode_tlvs, encode_tlvs
+from eapkit.eap_tlv import CryptoBinding, Result, Tlv, TlvType
 from eapkit.errors import DecodeError
 from eapkit.methods.base import (
     Authenticator,
@@ -79,6 +89,14 @@ from eapkit.methods.peap_crypto_binding import (
     inner_session_key,
     tunnel_key,
 )
+from eapkit.methods.peap_framing import HEADER as _HEADER
+from eapkit.methods.peap_framing import extensions as _extensions
+from eapkit.methods.peap_framing import is_full_request as _is_full_request
+from eapkit.methods.peap_framing import is_full_response as _is_full_response
+from eapkit.methods.peap_framing import parse_extensions as _parse_extensions
+from eapkit.methods.peap_framing import strip_header as _strip_header
+from eapkit.methods.peap_framing import version_bits as _version_bits
+from eapkit.methods.peap_framing import with_header as _with_header
 from eapkit.methods.tunnel import (
     TunnelAuthenticatorBase,
     TunnelPeerBase,
@@ -108,6 +126,7 @@ from eapkit.tlsio.resume import ResumeRecord
 __all__ = [
     "PEAP",
     "PEAP_VERSION",
+    "PEAP_VERSION_1",
     "CryptoBindingPolicy",
     "PeapAuthenticator",
     "PeapPeer",
@@ -117,83 +136,26 @@ __all__ = [
 ]
 
 PEAP = MethodId.legacy(EapType.PEAP)
-PEAP_VERSION = 0
+PEAP_VERSION = 0  # the version with the Result TLV and crypto-binding ([MS-PEAP])
+PEAP_VERSION_1 = 1  # draft-josefsson-pppext-eap-tls-eap-05
+PEAP_V1_NEW_LABEL = b"client PEAP encryption"
 _TYPE_CODE = bytes([EapType.PEAP])
-_HEADER = struct.Struct("!BBH")
 
 CryptoBindingPolicy = Literal["off", "optional", "required"]
 """``off``: never send or answer one; ``optional``: use it when the other side does (the
 server sends it); ``required``: fail without it."""
 
 
-# -- PEAPv0 inner-message framing ------------------------------------------------------------
+# -- PEAPv1 keys, names ---------------------------------------------------------------------
 
 
-def _strip_header(packet: bytes) -> bytes:
-    """What goes into the tunnel for an inner packet: Extensions messages whole, every
-    other Request/Response without its 4-byte header."""
-    if len(packet) > 4 and packet[4] == EapType.TLV:
-        return packet
-    return packet[4:]
-
-
-def _with_header(code: int, identifier: int, body: bytes) -> bytes | None:
-    if len(body) + 4 > 0xFFFF:
-        return None
-    return _HEADER.pack(code, identifier, len(body) + 4) + body
-
-
-def _is_full_request(data: bytes, eap_type: int) -> bool:
-    """A whole EAP Request of ``eap_type`` whose Length matches (wpa_supplicant's test)."""
-    return (
-        len(data) >= 5
-        and data[0] == Code.REQUEST
-        and data[4] == eap_type
-        and _HEADER.unpack_from(data)[2] == len(data)
-    )
+def _v1_keys(engine: TlsEapEngine, new_label: bool) -> KeyMaterial:
+    """PEAPv1 keys: TLS 1.2 with the old or the new label; TLS 1.3 as RFC 9427."""
+    return derive_keys(engine, PEAP_V1_NEW_LABEL) if new_label else derive_keys(engine)
 
 
 def _inner_method_name(method: MethodId | None, factories: Sequence[MethodFactory[object]]) -> str:
     return inner_eap_name(method, factories) if method is not None else "none"  # no method ran
-
-
-@dataclass(frozen=True, slots=True)
-class _Tlvs:
-    """What an Extensions message said."""
-
-    result: int | None
-    binding: CryptoBinding | None
-    binding_mandatory: bool
-
-
-def _parse_extensions(body: bytes) -> _Tlvs:
-    """Result and Crypto-Binding TLVs of an Extensions message's Type-Data; other TLVs
-    are skipped unless mandatory.  Raises :class:`DecodeError`."""
-    result: int | None = None
-    binding: CryptoBinding | None = None
-    binding_mandatory = False
-    for tlv in decode_tlvs(body):
-        if tlv.type == TlvType.RESULT:
-            if len(tlv.value) != 2:
-                raise DecodeError(f"Result TLV of {len(tlv.value)} bytes", expected="2 bytes")
-            if result is not None:
-                raise DecodeError("two Result TLVs")
-            result = int.from_bytes(tlv.value, "big")
-        elif tlv.type == TlvType.CRYPTO_BINDING:
-            if binding is not None:
-                raise DecodeError("two Crypto-Binding TLVs")
-            binding = CryptoBinding.decode(tlv.value)
-            binding_mandatory = tlv.mandatory
-        elif tlv.mandatory:
-            raise DecodeError(f"unsupported mandatory TLV {tlv.type}")
-    return _Tlvs(result, binding, binding_mandatory)
-
-
-def _extensions(code: Code, identifier: int, tlvs: list[Tlv]) -> bytes:
-    body = bytes([EapType.TLV]) + encode_tlvs(tlvs)
-    packet = _with_header(code, identifier, body)
-    assert packet is not None  # a Result and a Crypto-Binding TLV are 70 bytes
-    return packet
 
 
 # -- authenticator ---------------------------------------------------------------------------
@@ -222,8 +184,13 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         *,
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
+        max_version: int = PEAP_VERSION_1,
+        new_label: bool = False,
     ) -> None:
-        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=PEAP_VERSION))
+        super().__init__(ctx, TlsEapEngine(context, EapType.PEAP, version=max_version))
+        self._version: int | None = None  # negotiated with the peer's first Response
+        self._max_version = max_version
+        self._new_label = new_label
         self._inner_methods = tuple(inner)
         self._inner = AuthenticatorSession(
             inner, config=inner_config or SessionConfig(), now=ctx.now, random=ctx.random
@@ -245,8 +212,23 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     def _sending_alert(self) -> None:
         self._state = _AuthState.ALERT
 
+    @property
+    def version(self) -> int | None:
+        """The PEAP version in use, once the peer has answered the Start."""
+        return self._version
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._version is None and (bits := _version_bits(type_data)) is not None:
+            # The peer picks the lower version (draft-josefsson-...-05 §2.1.1); every
+            # later message of ours carries it.
+            self._version = min(bits, self._max_version)
+            self._engine.version_bits = self._version
+        return super().receive(type_data)
+
     def _message(self, event: Message) -> Step:
         engine = self._engine
+        if self._state is _AuthState.RESULT and self._version == PEAP_VERSION_1:
+            return self._v1_result()
         if self._state is _AuthState.HANDSHAKE:
             if not engine.handshake_done:
                 if event.empty and not engine.has_output:
@@ -280,6 +262,8 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
             self._resumed = record
             self._state = _AuthState.RESULT
             self._sent_success = True
+            if self._version == PEAP_VERSION_1:  # hostapd: SUCCESS_REQ at once
+                return self._write(_HEADER.pack(Code.SUCCESS, self._inner_id, 4))
             self._tlv_id = (self._inner_id + 1) & 0xFF
             return self._write(
                 _extensions(Code.REQUEST, self._tlv_id, [Tlv.result(Result.SUCCESS)])
@@ -288,6 +272,8 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         return self._inner_action(self._inner.start())
 
     def _keys(self) -> KeyMaterial:
+        if self._version == PEAP_VERSION_1:
+            return _v1_keys(self._engine, self._new_label)
         return derive_keys(self._engine)
 
     def _resumed_result(self, data: bytes, record: ResumeRecord) -> Step:
@@ -306,13 +292,15 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         return self._end(replace(outcome, attributes=attrs))
 
     def _phase2(self, data: bytes) -> Step:
+        if self._version == PEAP_VERSION_1:  # whole inner packets
+            return self._inner_action(self._inner.receive(data))
         packet = _with_header(Code.RESPONSE, self._inner_id, data)
         if packet is None:
             return self._end(Outcome.failed("malformed", "inner message too long"))
         return self._inner_action(self._inner.receive(packet))
 
     def _tunnel_packet(self, packet: bytes) -> bytes:
-        return _strip_header(packet)
+        return packet if self._version == PEAP_VERSION_1 else _strip_header(packet)
 
     def _inner_discarded(self, reason: str) -> Step:
         failed = SessionResult(False, "protocol_error", detail=f"inner: {reason}")
@@ -324,6 +312,10 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
     def _send_result(self, inner: SessionResult) -> Step:
         self._inner_result = inner
         self._state = _AuthState.RESULT
+        if self._version == PEAP_VERSION_1:  # an EAP Success/Failure inside the tunnel
+            self._sent_success = inner.success
+            code = Code.SUCCESS if inner.success else Code.FAILURE
+            return self._write(_HEADER.pack(code, self._inner_id, 4))
         self._tlv_id = (self._inner_id + 1) & 0xFF
         self._sent_success = inner.success
         tlvs = [Tlv.result(Result.SUCCESS if inner.success else Result.FAILURE)]
@@ -369,6 +361,24 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
             return self._end(self._refused("crypto_binding_missing", "no Crypto-Binding TLV"))
         return self._end(self._success(inner, binding_used))
 
+    def _v1_result(self) -> Step:
+        """PEAPv1: the peer's answer to our tunnelled Success or Failure (an empty
+        acknowledgement, or an EAP Success inside the tunnel) ends the conversation as
+        hostapd's ``SUCCESS_REQ``/``FAILURE_REQ`` states do."""
+        if self._resumed is not None:  # fast reconnect
+            outcome = self._resumed_success(self._resumed)
+            attrs = {**outcome.attributes, "crypto_binding": "no", "peap_version": "1"}
+            return self._end(replace(outcome, attributes=attrs))
+        inner = self._inner_result
+        assert inner is not None
+        if not self._sent_success:
+            return self._end(self._inner_failure(inner))
+        keys = _v1_keys(self._engine, self._new_label)
+        attrs = self._attributes(inner, False)
+        return self._end(
+            self._tunnel_success(keys, inner.user or None, attrs, inner_factors(inner))
+        )
+
     def _check_binding(self, got: CryptoBinding, mandatory: bool) -> str | None:
         sent = self._binding_sent
         assert sent is not None
@@ -391,6 +401,7 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         name = _inner_method_name(inner.method, self._inner_methods) if inner is not None else None
         attrs = self._tunnel_attributes(name)
         attrs["crypto_binding"] = "yes" if binding_used else "no"
+        attrs["peap_version"] = str(self._version or 0)
         if inner is not None:
             attrs["inner_identity"] = inner.identity
         return attrs
@@ -423,16 +434,6 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
         return super()._end(outcome)
 
 
-def _is_full_response(data: bytes, identifier: int) -> bool:
-    return (
-        len(data) >= 5
-        and data[0] == Code.RESPONSE
-        and data[1] == identifier
-        and data[4] == EapType.TLV
-        and _HEADER.unpack_from(data)[2] == len(data)
-    )
-
-
 # -- peer --------------------------------------------------------------------------------------
 
 
@@ -451,12 +452,17 @@ class PeapPeer(TunnelPeerBase):
         *,
         crypto_binding: CryptoBindingPolicy = "optional",
         inner_config: SessionConfig | None = None,
+        max_version: int = PEAP_VERSION,
+        new_label: bool = False,
         cache: SessionCache | None = None,
     ) -> None:
         key = (context.config.server_name or "", ctx.identity, identity)
         super().__init__(
-            ctx, context, EapType.PEAP, version=PEAP_VERSION, cache=cache, cache_key=key
+            ctx, context, EapType.PEAP, version=max_version, cache=cache, cache_key=key
         )
+        self._version: int | None = None  # the lower of the server's and ours
+        self._max_version = max_version
+        self._new_label = new_label
         self._inner_methods = tuple(inner)
         self._inner = PeerSession(
             inner,
@@ -467,6 +473,17 @@ class PeapPeer(TunnelPeerBase):
         )
         self._binding_policy = crypto_binding
         self._inner_id: int | None = None
+
+    @property
+    def version(self) -> int | None:
+        """The PEAP version in use, once the server's Start has arrived."""
+        return self._version
+
+    def receive(self, type_data: bytes) -> Step:
+        if self._version is None and (bits := _version_bits(type_data)) is not None:
+            self._version = min(bits, self._max_version)  # our answer carries our pick
+            self._engine.version_bits = self._version
+        return super().receive(type_data)
 
     def _message(self, event: Message) -> Step:
         engine = self._engine
@@ -484,6 +501,8 @@ class PeapPeer(TunnelPeerBase):
     def _tunnel_data(self, data: bytes) -> Step:
         if _is_full_request(data, EapType.TLV):
             return self._extensions(data)
+        if self._version == PEAP_VERSION_1:
+            return self._v1_tunnel_data(data)
         if len(data) == 5 and _is_full_request(data, EapType.IDENTITY):
             packet = data  # FreeRADIUS sends the inner Identity Request whole
         else:
@@ -496,7 +515,31 @@ class PeapPeer(TunnelPeerBase):
         return self._inner_action(self._inner.receive(packet))
 
     def _tunnel_packet(self, packet: bytes) -> bytes:
-        return _strip_header(packet)
+        return packet if self._version == PEAP_VERSION_1 else _strip_header(packet)
+
+    def _v1_tunnel_data(self, data: bytes) -> Step:
+        """PEAPv1: whole inner packets; the server's EAP Success or Failure inside the
+        tunnel ends phase 2, acknowledged with an empty Response (as wpa_supplicant)."""
+        if len(data) < 4 or data[0] not in (Code.REQUEST, Code.SUCCESS, Code.FAILURE):
+            return self._send_last(Outcome.failed("malformed", "not an inner EAP Request"))
+        if data[0] == Code.REQUEST:
+            self._inner_id = data[1]
+            return self._inner_action(self._inner.receive(data))
+        # hostapd gives the tunnelled Success the outer Identifier: the inner session
+        # hears it under the Identifier of its own last Request (as wpa_supplicant).
+        inner = self._finish_inner(data[0] == Code.SUCCESS)
+        keys = _v1_keys(self._engine, self._new_label)
+        if inner is None and self._engine.resumed and data[0] == Code.SUCCESS:
+            # fast reconnect: the server skipped phase 2
+            attrs = {**self._tunnel_attributes("none"), "crypto_binding": "no"}
+            attrs["peap_version"] = str(PEAP_VERSION_1)
+            return self._send_last(Outcome(True, "ok", keys, None, "", attrs))
+        if inner is None or not inner.success:
+            return self._send_last(self._inner_failed(inner))
+        attrs = self._tunnel_attributes(_inner_method_name(inner.method, self._inner_methods))
+        attrs["crypto_binding"] = "no"
+        attrs["peap_version"] = str(PEAP_VERSION_1)
+        return self._send_last(Outcome(True, "ok", keys, inner.identity or None, "", attrs))
 
     def _inner_discarded(self, reason: str) -> Step:
         return self._send_last(Outcome.failed("protocol_error", f"inner: {reason}"))
@@ -613,6 +656,7 @@ class PeapPeer(TunnelPeerBase):
         keys = bound_keys(tunnel, ipmk) if ipmk is not None else tunnel
         attrs = self._tunnel_attributes(_inner_method_name(inner.method, self._inner_methods))
         attrs["crypto_binding"] = "yes" if ipmk is not None else "no"
+        attrs["peap_version"] = str(PEAP_VERSION)
         return Outcome(True, "ok", keys, inner.identity or None, "", attrs)
 
     def _answer(
@@ -637,10 +681,16 @@ def peap_authenticator(
     *,
     crypto_binding: CryptoBindingPolicy = "optional",
     inner_config: SessionConfig | None = None,
+    max_version: int = PEAP_VERSION_1,
+    new_label: bool = False,
 ) -> MethodFactory[Authenticator]:
-    """A factory for :class:`eapkit.session.AuthenticatorSession`: PEAPv0 offering the
-    ``inner`` EAP methods in order.  The TLS context is built once and shared.  PEAP
+    """A factory for :class:`eapkit.session.AuthenticatorSession`: PEAP offering the
+    ``inner`` EAP methods in order, and versions up to ``max_version`` (1, as hostapd:
+    the peer picks; Windows and FreeRADIUS-era peers pick 0).  ``new_label``: PEAPv1
+    keys with "client PEAP encryption".  The TLS context is built once and shared.  PEAP
     servers usually ask no client certificate: give ``TlsConfig(verify_peer=False)``."""
+    if max_version not in (PEAP_VERSION, PEAP_VERSION_1):
+        raise ValueError(f"PEAP version {max_version!r}")
     if not inner:
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
@@ -650,7 +700,13 @@ def peap_authenticator(
 
     def create(ctx: MethodContext) -> Authenticator:
         return PeapAuthenticator(
-            ctx, context, methods, crypto_binding=crypto_binding, inner_config=inner_config
+            ctx,
+            context,
+            methods,
+            crypto_binding=crypto_binding,
+            inner_config=inner_config,
+            max_version=max_version,
+            new_label=new_label,
         )
 
     return MethodFactory(PEAP, create, "peap")
@@ -663,12 +719,18 @@ def peap_peer(
     *,
     crypto_binding: CryptoBindingPolicy = "optional",
     inner_config: SessionConfig | None = None,
+    max_version: int = PEAP_VERSION,
+    new_label: bool = False,
     cache: SessionCache | None = None,
 ) -> MethodFactory[Peer]:
-    """A factory for :class:`eapkit.session.PeerSession`: PEAPv0 with the ``inner`` EAP
+    """A factory for :class:`eapkit.session.PeerSession`: PEAP with the ``inner`` EAP
     methods and the inner ``identity`` (the outer one is the session's, e.g.
-    ``anonymous@realm``).  With ``config.resumption`` (the default) the factory keeps the
-    sessions (in ``cache``, or its own) and offers them again: fast reconnect."""
+    ``anonymous@realm``), answering with version ``min(server's, max_version)``;
+    ``new_label`` is wpa_supplicant's ``peaplabel=1`` (PEAPv1 keys).  With
+    ``config.resumption`` (the default) the factory keeps the sessions (in ``cache``, or
+    its own) and offers them again: fast reconnect."""
+    if max_version not in (PEAP_VERSION, PEAP_VERSION_1):
+        raise ValueError(f"PEAP version {max_version!r}")
     if not inner:
         raise ValueError("PEAP needs at least one inner method")
     if crypto_binding not in ("off", "optional", "required"):
@@ -687,6 +749,8 @@ def peap_peer(
             inner_identity,
             crypto_binding=crypto_binding,
             inner_config=inner_config,
+            max_version=max_version,
+            new_label=new_label,
             cache=cache,
         )
 

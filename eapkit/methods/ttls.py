@@ -304,7 +304,7 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
         self._session: AuthenticatorSession | None = None
 
     def _tls_failed(self, failure: Failed) -> Outcome:
-        return tls_failure_outcome(failure, self._user)
+        return tls_failure_outcome(failure, self._user, self._engine)
 
     def _message(self, event: Message) -> Step:
         engine = self._engine

@@ -120,6 +120,10 @@ class TunnelAuthenticatorBase(TlsAuthenticatorBase, _InnerEap):
     :class:`~eapkit.session.AuthenticatorSession` through ``_inner_action``.
     """
 
+    # hostapd's behaviour (eapkit.tlsio.method): a failed handshake ends in a Failure at
+    # once; wpa_supplicant's TTLS/PEAP would never acknowledge our alert.
+    _alert_before_failure = False
+
     def __init__(self, ctx: MethodContext, engine: TlsEapEngine) -> None:
         super().__init__(engine)
         self._ctx = ctx
@@ -168,7 +172,7 @@ class TunnelAuthenticatorBase(TlsAuthenticatorBase, _InnerEap):
         engine = self._engine
         engine.write(data)
         if engine.failure is not None:
-            return self._end(tls_failure_outcome(engine.failure))
+            return self._end(tls_failure_outcome(engine.failure, engine=engine))
         return Reply(engine.next_type_data())
 
     def _tunnel_attributes(self, inner_method: str | None) -> dict[str, str]:
@@ -246,7 +250,7 @@ class TunnelPeerBase(TlsPeerBase, _InnerEap):
         engine = self._engine
         engine.write(data)
         if engine.failure is not None:
-            return self._end(tls_failure_outcome(engine.failure), engine.ack())
+            return self._end(tls_failure_outcome(engine.failure, engine=engine), engine.ack())
         return None
 
     def _tunnel_attributes(self, inner_method: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eapkit.errors import DecodeError
@@ -216,7 +216,18 @@ def _abandoned(conv: _Conversation, now: float) -> Decision:
         rounds=session.counters.rounds,
         duration=now - conv.started,
         session_id="",
-        detail="no answer from the peer before the conversation expired",
+        detail=_abandoned_detail(session),
+    )
+
+
+def _abandoned_detail(session: AuthenticatorSession) -> str:
+    """What the expiry line says: silence, or the peer's answers that were refused."""
+    refused = session.counters.discarded
+    if not refused:
+        return "no answer from the peer before the conversation expired"
+    return (
+        f"expired after {refused} answer(s) from the peer were discarded;"
+        f" last: {session.last_discard}"
     )
 
 
@@ -236,4 +247,14 @@ def _decision(result: Result, conv: _Conversation, now: float) -> Decision:
         duration=now - conv.started,
         session_id=result.keys.session_id.hex() if result.keys else "",
         detail=result.detail,
+        tls=_tls_fields(outcome.attributes) if outcome else None,
     )
+
+
+_TLS_FIELDS = ("tls_version", "tls_cipher", "tls_alert_sent", "tls_alert_received")
+
+
+def _tls_fields(attributes: Mapping[str, str]) -> dict[str, str] | None:
+    """The TLS facts a TLS-based method reported (eapkit.tlsio.method), for the log."""
+    fields = {k: attributes[k] for k in _TLS_FIELDS if k in attributes}
+    return fields or None

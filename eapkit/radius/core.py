@@ -15,16 +15,24 @@ lives here::
 
 - clients by address or CIDR, each with its own secret; datagrams from anyone else are
   dropped and logged (RFC 2865 §3);
-- Message-Authenticator verified on every Access-Request that carries one, required on
-  every request with EAP-Message (RFC 3579 §3.2) and, by default, on every
-  Access-Request (the BlastRADIUS mitigation, CVE-2024-3596);
+- Message-Authenticator verified on every request that carries one (Accounting-Request
+  included, RFC 3579 §3.2), required on every request with EAP-Message (RFC 3579 §3.2),
+  on every Status-Server (RFC 5997 §3) and, by default, on every Access-Request (the
+  BlastRADIUS mitigation, CVE-2024-3596); a missing one is dropped as
+  ``missing_message_authenticator``, a wrong one as ``bad_message_authenticator``;
+- an Access-Request with EAP-Message and User-Password, CHAP-Password or ARAP-Password
+  is refused with an Access-Reject (RFC 3579 §3.3, as FreeRADIUS does);
 - duplicate detection: a retransmission (same source, port, identifier and Request
   Authenticator) gets the cached reply and nothing runs twice (RFC 5080 §2.2.2);
 - Access-Request with EAP-Message -> :class:`~eapkit.radius.access.EapAccess`; without
   EAP-Message -> the plain (PAP) handler when one is configured;
 - Accounting-Request (RFC 2866): Request Authenticator checked, the record logged,
   Accounting-Response sent;
-- Status-Server (RFC 5997): answered with Access-Accept;
+- Status-Server (RFC 5997 §3): answered with Access-Accept, or with Accounting-Response
+  when it arrives on an accounting port (``accounting_ports``; the front passes the
+  port the request arrived on);
+- :meth:`RadiusCore.expire` forgets conversations and challenges that timed out: the
+  fronts call it on a timer, so an abandoned login is logged when it expires;
 - an optional approval gate (:mod:`eapkit.bridge`) may hold an Access-Accept until the
   user approves the login elsewhere: the core returns a :class:`Hold`, absorbs the NAS's
   retransmissions, and the front sends the Accept, or a Reject, that
@@ -74,6 +82,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("eapkit.radius")
+
+ARAP_PASSWORD = 70  # RFC 2869 §5.4; refused next to EAP-Message (RFC 3579 §3.3)
 
 DuplicateKey = tuple[str, int, int, bytes]  # source host, port, Identifier, Authenticator
 
@@ -186,6 +196,7 @@ class RadiusCore:
     duplicate_cap: int = 65536
     approval: ApprovalGate | None = None
     cpu_clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
+    accounting_ports: frozenset[int] = frozenset({1813, 1646})  # RFC 5997 §3
     _held: set[DuplicateKey] = field(default_factory=set, repr=False)
     _replies: OrderedDict[DuplicateKey, tuple[float, bytes]] = field(
         default_factory=OrderedDict, repr=False
@@ -216,9 +227,22 @@ class RadiusCore:
         )
         return Drop(what)
 
-    def receive(self, data: bytes, source: tuple[str, int], now: float) -> Handled:
-        """:meth:`handle` for raw bytes from ``source`` (host, port): unknown clients and
-        undecodable bytes are dropped first."""
+    def expire(self, now: float) -> int:
+        """Forget EAP conversations and plain challenges idle past their time (each
+        abandoned conversation goes to the decision log); fronts call this on a timer.
+        Returns how many conversations expired."""
+        n = self.eap.expire(now) if self.eap is not None else 0
+        expire_plain = getattr(self.plain, "expire", None)
+        if callable(expire_plain):
+            expire_plain(now)
+        self._expire_replies(now)
+        return n
+
+    def receive(
+        self, data: bytes, source: tuple[str, int], now: float, *, local_port: int = 0
+    ) -> Handled:
+        """:meth:`handle` for raw bytes from ``source`` (host, port), received on
+        ``local_port``: unknown clients and undecodable bytes are dropped first."""
         host = source[0]
         client = self.clients.find(host)
         if client is None:
@@ -227,13 +251,19 @@ class RadiusCore:
             request = decode(data)
         except DecodeError as exc:
             return self._drop("malformed", host, now, str(exc))
-        return self.handle(request, client, now, source=source)
+        return self.handle(request, client, now, source=source, local_port=local_port)
 
     def handle(
-        self, request: Packet, client: Client, now: float, *, source: tuple[str, int] = ("", 0)
+        self,
+        request: Packet,
+        client: Client,
+        now: float,
+        *,
+        source: tuple[str, int] = ("", 0),
+        local_port: int = 0,
     ) -> Handled:
         """What to do with ``request`` from ``client``; ``source`` (host, port) keys the
-        duplicate cache (RFC 5080 §2.2.2)."""
+        duplicate cache (RFC 5080 §2.2.2); ``local_port`` is the port it arrived on."""
         host = source[0]
         key = (host, source[1], request.identifier, request.authenticator)
         self._expire_replies(now)
@@ -244,7 +274,7 @@ class RadiusCore:
         if key in self._held:
             self.count("duplicate_held")  # the NAS retransmits while the user decides
             return Drop("duplicate_held")
-        handled = self._dispatch(request, client, host, now)
+        handled = self._dispatch(request, client, host, now, local_port)
         if isinstance(handled, Hold):
             handled.key = key
             self._held.add(key)
@@ -281,7 +311,9 @@ class RadiusCore:
         self._replies[held.key] = (now + self.duplicate_ttl, reply)
         return reply
 
-    def _dispatch(self, request: Packet, client: Client, host: str, now: float) -> Handled:
+    def _dispatch(
+        self, request: Packet, client: Client, host: str, now: float, local_port: int = 0
+    ) -> Handled:
         secret = client.secret
         code = request.code
         if code == Code.ACCESS_REQUEST:
@@ -290,9 +322,18 @@ class RadiusCore:
         if code == Code.ACCOUNTING_REQUEST:
             return self._accounting(request, secret, client, host, now)
         if code == Code.STATUS_SERVER:
+            if request.message_authenticator is None:
+                return self._drop("missing_message_authenticator", host, now)
             if not request.verify_message_authenticator(secret):
                 return self._drop("bad_message_authenticator", host, now)
-            return Reply(encode_reply(Code.ACCESS_ACCEPT, request, [], secret))
+            self.count("status_server")
+            # RFC 5997 §3: Accounting-Response on an accounting port, else Access-Accept.
+            answer = (
+                Code.ACCOUNTING_RESPONSE
+                if local_port in self.accounting_ports
+                else Code.ACCESS_ACCEPT
+            )
+            return Reply(encode_reply(answer, request, [], secret))
         return self._drop("unexpected_code", host, now, str(code))
 
     def _access(
@@ -305,6 +346,11 @@ class RadiusCore:
                 return self._drop("bad_message_authenticator", host, now)
         elif eap is not None or self.require_message_authenticator:
             return self._drop("missing_message_authenticator", host, now)
+        if eap is not None and any(
+            request.get(a) is not None
+            for a in (Attr.USER_PASSWORD, Attr.CHAP_PASSWORD, ARAP_PASSWORD)
+        ):
+            return self._refuse_mixed(request, secret, client, host, now)
         started = self.cpu_clock()
         if eap is not None and self.eap is not None:
             reply = self.eap.handle(request, secret, client.name, now)
@@ -359,11 +405,35 @@ class RadiusCore:
             record,
         )
 
+    def _refuse_mixed(
+        self, request: Packet, secret: bytes, client: Client, host: str, now: float
+    ) -> Reply:
+        """RFC 3579 §3.3: EAP-Message with User-Password, CHAP-Password or ARAP-Password
+        must not be processed; FreeRADIUS answers Access-Reject, and so does eapkit."""
+        user = (request.get(Attr.USER_NAME) or b"").decode("utf-8", "backslashreplace")
+        self.decisions.write(
+            {
+                "time": round(now, 3),
+                "client": client.name,
+                "user": user,
+                "result": "reject",
+                "reason": "eap_with_password",
+            }
+        )
+        self.count("reject")
+        attrs: list[Attribute] = [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)]
+        return Reply(encode_reply(Code.ACCESS_REJECT, request, attrs, secret))
+
     def _accounting(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
     ) -> Handled:
         if not request.verify_request_authenticator(secret):
             return self._drop("bad_accounting_authenticator", host, now)
+        # RFC 3579 §3.2 / RFC 5080 §2.2.1: verify a Message-Authenticator when present.
+        if request.message_authenticator is not None and not (
+            request.verify_message_authenticator(secret)
+        ):
+            return self._drop("bad_message_authenticator", host, now)
         try:
             status = request.get_integer(Attr.ACCT_STATUS_TYPE)
             record: dict[str, Any] = {

@@ -13,6 +13,8 @@ record on a TLS stream).  The front then::
 
 - a request that raises is counted (``internal_error``) and dropped: one bad request
   never stops the server (the NAS retransmits);
+- :meth:`Front.expire_periodically` runs the core's expiry on a timer (conversations
+  time out even when no further request arrives);
 - a held Accept waits on the approval gate in a task of its own, so other requests go
   on; on a gate error or shutdown the login is refused, never left hanging or let
   through (fail closed).
@@ -21,6 +23,7 @@ record on a TLS stream).  The front then::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -43,12 +46,14 @@ class Front:
         self.clock = clock
         self._waiting: set[asyncio.Task[None]] = set()
 
-    def receive(self, data: bytes, source: tuple[str, int], send: Send) -> Handled:
-        """Handle one request from ``source`` (host, port); ``send`` writes a reply to
-        it, now or once a held Accept is settled (it must then check that its
-        transport is still open)."""
+    def receive(
+        self, data: bytes, source: tuple[str, int], send: Send, *, local_port: int = 0
+    ) -> Handled:
+        """Handle one request from ``source`` (host, port), received on ``local_port``;
+        ``send`` writes a reply to it, now or once a held Accept is settled (it must
+        then check that its transport is still open)."""
         try:
-            handled = self.core.receive(data, source, self.clock())
+            handled = self.core.receive(data, source, self.clock(), local_port=local_port)
         except Exception:  # one bad request must not stop the server
             log.exception("internal error handling a request from %s", source[0])
             self.core.count("internal_error")
@@ -60,6 +65,18 @@ class Front:
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)
         return handled
+
+    async def expire_periodically(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Call ``core.expire(now)`` every ``interval`` seconds until ``stop`` is set, so
+        conversations time out (and are logged) on an idle server too."""
+        while not stop.is_set():
+            try:
+                self.core.expire(self.clock())
+            except Exception:  # a failing expiry must not stop the timer
+                log.exception("expiring conversations failed")
+                self.core.count("internal_error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     @property
     def holding(self) -> int:

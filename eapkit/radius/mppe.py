@@ -17,8 +17,13 @@ Recv-Key)::
     MS-MPPE-Recv-Key = MSK[0:32]
     MS-MPPE-Send-Key = MSK[32:64]
 
-(hostapd uses halves of a shorter MSK; eapkit does the same.)  A RADIUS client (the
-NAS, or ``eapkit probe``) gets the MSK's first 64 octets back as ``Recv + Send``.
+(hostapd uses halves of a shorter MSK; eapkit does the same.)  EAP-MSCHAPv2 is the
+exception: its keys are 16 octets (RFC 3079 §3) and its MSK is MasterReceiveKey |
+MasterSendKey | 32 zero octets ([MS-CHAP] §3.1.5.1), so it asks for 16-octet keys
+(``KeyMaterial.mppe_key_length``) and the NAS gets MS-MPPE-Recv-Key = MasterReceiveKey,
+MS-MPPE-Send-Key = MasterSendKey, as FreeRADIUS's rlm_mschap and hostapd send them.
+A RADIUS client (the NAS, or ``eapkit probe``) gets the MSK's first
+64 octets (32 for MS-CHAPv2) back as ``Recv + Send``.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ class MppeKeys(NamedTuple):
         return self.recv + self.send
 
 
-def mppe_keys_from_msk(msk: bytes) -> MppeKeys:
-    """Split an MSK: Recv-Key = MSK[0:32], Send-Key = MSK[32:64] (as hostapd does)."""
+def mppe_keys_from_msk(msk: bytes, key_length: int = 32) -> MppeKeys:
+    """Split an MSK: Recv-Key = MSK[0:n], Send-Key = MSK[n:2n] with n = ``key_length``
+    (32 as hostapd does; 16 for MS-CHAPv2), n halved for a shorter MSK."""
     if len(msk) < 2:
         raise ValueError("an MSK of fewer than 2 octets cannot be split")
-    half = 32 if len(msk) >= 64 else len(msk) // 2
+    half = key_length if len(msk) >= 2 * key_length else len(msk) // 2
     return MppeKeys(send=msk[half : 2 * half], recv=msk[:half])
 
 
@@ -72,12 +78,14 @@ def mppe_key_attributes(
     secret: bytes,
     request_authenticator: bytes,
     rng: RandomSource = SYSTEM_RANDOM,
+    key_length: int = 32,
 ) -> list[Attribute]:
     """MS-MPPE-Send-Key and MS-MPPE-Recv-Key attributes for an Access-Accept.
 
-    ``request_authenticator`` is that of the Access-Request the Accept answers.
+    ``request_authenticator`` is that of the Access-Request the Accept answers;
+    ``key_length`` octets of the MSK go into each key.
     """
-    keys = mppe_keys_from_msk(msk)
+    keys = mppe_keys_from_msk(msk, key_length)
     send_salt, recv_salt = _salts(rng)
     return [
         vsa(

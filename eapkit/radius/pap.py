@@ -18,13 +18,14 @@ keep: such requests are rejected with the reason ``chap_unsupported``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.errors import DecodeError
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import unhide_password
-from eapkit.radius.packet import Code, Packet
+from eapkit.radius.packet import Attribute, Code, Packet
 from eapkit.radius.reply import (
     REJECT_MESSAGE,
     AccessReply,
@@ -37,11 +38,18 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 __all__ = ["PapAccess"]
 
 
+# Attributes a first round owes the final Accept (MS-CHAP2-Success, MPPE keys), built
+# with the secret and the Request Authenticator of the request that Accept answers.
+AcceptExtra = Callable[[bytes, bytes], list[Attribute]]
+
+
 @dataclass(slots=True)
 class _Pending:
     user: str
     expires: float
     started: float
+    accept_extra: AcceptExtra | None = None
+    method: str = "pap+challenge"
 
 
 @dataclass
@@ -85,18 +93,40 @@ class PapAccess:
             if code_check is None:
                 return self._reject(client, user, "unknown_state", now, started)
             verdict = code_check(user, password, now)
-            return self._final(verdict, client, user, now, pending.started, "pap+challenge")
+            reply = self._final(verdict, client, user, now, pending.started, pending.method)
+            if reply.code == Code.ACCESS_ACCEPT and pending.accept_extra is not None:
+                reply.attributes += pending.accept_extra(secret, request.authenticator)
+            return reply
         verdict = self.check(user, password, now)
         if verdict.reason == CHALLENGE:
             if len(self._pending) >= self.max_pending:
                 return self._reject(client, user, "too_many_conversations", now, started)
-            state = self.state_prefix + self.random.random_bytes(16)
-            self._pending[state] = _Pending(verdict.user or user, now + self.ttl, now)
-            prompt = (verdict.detail or "One-time code: ").encode()[:253]
-            return AccessReply(
-                Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, prompt), (Attr.STATE, state)]
-            )
+            return self.code_round(verdict.user or user, verdict.detail, now)
         return self._final(verdict, client, user, now, now, "pap")
+
+    def code_round(
+        self,
+        user: str,
+        prompt: str,
+        now: float,
+        accept_extra: AcceptExtra | None = None,
+        method: str = "pap+challenge",
+    ) -> AccessReply:
+        """RFC 2865 §4.4: the Access-Challenge asking ``user`` (whose password was right)
+        for the code; ``accept_extra`` adds attributes to the Accept that follows."""
+        state = self.state_prefix + self.random.random_bytes(16)
+        self._pending[state] = _Pending(user, now + self.ttl, now, accept_extra, method)
+        text = (prompt or "One-time code: ").encode()[:253]
+        return AccessReply(Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, text), (Attr.STATE, state)])
+
+    @property
+    def pending(self) -> int:
+        """Challenges waiting for their code."""
+        return len(self._pending)
+
+    def expire(self, now: float) -> None:
+        """Forget challenges not answered within ``ttl`` (the front's timer calls this)."""
+        self._expire(now)
 
     def _expire(self, now: float) -> None:
         while self._pending:

@@ -58,9 +58,13 @@ class Decision:
     duration: float
     session_id: str
     detail: str = ""
+    tls: dict[str, str] | None = None
+    """A TLS-based login's negotiated version and cipher and the TLS alert that ended a
+    failed handshake (``tls_version``, ``tls_cipher``, ``tls_alert_sent``,
+    ``tls_alert_received``), added to the line as they are."""
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        line: dict[str, object] = {
             "time": round(self.time, 3),
             "client": self.client,
             "user": self.user,
@@ -74,6 +78,9 @@ class Decision:
             "session_id": self.session_id,
             "detail": self.detail,
         }
+        if self.tls:
+            line.update(self.tls)
+        return line
 
 
 @dataclass(slots=True)
@@ -116,7 +123,9 @@ def accept_attributes(
     (RFC 2548 §2.4.2)."""
     attrs: list[Attribute] = [(Attr.USER_NAME, user.encode()[:253])]
     if keys is not None:
-        attrs += mppe_key_attributes(keys.msk, secret, request_authenticator, random)
+        attrs += mppe_key_attributes(
+            keys.msk, secret, request_authenticator, random, keys.mppe_key_length
+        )
         if keys.session_id:
             attrs.append((Attr.EAP_KEY_NAME, keys.session_id[:253]))
     klass = (

@@ -24,16 +24,19 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, front: Front) -> None:
         self.front = front
         self.transport: asyncio.DatagramTransport | None = None
+        self.local_port = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        sockname = transport.get_extra_info("sockname")
+        self.local_port = int(sockname[1]) if sockname else 0
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         def send(reply: bytes) -> None:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.sendto(reply, addr)
 
-        self.front.receive(data, (str(addr[0]), int(addr[1])), send)
+        self.front.receive(data, (str(addr[0]), int(addr[1])), send, local_port=self.local_port)
 
 
 async def serve(
@@ -44,9 +47,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
     reuse_port: bool = False,
+    expire_interval: float = 1.0,
 ) -> None:
     """Serve until ``stop`` is set or SIGTERM/SIGINT arrives; ``ready`` gets the bound
-    addresses (useful with port 0)."""
+    addresses (useful with port 0).  Every ``expire_interval`` seconds timed-out
+    conversations are forgotten and logged."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     front = Front(core, clock)
@@ -66,9 +71,11 @@ async def serve(
             transports.append(transport)
             sockname = transport.get_extra_info("sockname")
             bound.append((str(sockname[0]), int(sockname[1])))
+        expiry = loop.create_task(front.expire_periodically(stop, expire_interval))
         if ready is not None:
             ready(bound)
         await stop.wait()
+        await expiry
     finally:
         for transport in transports:
             transport.close()

@@ -162,6 +162,7 @@ class WorkerFront:
     clock: Callable[[], float] = time.time
     stats: WorkerStats = field(default_factory=WorkerStats)
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list, repr=False)
+    _ports: list[int] = field(default_factory=list, repr=False)
     _inbox: asyncio.DatagramTransport | None = field(default=None, repr=False)
     _front: Front = field(init=False, repr=False)
 
@@ -201,7 +202,7 @@ class WorkerFront:
             if not transport.is_closing():
                 transport.sendto(reply, addr)
 
-        self._front.receive(data, addr, send)
+        self._front.receive(data, addr, send, local_port=self._ports[listen_index])
 
     async def run(
         self, stop: asyncio.Event, ready: Callable[[], None] | None = None
@@ -220,12 +221,15 @@ class WorkerFront:
                     sock=sock,
                 )
                 self._transports.append(transport)
+                self._ports.append(int(sock.getsockname()[1]))
             self._inbox, _ = await loop.create_datagram_endpoint(
                 lambda: _Inbox(self), sock=self.inbox
             )
+            expiry = loop.create_task(self._front.expire_periodically(stop))
             if ready is not None:
                 ready()
             await stop.wait()
+            await expiry
         finally:
             for transport in self._transports:
                 transport.close()

@@ -37,6 +37,9 @@ class MemoryStore:
             self._drop(key)
             self._records[key] = bytes(value)
 
+    def record_keys(self) -> list[str]:
+        return sorted(self._records)
+
     def delete(self, key: str) -> bool:
         with self._lock:
             return self._drop(key)

@@ -9,9 +9,11 @@ The associated data is the record's store key (see :mod:`eapkit.store.sealing`),
 sealed secret copied onto another record does not open.  Without a sealer (allowed only
 on a :class:`~eapkit.store.memory.MemoryStore`) the secret is written as ``"plain"``.
 
-Today a ``"plain"`` record is accepted even when keys are configured; ``require_sealed``
-is the one switch that refuses it (DESIGN.md, "State that must survive": "an unsealed
-record is refused when keys are configured").
+With a sealer, a ``"plain"`` record is refused (:class:`RecordNotSealed`, reason
+``record_not_sealed``): otherwise whoever can write the store could plant a seed for any
+user (DESIGN.md, "State that must survive": "an unsealed record is refused when keys are
+configured").  ``require_sealed=False`` is only for migration: ``eapkit store seal``
+reads the plain records and writes them back sealed (:meth:`SealedRecords.seal_plain`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from eapkit.store.base import Store
 from eapkit.store.memory import MemoryStore
 from eapkit.store.sealing import Sealer, SealError
 
-__all__ = ["SealedRecords"]
+__all__ = ["RECORD_NOT_SEALED", "RecordNotSealed", "SealedRecords"]
+
+RECORD_NOT_SEALED = "record_not_sealed"
+
+
+class RecordNotSealed(SealError):
+    """A record holds its secret in the clear although sealing keys are configured."""
+
+    reason = RECORD_NOT_SEALED
 
 
 class SealedRecords:
@@ -46,7 +56,7 @@ class SealedRecords:
         sealer: Sealer | None = None,
         *,
         what: str = "secrets",
-        require_sealed: bool = False,
+        require_sealed: bool = True,
     ) -> None:
         if sealer is None and not isinstance(store, MemoryStore):
             raise ConfigError(f"{what} must be sealed at rest: pass a Sealer")
@@ -75,8 +85,29 @@ class SealedRecords:
                 raise SealError("record is sealed and no sealer is configured")
             return record, self.sealer.open(base64.b64decode(record["sealed"]), key.encode())
         if self.require_sealed and self.sealer is not None:
-            raise SealError("record is not sealed and keys are configured")
+            raise RecordNotSealed(f"{RECORD_NOT_SEALED}: sealing keys are configured")
         return record, base64.b64decode(record["plain"])
+
+    def seal_plain(self, key: str) -> bool:
+        """Rewrite the record under ``key`` sealed if it is plain; True if it was.
+
+        The migration step (``eapkit store seal``): the plain fields are kept as they
+        are, the secret moves from ``"plain"`` to ``"sealed"``.
+        """
+        if self.sealer is None:
+            raise ConfigError("sealing plain records needs sealing keys")
+        raw = self.store.get(key)
+        if raw is None:
+            return False
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return False
+        if not isinstance(record, dict) or "plain" not in record or "sealed" in record:
+            return False
+        secret = base64.b64decode(record.pop("plain"))
+        self.write(key, record, secret)
+        return True
 
     def delete(self, key: str) -> bool:
         return self.store.delete(key)

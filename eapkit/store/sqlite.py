@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from eapkit.private_files import create_private
 from eapkit.store.base import StoreUnavailable, check_counter, check_ttl
 
 __all__ = ["SqliteStore"]
@@ -69,6 +70,7 @@ class SqliteStore:
         if self._con is not None:
             return self._con
         try:
+            create_private(self._path)  # 0600 before SQLite makes it; -wal/-shm follow
             con = sqlite3.connect(
                 self._path,
                 timeout=self._busy_timeout,
@@ -83,7 +85,7 @@ class SqliteStore:
             except BaseException:
                 con.close()
                 raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"sqlite store: cannot open ({type(exc).__name__})") from exc
         self._con = con
         return con
@@ -134,6 +136,15 @@ class SqliteStore:
                 "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
                 (key, bytes(value)),
             )
+
+    def record_keys(self) -> list[str]:
+        """Every record's key (``eapkit store seal`` walks them; not on a hot path)."""
+        with self._lock:
+            con = self._connection()
+            try:
+                return [str(r[0]) for r in con.execute("SELECT k FROM records ORDER BY k")]
+            except sqlite3.Error as exc:
+                raise _unavailable(exc) from exc
 
     def delete(self, key: str) -> bool:
         with self._write() as con:

@@ -43,6 +43,8 @@ from eapkit.tlsio.resume import MemoryResumeRecords, ResumeRecords
 __all__ = [
     "DEFAULT_TLS12_CIPHERS",
     "DEFAULT_TLS13_CIPHERSUITES",
+    "LEGACY_TLS12_CIPHERS",
+    "TLS_PROFILES",
     "PemSource",
     "TlsConfig",
     "TlsContext",
@@ -61,6 +63,18 @@ DEFAULT_TLS12_CIPHERS = (
 DEFAULT_TLS13_CIPHERSUITES = (
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 )
+# The ``legacy`` profile adds what old TLS 1.2 stacks (embedded supplicants, old
+# Windows and Android builds) offer: ECDHE with CBC, and static RSA key exchange with
+# CBC or GCM (RFC 9325 §4.1 says not to; hostapd 2.10 accepts them by default).  Still
+# no RC4, 3DES, NULL, export or anonymous suites.
+LEGACY_TLS12_CIPHERS = DEFAULT_TLS12_CIPHERS + (
+    ":ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:"
+    "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA:"
+    "AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA"
+)
+TLS_PROFILES: dict[str, str] = {"default": DEFAULT_TLS12_CIPHERS, "legacy": LEGACY_TLS12_CIPHERS}
+"""The TLS 1.2 cipher list of each ``profile`` (TLS 1.3 suites are all AEAD already)."""
 
 PemSource = bytes | str | Path
 """PEM given inline (``bytes``) or as a file path (``str`` or ``Path``)."""
@@ -101,6 +115,12 @@ class TlsConfig:
     - ``server_name`` (peer): sent as SNI.  ``domain_match`` / ``domain_suffix_match``
       (peer): the server certificate must carry one of these names (wpa_supplicant's
       options of the same name).
+    - ``profile: ``"default"`` (ECDHE + AEAD only) or ``"legacy"`` (adds the CBC and
+      static-RSA suites of :data:`LEGACY_TLS12_CIPHERS`); ``tls12_ciphers`` (an OpenSSL
+      cipher string) overrides the profile's list.  ``groups`` (``"X25519:P-256"``) and
+      ``signature_algorithms`` (``"ECDSA+SHA256:RSA-PSS+SHA256"``) are OpenSSL lists;
+      ``None`` keeps OpenSSL's defaults.  ``security_level`` sets OpenSSL's
+      ``@SECLEVEL`` (``None``: OpenSSL's default, 1 or 2 by build).
     - ``resumption``: resumption of sessions for ``session_lifetime`` seconds.  The server
       keeps them (TLS 1.2 session ids, TLS 1.3 tickets that are only an id); off, it
       issues neither.  The peer keeps what the server gives.
@@ -118,9 +138,12 @@ class TlsConfig:
     require_peer_certificate: bool = True
     min_version: TlsVersion = TlsVersion.TLS1_2
     max_version: TlsVersion = TlsVersion.TLS1_3
-    tls12_ciphers: str = DEFAULT_TLS12_CIPHERS
+    profile: str = "default"
+    tls12_ciphers: str | None = None
     tls13_ciphersuites: str = DEFAULT_TLS13_CIPHERSUITES
     groups: str | None = None
+    signature_algorithms: str | None = None
+    security_level: int | None = None
     server_name: str | None = None
     domain_match: Sequence[str] = ()
     domain_suffix_match: Sequence[str] = ()
@@ -139,6 +162,19 @@ class TlsConfig:
             raise ConfigError("certificate and private_key go together")
         if isinstance(self.domain_match, str) or isinstance(self.domain_suffix_match, str):
             raise ConfigError("domain_match and domain_suffix_match are lists of names")
+        if self.profile not in TLS_PROFILES:
+            raise ConfigError(f"the TLS profile is one of {', '.join(TLS_PROFILES)}")
+        if self.security_level is not None and not 0 <= self.security_level <= 5:
+            raise ConfigError("the OpenSSL security level is 0 to 5")
+
+    @property
+    def cipher_list(self) -> str:
+        """The TLS 1.2 cipher string given to OpenSSL: the explicit list, else the
+        profile's, with ``@SECLEVEL`` when a security level is set."""
+        ciphers = self.tls12_ciphers or TLS_PROFILES[self.profile]
+        if self.security_level is not None:
+            ciphers += f":@SECLEVEL={self.security_level}"
+        return ciphers
 
 
 def _pem(source: PemSource, what: str) -> bytes:
@@ -320,7 +356,7 @@ class TlsContext:
             # ticket that is only an id (tens of bytes, not ~1 KiB: no extra round).
             options |= SSL.OP_NO_TICKET
         ctx.set_options(options)
-        ciphers = cfg.tls12_ciphers
+        ciphers = cfg.cipher_list
         if cfg.allow_legacy_versions and cfg.min_version < TlsVersion.TLS1_2:
             ciphers = "DEFAULT:@SECLEVEL=0"
         try:
@@ -330,6 +366,9 @@ class TlsContext:
             raise ConfigError("no usable cipher suite in the configured lists") from None
         if cfg.groups and _lib.SSL_CTX_set1_curves_list(ctx._context, cfg.groups.encode()) != 1:
             raise ConfigError(f"unknown TLS groups {cfg.groups!r}")
+        sigalgs = cfg.signature_algorithms
+        if sigalgs and _lib.SSL_CTX_set1_sigalgs_list(ctx._context, sigalgs.encode()) != 1:
+            raise ConfigError(f"unknown signature algorithms {sigalgs!r}")
         self._load_identity(ctx)
         self._load_trust(ctx)
         if self.is_server:

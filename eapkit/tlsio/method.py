@@ -5,9 +5,14 @@ built on it handles the framing events the same way in each role, and only a who
 :class:`~eapkit.tlsio.engine.Message` is its own business:
 
 Authenticator (:class:`TlsAuthenticatorBase`)
-    ``Continue`` is sent as it is.  ``Failed``: if the engine has output, that is our
-    TLS alert; it goes out and the peer's acknowledgement is awaited before the Failure
-    (RFC 9190 §2.1.3, RFC 5216 §2.1.3), which carries the TLS failure's reason.
+    ``Continue`` is sent as it is.  ``Failed``: EAP-TLS sends our TLS alert (if the
+    engine has output) and awaits the peer's acknowledgement before the Failure (RFC 9190
+    §2.1.3, RFC 5216 §2.1.3); wpa_supplicant's EAP-TLS acknowledges it.  The tunnel
+    methods (``_alert_before_failure = False``) end with the Failure at once, as hostapd's
+    ``eap_server_ttls.c`` / ``eap_server_peap.c`` do on a phase-1 error:
+    wpa_supplicant's TTLS and PEAP never acknowledge a server alert, so waiting for it
+    would leave the NAS without an answer.  Either way the Failure carries the TLS
+    failure's reason (the alert's name) and the alert and TLS version as attributes.
 
 Peer (:class:`TlsPeerBase`)
     ``Continue`` is sent, or, once an ending is decided and our last fragment has been
@@ -22,6 +27,7 @@ failure) and ``_end``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import ClassVar
 
 from eapkit.methods.base import Done, Outcome, Reply, Step
@@ -40,10 +46,13 @@ def tls_attributes(engine: TlsEapEngine) -> dict[str, str]:
     return attrs
 
 
-def tls_failure_outcome(failure: Failed, identity: str | None = None) -> Outcome:
+def tls_failure_outcome(
+    failure: Failed, identity: str | None = None, engine: TlsEapEngine | None = None
+) -> Outcome:
     """The Failure a TLS failure ends in: its reason (an alert's name or a framing
-    reason) and detail, and the alerts sent or received as attributes."""
-    attrs: dict[str, str] = {}
+    reason) and detail, the alerts sent or received and, when ``engine`` is given, the
+    TLS version and cipher as far as the handshake got, as attributes."""
+    attrs: dict[str, str] = tls_attributes(engine) if engine is not None else {}
     if failure.alert_sent:
         attrs["tls_alert_sent"] = failure.alert_sent
     if failure.alert_received:
@@ -56,6 +65,8 @@ class TlsAuthenticatorBase(ABC):
 
     _label: ClassVar[str]
     """The method's name in "... has ended"."""
+    _alert_before_failure: ClassVar[bool] = True
+    """Send our TLS alert and await its acknowledgement before the Failure."""
 
     def __init__(self, engine: TlsEapEngine) -> None:
         self._engine = engine
@@ -79,7 +90,7 @@ class TlsAuthenticatorBase(ABC):
         if isinstance(event, Failed):
             if self._failing is not None:
                 return self._end(self._tls_failed(self._failing))
-            if engine.has_output:  # our alert goes out first (RFC 9190 §2.1.3)
+            if engine.has_output and self._alert_before_failure:  # RFC 9190 §2.1.3
                 self._failing = event
                 self._sending_alert()
                 return Reply(engine.next_type_data())
@@ -96,10 +107,15 @@ class TlsAuthenticatorBase(ABC):
         """Our alert is going out; its acknowledgement is due next."""
 
     def _tls_failed(self, failure: Failed) -> Outcome:
-        return tls_failure_outcome(failure)
+        return tls_failure_outcome(failure, engine=self._engine)
 
     def _end(self, outcome: Outcome) -> Done:
+        """The conversation's end; every outcome names the TLS version and cipher as far
+        as the handshake got (the decision log records them for accepts and rejects)."""
         self._finished = True
+        facts = tls_attributes(self._engine)
+        if any(key not in outcome.attributes for key in facts):
+            outcome = replace(outcome, attributes={**facts, **outcome.attributes})
         return Done(outcome)
 
 
@@ -139,7 +155,7 @@ class TlsPeerBase(ABC):
         """A whole message from the server."""
 
     def _tls_failed(self, failure: Failed) -> Outcome:
-        return tls_failure_outcome(failure)
+        return tls_failure_outcome(failure, engine=self._engine)
 
     def _send_last(self, outcome: Outcome, final: bool = True) -> Step:
         """Send what is left (fragments if need be), then end with ``outcome``."""

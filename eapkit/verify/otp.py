@@ -427,9 +427,7 @@ class OtpVerifier:
             cid = str(record["cid"])
         except (SealError, ValueError, KeyError, TypeError) as exc:
             # Fail closed; the type says which, the text may not say more (secret nearby).
-            raise StoreUnavailable(
-                f"OTP record of a user does not load ({type(exc).__name__})"
-            ) from None
+            raise StoreUnavailable(f"OTP record of a user does not load ({_why(exc)})") from None
         drift = self._read_drift(f"otp:drift:{cid}")
         prepared = _Prepared(user, cid, cred, drift, now, raw)
         self._cache[user] = prepared
@@ -646,3 +644,8 @@ def otpauth_uri(account: str, credential: OtpCredential, *, issuer: str = "eapki
     if credential.kind == "totp":
         params["period"] = str(credential.period)
     return f"otpauth://{credential.kind}/{label}?{urlencode(params, quote_via=quote)}"
+
+
+def _why(exc: Exception) -> str:
+    """What a record that does not load says: its reason code or its type, no text."""
+    return str(getattr(exc, "reason", type(exc).__name__))

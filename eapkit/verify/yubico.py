@@ -332,7 +332,7 @@ class YubicoVerifier:
             user, cid = str(record["user"]), str(record["cid"])
             prepared = _Prepared(user, cid, secret[16:], secret[:16], now, raw)
         except (SealError, ValueError, KeyError, TypeError) as exc:
-            raise StoreUnavailable(f"YubiKey record does not load ({type(exc).__name__})") from None
+            raise StoreUnavailable(f"YubiKey record does not load ({_why(exc)})") from None
         self._cache[public] = prepared
         return prepared
 
@@ -381,3 +381,8 @@ class YubicoVerifier:
         """Validate many (user, OTP) pairs at one time ``now``, in order."""
         verify = self.verify
         return [verify(user, otp, now) for user, otp in items]
+
+
+def _why(exc: Exception) -> str:
+    """What a record that does not load says: its reason code or its type, no text."""
+    return str(getattr(exc, "reason", type(exc).__name__))

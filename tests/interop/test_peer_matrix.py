@@ -47,6 +47,7 @@ def _servers(stack: ExitStack, tmp: Path, files: dict[str, Path]) -> dict[tuple[
         if fragment_size is not None:
             hostapd_extra.append(f"fragment_size={fragment_size}")
             serve_extra += ["--fragment-size", str(fragment_size)]
+        serve_extra += matrix.SERVE_FLAGS.get(profile, ())
         hostapd = HostapdRadius(
             tmp / f"hostapd-{profile}",
             users=matrix.hostapd_users(),

@@ -348,6 +348,8 @@ class FreeRadius:
     reject_delay: int = 0
     settings: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    accounting: bool = False  # also listen for accounting on ``acct_port``
+    acct_port: int = 0
     daemon: Daemon | None = field(default=None, repr=False)
 
     @property
@@ -452,6 +454,7 @@ class FreeRadius:
             "        ipaddr = 127.0.0.1\n"
             f"        port = {self.port}\n"
             "    }\n"
+            f"{self._accounting_sections()}"
             "    authorize {\n"
             f"{self._lines(self.authorize)}"
             "        mschap\n"
@@ -475,6 +478,19 @@ class FreeRadius:
             "        }\n"
             "    }\n"
             "}\n"
+        )
+
+    def _accounting_sections(self) -> str:
+        if not self.accounting:
+            return ""
+        return (
+            "    listen {\n"
+            "        type = acct\n"
+            "        ipaddr = 127.0.0.1\n"
+            f"        port = {self.acct_port}\n"
+            "    }\n"
+            "    preacct {\n        ok\n    }\n"
+            "    accounting {\n        ok\n    }\n"
         )
 
     def inner_site(self) -> str:
@@ -543,6 +559,8 @@ class FreeRadius:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port == 0:
             self.port = free_udp_port()
+        if self.accounting and self.acct_port == 0:
+            self.acct_port = free_udp_port()
         conf = self.confdir
         if conf.exists():
             shutil.rmtree(conf)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from eapkit.eap_tlv import CryptoBinding, Tlv, TlvType, encode_tlvs
 from eapkit.errors import DecodeError
 from eapkit.methods.base import Done, Step
-from eapkit.methods.peap import PeapAuthenticator, PeapPeer, _parse_extensions
+from eapkit.methods.peap import PeapAuthenticator, PeapPeer
+from eapkit.methods.peap_framing import parse_extensions as _parse_extensions
 from eapkit.tlsio import TlsVersion
 from tests.methods.test_peap_helpers import (
     Run,

@@ -9,7 +9,7 @@ import pytest
 from eapkit.errors import ConfigError
 from eapkit.rand import DeterministicRandom
 from eapkit.store import MemoryStore, SqliteStore
-from eapkit.store.records import SealedRecords
+from eapkit.store.records import RecordNotSealed, SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 
 SECRET = b"12345678901234567890"
@@ -53,11 +53,25 @@ def test_sealed_record_without_a_sealer_does_not_open() -> None:
         SealedRecords(store).open("k", raw)
 
 
-def test_unsealed_record_accepted_today_refused_with_require_sealed() -> None:
+def test_unsealed_record_refused_whenever_keys_exist() -> None:
     store = MemoryStore()
     SealedRecords(store).write("k", {"v": 1}, SECRET)  # planted in the clear
     raw = store.get("k")
     assert raw is not None
-    assert SealedRecords(store, sealer()).open("k", raw)[1] == SECRET
-    with pytest.raises(SealError):
-        SealedRecords(store, sealer(), require_sealed=True).open("k", raw)
+    with pytest.raises(RecordNotSealed, match="record_not_sealed"):
+        SealedRecords(store, sealer()).open("k", raw)
+    # only the migration opts out
+    assert SealedRecords(store, sealer(), require_sealed=False).open("k", raw)[1] == SECRET
+
+
+def test_seal_plain_migrates_a_plain_record() -> None:
+    store = MemoryStore()
+    SealedRecords(store).write("k", {"v": 1, "digits": 8}, SECRET)
+    records = SealedRecords(store, sealer())
+    assert records.seal_plain("k")
+    assert not records.seal_plain("k")  # already sealed
+    assert not records.seal_plain("missing")
+    raw = store.get("k")
+    assert raw is not None and b"plain" not in raw
+    fields, secret = records.open("k", raw)
+    assert secret == SECRET and fields["digits"] == 8
