@@ -35,7 +35,7 @@ from eapkit.packet import EapType, MethodId
 
 if TYPE_CHECKING:
     from eapkit.methods.mschapv2 import NtHashLookup
-    from eapkit.tlsio import TlsConfig
+    from eapkit.tlsio import SessionCache, TlsConfig
 
 __all__ = [
     "CATALOG",
@@ -84,7 +84,9 @@ class PeerContext:
     """What a peer builder may use.  ``method`` is the method as the user named it
     (``ttls-pap``), for messages; ``identity`` the (inner) identity; ``otp`` the
     one-time code a server may ask for in a round of its own; ``inner`` a tunnel's
-    inner method (``pap``, ``eap-mschapv2``)."""
+    inner method (``pap``, ``eap-mschapv2``); ``sessions`` where a TLS-based peer keeps
+    the session of a success and offers it on the next authentication (RFC 5216
+    §2.1.2, RFC 9190 §2.1.2; ``eapkit probe --reauth``), when ``tls.resumption`` is on."""
 
     method: str
     identity: str
@@ -94,6 +96,7 @@ class PeerContext:
     inner: str | None = None
     peap_version: int = 0  # the highest PEAP version the peer accepts
     peap_label: int = 0  # 1: PEAPv1 keys with "client PEAP encryption" (peaplabel=1)
+    sessions: SessionCache | None = None
 
     def need_password(self) -> str:
         if self.password is None:
@@ -163,7 +166,7 @@ def _tls_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
     tls = ctx.need_tls()
     if tls.certificate is None or tls.private_key is None:
         raise ConfigError("--method tls needs --cert and --key")
-    return [tls_peer(tls)]
+    return [tls_peer(tls, ctx.sessions)]
 
 
 # -- EAP-TTLS (RFC 5281, RFC 9427) -------------------------------------------------------------
@@ -204,7 +207,7 @@ def _ttls_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
         inner = InnerEap([mschapv2_peer(ctx.need_password())])
     else:
         raise ConfigError(f"EAP-TTLS has no inner method {ctx.inner!r}")
-    return [ttls_peer(ctx.need_tls(), inner, identity=ctx.identity)]
+    return [ttls_peer(ctx.need_tls(), inner, identity=ctx.identity, cache=ctx.sessions)]
 
 
 # -- PEAPv0 ([MS-PEAP], RFC 9427) -----------------------------------------------------------
@@ -248,6 +251,7 @@ def _peap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
             ctx.identity,
             max_version=ctx.peap_version,
             new_label=ctx.peap_label == 1,
+            cache=ctx.sessions,
         )
     ]
 

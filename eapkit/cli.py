@@ -282,6 +282,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         server_name=args.server_name,
         otp=args.otp,
+        reauth=args.reauth,
     )
     if args.load:
         report = asyncio.run(
@@ -389,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prb.add_argument("--fragment-size", type=int)
     prb.add_argument("--timeout", type=float, default=3.0)
+    prb.add_argument(
+        "--reauth",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more authentications, each offering the last TLS session (resumption)",
+    )
     prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")
     prb.add_argument("--count", type=int, help="with --load: stop after this many")
     prb.add_argument("--duration", type=float, help="with --load: stop after this many seconds")

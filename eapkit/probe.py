@@ -5,12 +5,22 @@ It prints the verdict, the MSK the peer derived and the MPPE keys the server sen
 that they agree (MS-MPPE-Recv-Key = MSK[0:32], MS-MPPE-Send-Key = MSK[32:64], RFC 3579
 §4.2 / RFC 2548) and that EAP-Key-Name equals the Session-Id, and exits 0 only on an
 Access-Accept with matching keys (or, for a method that derives none, on an Accept).
+
+``--reauth N`` runs N more authentications after the first, over the same RADIUS
+socket, as a supplicant does when its session timer expires (``eapol_test -r N``).
+Each one offers the TLS session of the last successful one (a TLS 1.2 session id or
+ticket, a TLS 1.3 ticket: RFC 5216 §2.1.2, RFC 9190 §2.1.2/§5.7), and the report says
+per authentication whether a session was offered, whether the server resumed it and
+whether phase 2 ran (a server may skip it on a resumed TTLS session, RFC 5281 §7.5, or
+PEAP session, [MS-PEAP] §3.1.5.10 "fast reconnect").  The probe exits 0 only when every
+authentication was accepted with matching keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,12 +33,15 @@ from eapkit.session import PeerSession
 
 if TYPE_CHECKING:
     from eapkit.tlsio.config import TlsConfig
+    from eapkit.tlsio.engine import SessionCache
 
 __all__ = [
+    "Authentication",
     "ProbeOptions",
     "build_peer_methods",
     "peer_context",
     "probe",
+    "reauthenticate",
     "run_probe",
     "tls_config",
 ]
@@ -54,6 +67,8 @@ class ProbeOptions:
     retries: int = 3
     server_name: str | None = None
     otp: str | None = None
+    reauth: int = 0
+    """More authentications after the first, each offering the last TLS session."""
 
 
 def tls_config(opts: ProbeOptions) -> TlsConfig:
@@ -78,14 +93,14 @@ def tls_config(opts: ProbeOptions) -> TlsConfig:
         max_version=hi,
         profile=opts.tls_profile,
         domain_match=[opts.server_name] if opts.server_name else [],
-        resumption=False,
+        resumption=opts.reauth > 0,
         framing=framing,
     )
 
 
-def peer_context(opts: ProbeOptions) -> PeerContext:
+def peer_context(opts: ProbeOptions, sessions: SessionCache | None = None) -> PeerContext:
     """What the catalog's peer builder of ``--method`` gets; the TLS settings are read
-    only for a TLS-based method."""
+    only for a TLS-based method; ``sessions`` keeps its TLS sessions (``--reauth``)."""
     entry, inner = peer_method(opts.method)
     return PeerContext(
         method=opts.method,
@@ -96,12 +111,15 @@ def peer_context(opts: ProbeOptions) -> PeerContext:
         inner=inner,
         peap_version=opts.peap_version,
         peap_label=opts.peap_label,
+        sessions=sessions,
     )
 
 
-def build_peer_methods(opts: ProbeOptions) -> list[MethodFactory[Peer]]:
+def build_peer_methods(
+    opts: ProbeOptions, sessions: SessionCache | None = None
+) -> list[MethodFactory[Peer]]:
     entry, _ = peer_method(opts.method)
-    return entry.peer(peer_context(opts))
+    return entry.peer(peer_context(opts, sessions))
 
 
 async def probe(opts: ProbeOptions) -> ProbeResult:
@@ -112,6 +130,67 @@ async def probe(opts: ProbeOptions) -> ProbeResult:
         opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
     ) as client:
         return await authenticate(client, peer)
+
+
+@dataclass
+class Authentication:
+    """One authentication of a ``--reauth`` run: its result, and whether the peer had a
+    TLS session to offer (``offered``; None for a method without TLS)."""
+
+    result: ProbeResult
+    offered: bool | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resumed(self) -> bool | None:
+        """Whether the TLS handshake resumed the offered session (None: no TLS)."""
+        value = self.attributes.get("tls_resumed")
+        return None if value is None else value == "yes"
+
+    @property
+    def phase2(self) -> str | None:
+        """``ran`` or ``skipped`` for a tunnel method that succeeded, else None."""
+        inner = self.attributes.get("inner_method")
+        if inner is None:
+            return None
+        return "skipped" if inner == "none" else "ran"
+
+    def line(self) -> str:
+        tls = "-" if self.offered is None else ("yes" if self.offered else "no")
+        resumed = "-" if self.resumed is None else ("yes" if self.resumed else "no")
+        return f"TLS session offered={tls} resumed={resumed} phase2={self.phase2 or '-'}"
+
+
+async def reauthenticate(
+    opts: ProbeOptions, between: Callable[[Authentication], None] | None = None
+) -> list[Authentication]:
+    """The first authentication and ``opts.reauth`` more over one RADIUS socket, the
+    peer methods built once so that each offers the session the last success left in
+    their cache (a failed one leaves none: RFC 5216 §2.1.2).  ``between`` is called
+    after each authentication but the last (a test changes the server there)."""
+    from eapkit.tlsio.engine import SessionCache
+
+    entry, _ = peer_method(opts.method)
+    sessions = SessionCache() if entry.tls and opts.reauth > 0 else None
+    methods = build_peer_methods(opts, sessions)
+    outer = opts.anonymous_identity or opts.identity
+    done: list[Authentication] = []
+    async with RadiusClient(
+        opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
+    ) as client:
+        for n in range(1 + max(0, opts.reauth)):
+            if n and between is not None:
+                between(done[-1])
+            offered = len(sessions) > 0 if sessions is not None else None
+            result = await authenticate(client, PeerSession(methods, outer))
+            if sessions is not None and not result.accepted:
+                # RFC 5216 §2.1.2: a session that failed is not resumed.  A TTLS peer
+                # keeps it when it sends its last AVPs, before the server's verdict.
+                sessions.clear()
+            outcome = result.peer.outcome if result.peer is not None else None
+            attrs = dict(outcome.attributes) if outcome is not None and outcome.success else {}
+            done.append(Authentication(result, offered if entry.tls else None, attrs))
+    return done
 
 
 def report(result: ProbeResult) -> list[str]:
@@ -158,8 +237,32 @@ def ok(result: ProbeResult) -> bool:
 
 
 def run_probe(opts: ProbeOptions) -> tuple[int, list[str]]:
-    result = asyncio.run(probe(opts))
-    return (0 if ok(result) else 1), report(result)
+    if opts.reauth < 0:
+        raise ConfigError("--reauth is 0 or more")
+    if opts.reauth == 0:
+        result = asyncio.run(probe(opts))
+        return (0 if ok(result) else 1), report(result)
+    runs = asyncio.run(reauthenticate(opts))
+    return (0 if all(ok(a.result) for a in runs) else 1), reauth_report(runs)
+
+
+def reauth_report(runs: list[Authentication]) -> list[str]:
+    """Each authentication's report under a heading, its TLS session line, then a
+    summary; the last line is ACCEPT only when every authentication was."""
+    lines: list[str] = []
+    for n, run in enumerate(runs, 1):
+        lines.append(f"== authentication {n} of {len(runs)} ==")
+        body = report(run.result)
+        lines += [*body[:-1], run.line(), body[-1]]
+    accepted = sum(ok(a.result) for a in runs)
+    resumed = sum(bool(a.resumed) for a in runs)
+    skipped = sum(a.phase2 == "skipped" for a in runs)
+    lines.append(
+        f"reauthentication: {accepted} of {len(runs)} accepted, {resumed} resumed,"
+        f" phase 2 skipped in {skipped}"
+    )
+    lines.append("ACCEPT" if accepted == len(runs) else "REJECT")
+    return lines
 
 
 @dataclass

@@ -491,9 +491,10 @@ class PeapPeer(TunnelPeerBase):
             return self._end(
                 Outcome.failed("protocol_error", "more after the result"), engine.ack()
             )
-        if not engine.handshake_done or not event.data:
-            # Handshake flights, tickets, empty Requests: answer with our next flight or
-            # an acknowledgement.
+        commitment = engine.is_tls13 and event.data == b"\x00"
+        if not engine.handshake_done or not event.data or commitment:
+            # Handshake flights, tickets, empty Requests, a TLS 1.3 commitment (0x00,
+            # FreeRADIUS after a resumed handshake): our next flight or an ACK.
             return Reply(engine.next_type_data())
         return self._tunnel_data(event.data)
 
@@ -563,6 +564,8 @@ class PeapPeer(TunnelPeerBase):
             attrs = {**self._tunnel_attributes("none"), "crypto_binding": "no"}
             outcome = Outcome(True, "ok", derive_keys(self._engine), None, "", attrs)
             return self._answer(identifier, True, None, outcome)
+        if inner is None and self._engine.resumed and tlvs.binding is not None:
+            return self._fast_reconnect_bound(identifier, tlvs.binding, tlvs.binding_mandatory)
         if inner is None or not inner.success:
             reason = inner.reason if inner is not None else "no_inner_method"
             detail = "the server sent Success before the inner method succeeded"
@@ -597,14 +600,33 @@ class PeapPeer(TunnelPeerBase):
             outcome = replace(outcome, attributes=attrs)
         return self._answer(identifier, True, response, outcome)
 
+    def _fast_reconnect_bound(
+        self, identifier: int, binding: CryptoBinding, mandatory: bool
+    ) -> Step:
+        """Fast reconnect with a Crypto-Binding TLV (hostapd): no inner method ran, so
+        IPMK | CMK = TK (hostapd and wpa_supplicant ``eap_peap_derive_cmk``)."""
+        verified = self._verify_binding(binding, mandatory, b"", fast_reconnect=True)
+        if verified is None:
+            failed = Outcome.failed("crypto_binding_failed", "Compound MAC does not verify")
+            return self._answer(identifier, False, None, failed)
+        ipmk, cmk, _ = verified
+        response = CryptoBinding(
+            PEAP_VERSION, PEAP_VERSION, CryptoBinding.RESPONSE, binding.nonce, bytes(20)
+        )
+        response = replace(response, compound_mac=compound_mac(cmk, response))
+        attrs = {**self._tunnel_attributes("none"), "crypto_binding": "yes"}
+        keys = bound_keys(derive_keys(self._engine), ipmk)
+        return self._answer(identifier, True, response, Outcome(True, "ok", keys, None, "", attrs))
+
     def _verify_binding(
-        self, request: CryptoBinding, mandatory: bool, isk: bytes
+        self, request: CryptoBinding, mandatory: bool, isk: bytes, *, fast_reconnect: bool = False
     ) -> tuple[bytes, bytes, int] | None:
         if request.version != PEAP_VERSION or request.subtype != CryptoBinding.REQUEST:
             return None
         sizes = (128, 64) if self._engine.is_tls13 else (128,)
         for size in sizes:  # 64: hostapd 2.10's TLS 1.3 server (module docstring)
-            ipmk, cmk = compound_keys(tunnel_key(self._engine, size), isk)
+            tk = tunnel_key(self._engine, size)
+            ipmk, cmk = (tk[:40], tk[40:60]) if fast_reconnect else compound_keys(tk, isk)
             expected = compound_mac(cmk, request, mandatory)
             if hmac.compare_digest(expected, request.compound_mac):
                 return ipmk, cmk, size

@@ -227,9 +227,17 @@ class TlsPeer(TlsPeerBase):
             # TLS 1.2: the server's Finished is verified; answer with our last flight
             # (resumption) or an empty Response (RFC 5216 §2.1.1, §2.1.2).
             return self._send_last(self._success())
+        if engine.has_output and engine.resumed:
+            # RFC 9190 §2.1.2: our Finished ends a resumed handshake; the server may
+            # answer Success (hostapd) or send its commitment (0x00) first.
+            step = self._send_last(self._success(), final=False)
+            engine.done_writing()
+            return step
         if engine.has_output:  # our Certificate .. Finished
             return Reply(engine.next_type_data())
         if not event.data:  # tickets without the indication yet
+            if engine.resumed:  # keep the success sent with our Finished (MAY_CONT)
+                return self._send_last(self._success(), final=False)
             return Reply(engine.ack())
         if event.data != PROTECTED_SUCCESS:
             return self._send_last(
@@ -244,7 +252,8 @@ class TlsPeer(TlsPeerBase):
         return Outcome(True, "ok", derive_keys(engine), None, "", _tls_attributes(engine))
 
     def _end(self, outcome: Outcome, type_data: bytes, final: bool = True) -> Done:
-        self._engine.close(outcome.success)  # a clean close keeps the session resumable
+        if final or not outcome.success:  # MAY_CONT: the commitment may still come
+            self._engine.close(outcome.success)  # a clean close keeps it resumable
         return super()._end(outcome, type_data, final)
 
 

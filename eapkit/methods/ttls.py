@@ -662,6 +662,7 @@ class TtlsPeer(TunnelPeerBase):
         key = (context.config.server_name or "", ctx.identity, self._identity)
         super().__init__(ctx, context, EapType.TTLS, cache=cache, cache_key=key)
         self._phase = _PeerPhase.HANDSHAKE
+        self._skipped = False  # a resumed session, phase 2 skipped
         self._watch = _Watch()
         self._session: PeerSession | None = None
         self._ident = 0
@@ -685,17 +686,30 @@ class TtlsPeer(TunnelPeerBase):
         if not engine.handshake_done:
             return Reply(engine.next_type_data())
         if self._phase is _PeerPhase.HANDSHAKE:
-            if engine.has_output:  # TLS 1.3 (or resumption): our Finished goes first
+            if engine.has_output and engine.resumed:
+                # Our Finished ends a resumed handshake: the server may skip phase 2
+                # and answer Success (hostapd), or ask more (handled below).
+                self._phase, self._skipped = _PeerPhase.SENT, True
+                step = self._send_last(self._ok("none"), final=False)
+                engine.done_writing()
+                return step
+            if engine.has_output:  # TLS 1.3: our Finished goes first
                 return Reply(engine.next_type_data())
             self._phase = _PeerPhase.SENT
             if engine.resumed and not event.data:
                 # RFC 5281 §7.5: a resumed session and nothing asked: phase 2 is
                 # skipped; acknowledge, a Success may follow (as wpa_supplicant does)
-                return self._send_last(self._ok(), final=False)
+                self._skipped = True
+                engine.done_writing()
+                return self._send_last(self._ok("none"), final=False)
             try:
                 return self._open_phase2()
             except ValueError as exc:  # a credential the inner method cannot carry
                 return self._send_last(Outcome.failed("bad_credentials", str(exc)))
+        if self._skipped and event.data in (b"", b"\x00"):
+            # phase 2 skipped: an empty Request or TLS 1.3 tickets and a commitment
+            # (0x00, FreeRADIUS): acknowledge and keep the success (wpa_supplicant too)
+            return self._send_last(self._ok("none"), final=False)
         if not event.data:
             return Reply(engine.ack())
         try:
@@ -848,8 +862,9 @@ class TtlsPeer(TunnelPeerBase):
 
     # -- endings ---------------------------------------------------------------------------
 
-    def _ok(self) -> Outcome:
-        attrs = self._tunnel_attributes(self.inner_name)
+    def _ok(self, inner_method: str | None = None) -> Outcome:
+        """Success; ``inner_method`` is ``"none"`` when phase 2 was skipped."""
+        attrs = self._tunnel_attributes(inner_method or self.inner_name)
         return Outcome(True, "ok", derive_keys(self._engine, TTLS_KEY_LABEL), None, "", attrs)
 
     def _write_avps_last(self, avps: list[Avp], outcome: Outcome, final: bool = True) -> Step:

@@ -17,7 +17,7 @@ to the user and hand the exchange to RADIUS without EAP::
           -> wrong password, unknown user:
              Access-Reject  MS-CHAP-Error (Ident, "E=691 R=0 C=<challenge> V=3", §2.1.5)
 
-The second-factor rule is that of EAP-MSCHAPv2 (:func:`eapkit.serve.second_factor_policy`):
+The second-factor rule is that of EAP-MSCHAPv2 (:class:`eapkit.authz.Authorizer`):
 a user with a second factor never gets a Success that only confirms the password.
 Policy, Types and the 16-octet keys are what FreeRADIUS's rlm_mschap sends by default
 (``use_mppe = yes``, ``require_encryption = no``, ``require_strong = no``).

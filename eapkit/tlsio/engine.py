@@ -309,6 +309,14 @@ class TlsEapEngine:
             conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         conn.set_app_data(None)
 
+    def done_writing(self) -> None:
+        """We write nothing more (a peer whose last word is a conditional success): mark
+        our side shut down now, so that the session stays resumable whenever the
+        connection is freed (OpenSSL drops it otherwise), while the other side's last
+        messages (tickets, a commitment) can still be read."""
+        if self.failure is None and self._handshake_done:
+            self.conn.set_shutdown(SSL.SENT_SHUTDOWN)
+
     def session(self) -> SSL.Session | None:
         """The session to resume next time (peer side), after a successful handshake."""
         if not self._handshake_done:
@@ -507,6 +515,11 @@ class SessionCache:
 
     def forget(self, key: object) -> None:
         self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every session: the conversation failed after the method had already
+        kept its session (a tunnel's last word before the server's verdict)."""
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
