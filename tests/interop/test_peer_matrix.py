@@ -129,13 +129,14 @@ def test_eapkit_matches_hostapd(observed: dict[str, Observed], row: Row) -> None
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("row", [r for r in ROWS if r.name in KNOWN_GAPS], ids=lambda r: r.name)
-def test_known_gaps_look_as_documented(observed: dict[str, Observed], row: Row) -> None:
+def test_known_gaps_look_as_documented(observed: dict[str, Observed]) -> None:
     """A gap row shows today's outcome (the doc's eapkit column) or, once fixed,
-    hostapd's (then the strict xfail above fails and the entry must go)."""
-    seen = observed[row.name]
-    got = matrix.outcome(seen.eapkit, row.reauth)
-    assert got in (matrix.TODAY[row.name], row.hostapd), _tail(seen.eapkit)
+    hostapd's (then the strict xfail above fails and the entry must go).  One test over
+    all gap rows, so an empty KNOWN_GAPS (every finding fixed) is no skipped test."""
+    for row in (r for r in ROWS if r.name in KNOWN_GAPS):
+        seen = observed[row.name]
+        got = matrix.outcome(seen.eapkit, row.reauth)
+        assert got in (matrix.TODAY[row.name], row.hostapd), _tail(seen.eapkit)
 
 
 # -- the matrix's own bookkeeping (no tools needed) -----------------------------------------

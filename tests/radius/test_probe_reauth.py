@@ -45,7 +45,8 @@ def serve(
     cfg = ServeConfig(
         db=tmp_path / "eapkit.db",
         methods=["tls", "ttls", "peap"],
-        tls=TlsFiles(cert=pki["cert"], key=pki["key"], ca=pki["ca"]),
+        # the demo certificate's alice@eapkit.test names alice (eapkit.authz)
+        tls=TlsFiles(cert=pki["cert"], key=pki["key"], ca=pki["ca"], realms=("eapkit.test",)),
     )
     cfg.clients = [Client.of("127.0.0.1/32", SECRET)]
     yield users, io.StringIO(), [], cfg
