@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class Serve:
         return self.access(attrs, authenticator, source=source)
 
     def access(
-        self, attrs: list[Attribute], authenticator: bytes, *, source: str = "127.0.0.1"
+        self, attrs: Sequence[Attribute], authenticator: bytes, *, source: str = "127.0.0.1"
     ) -> Packet:
         """One Access-Request with ``attrs`` from ``source``; the reply."""
         data = encode_request(
