@@ -265,7 +265,8 @@ class Authorizer:
     def refused(self, user: str, reason: str, now: float) -> str:
         """A method failed for ``user`` with ``reason``: count a failed password, and
         say what the log should call it.  An ``unknown_user`` who exists had their NT
-        hash withheld (:meth:`nt_hash`): throttled, or a second factor required."""
+        hash withheld (:meth:`nt_hash`): throttled, disabled, or a second factor
+        required."""
         if reason not in PASSWORD_FAILURES:
             return reason
         if self.throttle is not None:
@@ -277,6 +278,8 @@ class Authorizer:
                 record = self._record(user)
             except Exception:
                 return "directory_unavailable"
+            if record is not None and record.disabled:
+                return "user_disabled"
             if self.needs_possession(record):
                 return "second_factor_required"
         if self.throttle is not None:

@@ -49,6 +49,7 @@ from eapkit.store import open_store
 from eapkit.store.base import Store, StoreUnavailable
 from eapkit.store.sealing import ENV_VAR, Sealer
 from eapkit.verify.otp import OtpPolicy, OtpVerifier, totp_digits
+from eapkit.verify.verdict import store_refusal
 from eapkit.verify.yubico import YubicoVerifier
 
 __all__ = [
@@ -167,7 +168,8 @@ class SecondFactors:
 
     def check_code(self, user: str, code: str, now: float, /) -> Verdict:
         """One code (TOTP, YubiKey OTP or recovery code) for ``user``; store failures
-        fail closed with ``store_unavailable``.  An accepted code proves the device."""
+        fail closed with ``store_unavailable`` (``record_not_sealed`` for a plain record
+        when sealing keys are configured).  An accepted code proves the device."""
         return _proved(self._check_code(user, code, now), _CODE)
 
     def _check_code(self, user: str, code: str, now: float) -> Verdict:
@@ -179,8 +181,8 @@ class SecondFactors:
                 return self.totp.verify(user, code, now).to_verdict()
             if kind == "yubikey":
                 return self.yubikey.verify(user, code, now).to_verdict()
-        except StoreUnavailable as exc:
-            return Verdict.reject("store_unavailable", str(exc))
+        except StoreUnavailable as exc:  # a plain record: record_not_sealed
+            return Verdict.reject(store_refusal(exc), str(exc))
         return Verdict.reject("no_second_factor")
 
     def _code_length(self, user: str, response: str) -> int | None:

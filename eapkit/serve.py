@@ -516,12 +516,10 @@ def build_core(
         rounds=round_binding(cfg, second, clients),
     )
     plain = (
-        MsChapAccess(  # MS-CHAP-V2 (RFC 2548 §2.3), PAP and its code round
-            authorizer.nt_hash(users.nt_hash),
+        MsChapAccess(  # MS-CHAP v1/v2 (RFC 2548), PAP and its code round
+            users.nt_hash,  # behind the authorizer's NT-hash guard
+            authorizer,
             PapAccess(pap, code_check=second.check_code, authorizer=authorizer),
-            policy=users.policy,
-            needs_second_factor=lambda user, client: authorizer.needs_possession(users.get(user)),
-            prompt=second.prompt,
         )
         if cfg.pap
         else None

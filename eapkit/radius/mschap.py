@@ -6,19 +6,23 @@ to the user and hand the exchange to RADIUS without EAP::
     NAS                                            eapkit
     Access-Request  User-Name, MS-CHAP-Challenge (16 octets, §2.3.2),
                     MS-CHAP2-Response (Ident, Flags, Peer-Challenge, 8 reserved, NT-Response)
-          -> right password, no second factor:
+          -> right password, authorized:
              Access-Accept  MS-CHAP2-Success (Ident, "S=<AuthenticatorResponse>", §2.3.3),
                             MS-MPPE-Send-Key / Recv-Key (16 octets, RFC 2548 §2.4.2-2.4.3,
                             RFC 3079 §3), MS-MPPE-Encryption-Policy / -Types (§2.4.4-2.4.5)
-          -> right password, a second factor: Access-Challenge (Reply-Message prompt, State);
-             the NAS sends the code as User-Password with that State (the challenge round of
-             :mod:`eapkit.radius.pap`), and the Accept after a right code carries the
-             MS-CHAP2-Success and keys above; without a code round: Access-Reject
-          -> wrong password, unknown user:
+          -> anything else (wrong password, unknown, disabled or throttled user, a user
+             who must prove possession, whatever the password):
              Access-Reject  MS-CHAP-Error (Ident, "E=691 R=0 C=<challenge> V=3", §2.1.5)
 
-The second-factor rule is that of EAP-MSCHAPv2 (:class:`eapkit.authz.Authorizer`):
-a user with a second factor never gets a Success that only confirms the password.
+Every outcome passes through the one authorization step (:class:`eapkit.authz.Authorizer`),
+which proves the factor ``password``: a success through :meth:`~eapkit.authz.Authorizer.authorize`
+(the user exists, is enabled, needs no possession factor here; the Accept's attributes are
+the user's policy; the password throttle is cleared), a failure through
+:meth:`~eapkit.authz.Authorizer.refused` (a failed password counts toward the throttle; the
+decision line gets its reason).  The NT hash is looked up behind
+:meth:`~eapkit.authz.Authorizer.nt_hash`, so a throttled, disabled or second-factor user's
+response is never checked: a user with a second factor gets the same Reject whatever the
+password, never a Success that confirms it (no code round: docs/design-notes.md).
 Policy, Types and the 16-octet keys are what FreeRADIUS's rlm_mschap sends by default
 (``use_mppe = yes``, ``require_encryption = no``, ``require_strong = no``).
 
@@ -29,7 +33,7 @@ MS-CHAP v1 (RFC 2433; RFC 2548 §2.1): MS-CHAP-Challenge (8 octets) + MS-CHAP-Re
 (Ident, Flags = 1 "use the NT-Response", LM-Response, NT-Response) is checked against the
 NT hash (RFC 2433 §A.5 ChallengeResponse); the Accept carries MS-CHAP-MPPE-Keys (§2.4.1:
 an 8-octet LM key, zeros since eapkit keeps no LAN Manager hash, and the 16-octet NT key
-MD4(NT hash), hidden like User-Password) with the same second-factor rule.  A response
+MD4(NT hash), hidden like User-Password) with the same authorization.  A response
 with only the LM-Response (Flags = 0) is refused (``lm_response_unsupported``).
 """
 
@@ -37,12 +41,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from eapkit.authz import Nas, nas_scope
+from eapkit.authz import Authorizer, Nas, nas_scope
 from eapkit.crypto.mschap import NT_HASH_LEN, get_master_key, mschapv2_msk, nt_hash_keys
 from eapkit.crypto.stand_in import stand_in_secret
 from eapkit.errors import ConfigError, DecodeError
+from eapkit.methods.base import Factor
 from eapkit.methods.mschapv2_check import (
     NtHashLookup,
     authenticator_response,
@@ -59,7 +64,6 @@ from eapkit.radius.reply import (
     REJECT_MESSAGE,
     AccessReply,
     Decision,
-    PolicyLookup,
     accept_attributes,
 )
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
@@ -75,6 +79,7 @@ METHOD_V1 = "mschap"
 MSCHAP_RESPONSE_LEN = 50  # RFC 2548 §2.1.3
 MSCHAP_CHALLENGE_LEN = 8  # RFC 2433 §A.1
 MS_CHAP_MPPE_KEYS = 12  # RFC 2548 §2.4.1
+PASSWORD_ONLY = frozenset({Factor.PASSWORD})  # all that MS-CHAP proves
 
 
 def parse_mschap2_response(value: bytes) -> tuple[int, bytes, bytes] | None:
@@ -94,18 +99,20 @@ def _ms(request: Packet) -> dict[int, bytes]:
 
 @dataclass
 class MsChapAccess:
-    """Plain Access-Requests: MS-CHAP-V2 here, everything else to ``pap``.
+    """Plain Access-Requests: MS-CHAP-V2 and v1 here, everything else to ``pap``.
 
-    ``nt_hash`` gives the users' NT hashes; ``needs_second_factor(user, client)`` says
-    whether the login needs a code (then ``pap``'s code round runs, or the login is
-    refused)."""
+    ``nt_hash`` gives the users' NT hashes; it is consulted only behind
+    ``authorizer``'s guard (:meth:`Authorizer.nt_hash <eapkit.authz.Authorizer.nt_hash>`),
+    and every outcome passes through ``authorizer``."""
 
     nt_hash: NtHashLookup
+    authorizer: Authorizer
     pap: PapAccess | None = None
-    policy: PolicyLookup | None = None
-    needs_second_factor: Callable[[str, str], bool] | None = None
-    prompt: Callable[[str], str] | None = None
     random: RandomSource = SYSTEM_RANDOM
+    _guarded: NtHashLookup = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._guarded = self.authorizer.nt_hash(self.nt_hash)
 
     @property
     def state_prefix(self) -> bytes:
@@ -152,16 +159,16 @@ class MsChapAccess:
             return self._reject(client, user, "malformed", now, [])
         ident, peer_challenge, nt_response = parsed
         name = request.get(Attr.USER_NAME) or b""
+        error = failure_message(691, False, challenge, 3, "Authentication failed")
+        refusal = [vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_ERROR, bytes((ident,)) + error)]
         try:
             checked = check_nt_response(
-                self.nt_hash, user, challenge, peer_challenge, name, nt_response
+                self._guarded, user, challenge, peer_challenge, name, nt_response
             )
         except ConfigError:
             return self._reject(client, user, "backend_error", now, [])
         if not checked.ok or checked.nt_hash is None:
-            error = failure_message(691, False, challenge, 3, "Authentication failed")
-            attrs = [vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_ERROR, bytes((ident,)) + error)]
-            return self._reject(client, user, checked.reason, now, attrs)
+            return self._refused(client, user, checked.reason, now, refusal, METHOD)
         nt_hash = checked.nt_hash
         proof = authenticator_response(nt_hash, nt_response, peer_challenge, challenge, name)
         master = get_master_key(nt_hash_keys(nt_hash).nt_hash_hash, nt_response)
@@ -180,7 +187,7 @@ class MsChapAccess:
                 _integer(MsAttr.MS_MPPE_ENCRYPTION_TYPES, RC4_40_AND_128),
             ]
 
-        return self._accept(request, secret, client, now, user, success, METHOD)
+        return self._accept(request, secret, client, now, user, success, refusal, METHOD)
 
     def _accept(
         self,
@@ -190,20 +197,33 @@ class MsChapAccess:
         now: float,
         user: str,
         success: Callable[[bytes, bytes], list[Attribute]],
+        refusal: list[Attribute],
         method: str,
     ) -> AccessReply:
-        """The Accept, or first the code round for a user with a second factor (never a
-        Success on the password alone), or a Reject when there is no code round."""
-        if self.needs_second_factor is not None and self.needs_second_factor(user, client):
-            pap = self.pap
-            if pap is None or pap.pending >= pap.max_pending:
-                return self._reject(client, user, "second_factor_required", now, [], method)
-            prompt = self.prompt(user) if self.prompt is not None else ""
-            return pap.code_round(user, prompt, now, success, f"{method}+challenge", client=client)
-        decision = Decision(now, client, user, user, method, "", "accept", "ok", 1, 0.0, "")
-        attrs = accept_attributes(user, self.policy(user) if self.policy else None, self.random)
+        """The password was right: the Accept if the authorization step lets ``user``
+        in on the password alone, else the same Reject (``refusal``) a wrong one gets."""
+        authorized = self.authorizer.authorize(user, PASSWORD_ONLY, None, now)
+        if not authorized.ok:
+            return self._reject(client, user, authorized.reason, now, refusal, method)
+        name = authorized.user
+        decision = Decision(now, client, name, user, method, "", "accept", "ok", 1, 0.0, "")
+        attrs = accept_attributes(name, authorized.policy, self.random)
         attrs += success(secret, request.authenticator)
         return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
+
+    def _refused(
+        self,
+        client: str,
+        user: str,
+        reason: str,
+        now: float,
+        refusal: list[Attribute],
+        method: str,
+    ) -> AccessReply:
+        """The response did not check: the authorization step counts a failed password
+        (the throttle) and names the reason (``throttled``, ``second_factor_required``)."""
+        reason = self.authorizer.refused(user, reason, now)
+        return self._reject(client, user, reason, now, refusal, method)
 
     def _mschap_v1(
         self,
@@ -225,16 +245,16 @@ class MsChapAccess:
         ident, flags, nt_response = response[0], response[1], response[26:50]
         if flags != 1:
             return self._reject(client, user, "lm_response_unsupported", now, [], METHOD_V1)
-        stored = self.nt_hash(user)
+        stored = self._guarded(user)
         if stored is not None and len(stored) != NT_HASH_LEN:
             return self._reject(client, user, "backend_error", now, [], METHOD_V1)
         keys = nt_hash_keys(stored if stored is not None else stand_in_secret(user, NT_HASH_LEN))
         valid = hmac.compare_digest(keys.challenge_response(challenge), nt_response)
+        error = failure_message(691, False, None, None)
+        refusal = [vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_ERROR, bytes((ident,)) + error)]
         if stored is None or not valid:
-            error = failure_message(691, False, None, None)
-            attrs = [vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_ERROR, bytes((ident,)) + error)]
             reason = "unknown_user" if stored is None else "bad_password"
-            return self._reject(client, user, reason, now, attrs, METHOD_V1)
+            return self._refused(client, user, reason, now, refusal, METHOD_V1)
         nt_key = keys.nt_hash_hash
 
         def success(secret: bytes, request_authenticator: bytes) -> list[Attribute]:
@@ -245,7 +265,7 @@ class MsChapAccess:
                 _integer(MsAttr.MS_MPPE_ENCRYPTION_TYPES, RC4_40_AND_128),
             ]
 
-        return self._accept(request, secret, client, now, user, success, METHOD_V1)
+        return self._accept(request, secret, client, now, user, success, refusal, METHOD_V1)
 
     def _reject(
         self,

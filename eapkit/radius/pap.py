@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eapkit.authz import Authorizer, Nas, nas_scope
@@ -27,7 +26,7 @@ from eapkit.credentials import CHALLENGE, ResponseCheck, TwoRoundCheck, Verdict
 from eapkit.errors import DecodeError
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import unhide_password
-from eapkit.radius.packet import Attribute, Code, Packet
+from eapkit.radius.packet import Code, Packet
 from eapkit.radius.reply import (
     REJECT_MESSAGE,
     AccessReply,
@@ -40,19 +39,12 @@ from eapkit.rand import SYSTEM_RANDOM, RandomSource
 __all__ = ["PapAccess"]
 
 
-# Attributes a first round owes the final Accept (MS-CHAP2-Success, MPPE keys), built
-# with the secret and the Request Authenticator of the request that Accept answers.
-AcceptExtra = Callable[[bytes, bytes], list[Attribute]]
-
-
 @dataclass(slots=True)
 class _Pending:
     user: str
     expires: float
     started: float
     client: str = ""  # the client entry that got the challenge: only it may answer
-    accept_extra: AcceptExtra | None = None
-    method: str = "pap+challenge"
 
 
 @dataclass
@@ -111,10 +103,7 @@ class PapAccess:
             if code_check is None:
                 return self._reject(client, user, "unknown_state", now, started)
             verdict = code_check(user, password, now)
-            reply = self._final(verdict, client, user, now, pending.started, pending.method)
-            if reply.code == Code.ACCESS_ACCEPT and pending.accept_extra is not None:
-                reply.attributes += pending.accept_extra(secret, request.authenticator)
-            return reply
+            return self._final(verdict, client, user, now, pending.started, "pap+challenge")
         verdict = self.check(user, password, now)
         if verdict.reason == CHALLENGE:
             return self.code_round(verdict.user or user, verdict.detail, now, client=client)
@@ -125,20 +114,17 @@ class PapAccess:
         user: str,
         prompt: str,
         now: float,
-        accept_extra: AcceptExtra | None = None,
-        method: str = "pap+challenge",
         *,
         client: str = "",
     ) -> AccessReply:
         """RFC 2865 §4.4: the Access-Challenge asking ``user`` (whose password was right)
-        for the code; ``accept_extra`` adds attributes to the Accept that follows.  Only
-        ``client`` (the client entry that got the challenge) may answer it; at
+        for the code.  Only ``client`` (the client entry that got the challenge) may answer it; at
         ``max_pending`` the oldest challenge goes."""
         state = self.state_prefix + self.random.random_bytes(16)
         with self._lock:
             if len(self._pending) >= self.max_pending:
                 self._pending.popitem(last=False)
-            self._pending[state] = _Pending(user, now + self.ttl, now, client, accept_extra, method)
+            self._pending[state] = _Pending(user, now + self.ttl, now, client)
         text = (prompt or "One-time code: ").encode()[:253]
         return AccessReply(Code.ACCESS_CHALLENGE, [(Attr.REPLY_MESSAGE, text), (Attr.STATE, state)])
 

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import hmac as _crypto_hmac
 from eapkit.errors import ConfigError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable, composed_advance_unless_locked
-from eapkit.store.records import SealedRecords
+from eapkit.store.records import RecordNotSealed, SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.verdict import (
     BAD_CODE,
@@ -57,9 +57,10 @@ from eapkit.verify.verdict import (
     MALFORMED,
     OK,
     REPLAYED,
-    STORE_UNAVAILABLE,
     UNKNOWN_USER,
     OtpVerdict,
+    UnsealedRecord,
+    store_refusal,
 )
 
 __all__ = [
@@ -425,6 +426,8 @@ class OtpVerifier:
                 record["t0"],
             )
             cid = str(record["cid"])
+        except RecordNotSealed:
+            raise UnsealedRecord("OTP record of a user is not sealed (record_not_sealed)") from None
         except (SealError, ValueError, KeyError, TypeError) as exc:
             # Fail closed; the type says which, the text may not say more (secret nearby).
             raise StoreUnavailable(f"OTP record of a user does not load ({_why(exc)})") from None
@@ -493,7 +496,7 @@ class OtpVerifier:
                 return OtpVerdict(False, REPLAYED, step, user)
             return self._verify_totp_rest(p, code, now, clock, failures)
         except StoreUnavailable as exc:
-            return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
+            return OtpVerdict(False, store_refusal(exc), user=user, detail=str(exc))
 
     def verify_many(self, items: Iterable[tuple[str, str]], now: float) -> list[OtpVerdict]:
         """Verify many (user, code) pairs at one time ``now``, in order."""
@@ -622,7 +625,7 @@ class OtpVerifier:
                     return verdict
             return self._fail(p, now)
         except StoreUnavailable as exc:
-            return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
+            return OtpVerdict(False, store_refusal(exc), user=user, detail=str(exc))
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self._audit is not None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from eapkit.credentials import Verdict
+from eapkit.store.base import StoreUnavailable
+from eapkit.store.records import RECORD_NOT_SEALED
 
 __all__ = [
     "BAD_ATTESTATION",
@@ -62,6 +64,20 @@ BAD_ATTESTATION: Final = "bad_attestation"  # the statement does not verify
 UNTRUSTED_ATTESTATION: Final = "untrusted_attestation"  # verifies, but policy refuses it
 UNSUPPORTED_ATTESTATION: Final = "unsupported_attestation"  # a format we cannot verify
 CREDENTIAL_EXISTS: Final = "credential_exists"
+
+
+class UnsealedRecord(StoreUnavailable):
+    """A user's record holds its secret in the clear although sealing keys are
+    configured (:class:`~eapkit.store.records.RecordNotSealed`): refused like a store
+    that cannot answer (fail closed), but reported as ``record_not_sealed``."""
+
+    reason = RECORD_NOT_SEALED
+
+
+def store_refusal(exc: StoreUnavailable) -> str:
+    """The reason a verdict gives for ``exc``: ``record_not_sealed`` or
+    ``store_unavailable``."""
+    return RECORD_NOT_SEALED if isinstance(exc, UnsealedRecord) else STORE_UNAVAILABLE
 
 
 class OtpVerdict(NamedTuple):

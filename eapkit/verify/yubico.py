@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from eapkit.errors import DecodeError
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
-from eapkit.store.records import SealedRecords
+from eapkit.store.records import RecordNotSealed, SealedRecords
 from eapkit.store.sealing import Sealer, SealError
 from eapkit.verify.otp import AuditSink
 from eapkit.verify.verdict import (
@@ -44,9 +44,10 @@ from eapkit.verify.verdict import (
     MALFORMED,
     OK,
     REPLAYED,
-    STORE_UNAVAILABLE,
     UNKNOWN_USER,
     OtpVerdict,
+    UnsealedRecord,
+    store_refusal,
 )
 
 __all__ = [
@@ -331,6 +332,8 @@ class YubicoVerifier:
                 raise ValueError("bad secret length")
             user, cid = str(record["user"]), str(record["cid"])
             prepared = _Prepared(user, cid, secret[16:], secret[:16], now, raw)
+        except RecordNotSealed:
+            raise UnsealedRecord("YubiKey record is not sealed (record_not_sealed)") from None
         except (SealError, ValueError, KeyError, TypeError) as exc:
             raise StoreUnavailable(f"YubiKey record does not load ({_why(exc)})") from None
         self._cache[public] = prepared
@@ -375,7 +378,7 @@ class YubicoVerifier:
                 return _new(OtpVerdict, (True, OK, pair, p.user, None, None, ""))
             return OtpVerdict(False, REPLAYED, pair, p.user)
         except StoreUnavailable as exc:
-            return OtpVerdict(False, STORE_UNAVAILABLE, user=user, detail=str(exc))
+            return OtpVerdict(False, store_refusal(exc), user=user, detail=str(exc))
 
     def verify_many(self, items: Iterable[tuple[str | None, str]], now: float) -> list[OtpVerdict]:
         """Validate many (user, OTP) pairs at one time ``now``, in order."""

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ from typing import Any
 from eapkit.pki import PkiFiles
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
-from eapkit.radius.packet import Code, Packet, decode, encode_request, new_request_authenticator
+from eapkit.radius.packet import (
+    Attribute,
+    Code,
+    Packet,
+    decode,
+    encode_request,
+    new_request_authenticator,
+)
 from tests.conftest import free_udp_port
 from tests.interop.tools import Daemon
 
@@ -89,16 +97,18 @@ class Serve:
     def pap(self, user: str, password: str, *, source: str = "127.0.0.1") -> Packet:
         """One PAP Access-Request from ``source``; the reply."""
         authenticator = new_request_authenticator()
+        hidden = hide_password(password.encode(), SECRET.encode(), authenticator)
+        attrs = [(Attr.USER_NAME, user.encode()), (Attr.USER_PASSWORD, hidden)]
+        return self.access(attrs, authenticator, source=source)
+
+    def access(
+        self, attrs: Sequence[Attribute], authenticator: bytes, *, source: str = "127.0.0.1"
+    ) -> Packet:
+        """One Access-Request with ``attrs`` from ``source``; the reply."""
         data = encode_request(
             Code.ACCESS_REQUEST,
             1,
-            [
-                (Attr.USER_NAME, user.encode()),
-                (
-                    Attr.USER_PASSWORD,
-                    hide_password(password.encode(), SECRET.encode(), authenticator),
-                ),
-            ],
+            attrs,
             SECRET.encode(),
             authenticator=authenticator,
             message_authenticator=True,

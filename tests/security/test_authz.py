@@ -4,14 +4,17 @@ one authorization step for every method (eapkit.authz), EAP-TLS included."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from eapkit.crypto.mschap import generate_nt_response
 from eapkit.probe import ProbeOptions, probe
+from eapkit.radius.dictionary import VENDOR_MICROSOFT, Attr, MsAttr, vsa
 from eapkit.radius.nas import ProbeResult
-from eapkit.radius.packet import Code
+from eapkit.radius.packet import Code, Packet, new_request_authenticator
 from tests.security.serving import SECRET, Serve
 
 NO_THROTTLE = "[policy]\nmax_password_failures = 1000000\nmax_nas_password_failures = 1000000\n"
@@ -149,3 +152,64 @@ def test_passwords_are_throttled_per_nas_and_user(tmp_path: Path) -> None:
         assert serve.pap("nora", "pencil", source="127.0.0.2").code == Code.ACCESS_ACCEPT
         assert serve.pap("nora", "pencil").code == Code.ACCESS_REJECT
         assert serve.decisions()[-1]["reason"] == "throttled"
+
+
+def mschapv2_plain(serve: Serve, user: str, password: str, source: str = "127.0.0.1") -> Packet:
+    """MS-CHAP-V2 over plain RADIUS (RFC 2548 §2.3), as an L2TP/PPTP NAS sends it."""
+    challenge, peer_challenge = os.urandom(16), os.urandom(16)
+    nt_response = generate_nt_response(challenge, peer_challenge, user, password)
+    attrs = [
+        (Attr.USER_NAME, user.encode()),
+        vsa(VENDOR_MICROSOFT, MsAttr.MS_CHAP_CHALLENGE, challenge),
+        vsa(
+            VENDOR_MICROSOFT,
+            MsAttr.MS_CHAP2_RESPONSE,
+            bytes((1, 0)) + peer_challenge + bytes(8) + nt_response,
+        ),
+    ]
+    return serve.access(attrs, new_request_authenticator(), source=source)
+
+
+def shape(reply: Packet) -> tuple[int, list[int], list[int]]:
+    ms = sorted(t for t, _ in reply.vendor_attributes(VENDOR_MICROSOFT))
+    return reply.code, sorted(t for t, _ in reply.attributes), ms
+
+
+def test_mschapv2_over_plain_radius_passes_the_authorization_step(tmp_path: Path) -> None:
+    """MS-CHAP-V2 from a NAS (no EAP): deleted, disabled and throttled users are
+    refused with the right password, and a TOTP user gets the same Reject whatever the
+    password (issue 15; issue 23's second-factor rule)."""
+    users = (
+        ("nora", "pencil", "none"),
+        ("dora", "pencil", "none"),
+        ("gone", "pencil", "none"),
+        ("tom", "pencil", "totp"),
+    )
+    config = "[policy]\nmax_password_failures = 3\n"
+    with Serve(tmp_path / "serve", config, users) as serve:
+        assert mschapv2_plain(serve, "gone", "pencil").code == Code.ACCESS_ACCEPT
+        serve.eapkit("user", "del", "gone")
+        serve.eapkit("user", "disable", "dora")
+        wrong = mschapv2_plain(serve, "nora", "crayon")
+        gone = mschapv2_plain(serve, "gone", "pencil")
+        dora = mschapv2_plain(serve, "dora", "pencil")
+        right = mschapv2_plain(serve, "tom", "pencil")
+        tom_wrong = mschapv2_plain(serve, "tom", "crayon")
+        assert shape(wrong) == shape(gone) == shape(dora) == shape(right) == shape(tom_wrong)
+        assert wrong.code == Code.ACCESS_REJECT
+        reasons = [d["reason"] for d in serve.decisions()][1:]
+        assert reasons == [
+            "bad_password",
+            "unknown_user",
+            "user_disabled",
+            "second_factor_required",
+            "second_factor_required",
+        ]
+        for _ in range(2):  # three failed MS-CHAP passwords in all, then throttled
+            assert mschapv2_plain(serve, "nora", "crayon").code == Code.ACCESS_REJECT
+        assert mschapv2_plain(serve, "nora", "pencil").code == Code.ACCESS_REJECT
+        assert serve.decisions()[-1]["reason"] == "throttled"
+        assert serve.pap("nora", "pencil").code == Code.ACCESS_REJECT  # PAP shares the count
+        assert serve.decisions()[-1]["reason"] == "throttled"
+        # another NAS is not locked out by gw-a's failures
+        assert mschapv2_plain(serve, "nora", "pencil", "127.0.0.2").code == Code.ACCESS_ACCEPT

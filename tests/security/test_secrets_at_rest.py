@@ -192,7 +192,7 @@ def test_planted_plain_record_refused_until_sealed(served: Served) -> None:
     out = served.probe(PASSWORD + code)
     assert out.returncode == 1, out.stdout + out.stderr
     last = served.decisions()[-1]
-    assert last["result"] == "reject" and "record_not_sealed" in str(last["detail"]), last
+    assert last["result"] == "reject" and last["reason"] == "record_not_sealed", last
 
     migrated = eapkit("store", "seal", "--db", str(served.db), cwd=served.workdir)
     assert migrated.returncode == 0, migrated.stderr
