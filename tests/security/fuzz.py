@@ -18,10 +18,13 @@ but carry a mutated EAP packet:
 - State (RFC 2865 §5.24): unknown, missing, or another conversation's;
 - EAP-Message split at odd attribute boundaries (RFC 3579 §3.1: still valid).
 
-Every request the fuzzer sends is paced: when no reply comes within a few milliseconds, a
-Status-Server (RFC 5997) follows as a barrier, and its answer means the server has dealt
-with the request before it.  The ledger counts every datagram and every reply, so the
-test can check that each unanswered request left a line in the decision log.
+Every request the fuzzer sends is paced: the next one goes only when the server has
+dealt with it, shown by its reply or, for a request it answers with silence, by the
+``dropped`` or ``discarded`` line it writes to the decision log (read as it grows,
+:class:`DecisionTail`).  A Status-Server (RFC 5997) barrier would not do: the server
+answers Status-Server on its receiving thread at once, while Access-Requests wait their
+turn in the fair pool.  The ledger counts every datagram and every reply, so the test can
+check that each unanswered request left exactly one such line.
 
 Decisions are taken by :class:`random.Random` seeded per case (``seed``), so a failing case
 is printed with the seed that replays its mutations (TLS randomness is OpenSSL's own).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,12 +100,46 @@ class Ledger:
         return self.sent - self.replied
 
 
+class DecisionTail:
+    """The ``dropped``/``discarded`` lines of a decision log, counted as the file grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+        self.silent = 0
+
+    def poll(self) -> int:
+        """Read what was appended; the number of silent-request lines so far."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.silent
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if b'"event":"dropped"' in line or b'"event":"discarded"' in line:
+                self.silent += 1
+        return self.silent
+
+
 class NasLink:
     """One UDP socket to the server, as a NAS: Access-Requests with Message-Authenticator,
     each followed by a Status-Server barrier when its reply is slow."""
 
-    def __init__(self, server: tuple[str, int], secret: bytes, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        server: tuple[str, int],
+        secret: bytes,
+        *,
+        timeout: float = 10.0,
+        decisions: DecisionTail | None = None,
+    ) -> None:
         self.server = server
+        self.decisions = decisions
         self.secret = secret
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -154,11 +192,19 @@ class NasLink:
     ) -> Packet | None:
         """Send one Access-Request; its reply, or None when the server dealt with it
         (a Status-Server sent after it was answered first) and sent nothing."""
+        silent = self.decisions.poll() if self.decisions is not None else 0
         ident = self._send(Code.ACCESS_REQUEST, attrs, authenticator)
         self.ledger.sent += 1
         self._read(0.02)
         if ident in self._got:
             return self._got.pop(ident)
+        if self.decisions is not None:  # the reply, or the line saying there is none
+            deadline = time.monotonic() + self.timeout
+            while ident not in self._got and self.decisions.poll() == silent:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no reply and no decision line from {self.server}")
+                self._read(0.005)
+            return self._got.pop(ident, None)
         barrier = self._send(Code.STATUS_SERVER, [])
         self.ledger.barriers += 1
         while barrier in self._pending:

@@ -19,7 +19,7 @@ import pytest
 
 from eapkit.radius.packet import Code
 from tests.security.conftest import Served
-from tests.security.fuzz import Fuzzer, NasLink, eap_attributes
+from tests.security.fuzz import DecisionTail, Fuzzer, NasLink, eap_attributes
 from tests.security.mutations import (
     EAP_MUTATORS,
     TLS_MUTATORS,
@@ -46,7 +46,11 @@ RSS_LEAK_KIB = 12 * 1024
 @pytest.mark.timeout(TIMEOUT)
 def test_fuzz_server_past_the_first_round(served: Callable[..., Served]) -> None:
     srv = served(f"conversation_ttl = {TTL}\n")
-    link = NasLink(("127.0.0.1", srv.port), srv.secret)
+    link = NasLink(
+        ("127.0.0.1", srv.port),
+        srv.secret,
+        decisions=DecisionTail(srv.workdir / "decisions.log"),
+    )
     fuzzer = Fuzzer(link, srv.pki)
     try:
         # Warm up (imports, the TLS context) before the baseline
