@@ -33,6 +33,7 @@ small pool; positive lookups are cached for ``cache_ttl`` seconds (bounded).
 
 from __future__ import annotations
 
+import math
 import ssl
 import threading
 import time
@@ -110,7 +111,7 @@ class LdapDirectory:
                 self._servers[index],
                 user=dn,
                 password=password,
-                receive_timeout=self.settings.timeout,
+                receive_timeout=max(1, math.ceil(self.settings.timeout)),  # an int: SO_RCVTIMEO
                 raise_exceptions=True,
                 auto_referrals=False,
             )
