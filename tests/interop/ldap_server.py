@@ -57,7 +57,8 @@ access to * by dn.exact="{reader}" read by self read by * none
 
 def _ldif() -> str:
     parts = [
-        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n",
+        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\n"
+        "o: example\ndc: example\n",
         f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n",
         f"dn: {GROUPS}\nobjectClass: organizationalUnit\nou: groups\n",
         f"dn: {READER}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
@@ -143,8 +144,16 @@ def running_slapd(workdir: Path) -> Iterator[Slapd]:
         _wait_port(ldap_port, daemon)
         _wait_port(ldaps_port, daemon)
         subprocess.run(
-            [tools["ldapadd"], "-x", "-H", f"ldap://127.0.0.1:{ldap_port}"]
-            + ["-D", ADMIN, "-w", ADMIN_PASSWORD],
+            [
+                tools["ldapadd"],
+                "-x",
+                "-H",
+                f"ldap://127.0.0.1:{ldap_port}",
+                "-D",
+                ADMIN,
+                "-w",
+                ADMIN_PASSWORD,
+            ],
             input=_ldif(),
             text=True,
             check=True,
