@@ -271,7 +271,10 @@ def _check_table(table: Table, data: Mapping[str, Any], where: str) -> list[Find
             hint = nearest(name, table.keys) or _elsewhere(name, table)
             found.append(Finding("error", where, f"unknown key {name!r}{hint}"))
         elif isinstance(spec, Key) and spec.table is not None and isinstance(value, dict):
-            found += _check_table(spec.table, value, f"[{name}]")
+            found += [  # the message names the key, as for a plain value
+                Finding(f.level, f.where, f"{name}: {f.message}")
+                for f in _check_table(spec.table, value, f"[{name}]")
+            ]
         elif isinstance(spec, Key):
             found += _check_key(name, spec, value, where)
         elif spec.many:
