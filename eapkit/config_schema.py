@@ -46,6 +46,7 @@ class Key:
     choices: tuple[str, ...] = ()
     required: bool = False
     hint: str = ""
+    table: Table | None = None  # a table is accepted in place of the value
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +99,41 @@ CLIENTS = Table(
     many=True,
 )
 
+DIRECTORY = Table(  # directory = "local" | "store", or a [directory] table
+    {
+        "kind": Key("str", DIRECTORY_NAMES, required=True, hint='"ldap" (or "local", "store")'),
+        "servers": Key("str-list", hint="ldaps:// or ldap:// URLs, tried in order"),
+        "base": Key("str"),
+        "bind_dn": Key("str"),
+        "bind_password_file": Key("path"),
+        "user_filter": Key("str", hint="e.g. (uid={user})"),
+        "group_attribute": Key("str"),
+        "group_base": Key("str"),
+        "group_filter": Key("str", hint="e.g. (&(objectClass=groupOfNames)(member={dn}))"),
+        "start_tls": Key("bool"),
+        "ca": Key("path"),
+        "timeout": Key("number"),
+        "cache_ttl": Key("number"),
+        "cache_size": Key("int"),
+        "pool_size": Key("int"),
+    }
+)
+
+GROUP_POLICIES = Table(
+    {
+        "group": Key("str", required=True, hint="a group's DN or name"),
+        "second_factor": Key("str", ("none", "totp", "yubikey", "webauthn", "security_key", "any")),
+        "session_timeout": Key("int"),
+        "framed_pool": Key("str"),
+        "framed_ip": Key("str"),
+        "class": Key("str"),
+    },
+    many=True,
+)
+
 POLICY = Table(
     {
+        "groups": GROUP_POLICIES,
         "certificate_is_possession": Key("bool"),
         "max_password_failures": Key("int"),
         "max_nas_password_failures": Key("int"),
@@ -133,7 +167,7 @@ SCHEMA = Table(
         "pap": Key("bool"),
         "gtc": Key("str", ("password", "code")),
         "store": Key("str"),
-        "directory": Key("str", DIRECTORY_NAMES),
+        "directory": Key("str", DIRECTORY_NAMES, table=DIRECTORY),
         "store_keys_file": Key("path"),
         "round_window": Key("number"),
         "accounting_ports": Key("int-list"),
@@ -236,6 +270,11 @@ def _check_table(table: Table, data: Mapping[str, Any], where: str) -> list[Find
         if spec is None:
             hint = nearest(name, table.keys) or _elsewhere(name, table)
             found.append(Finding("error", where, f"unknown key {name!r}{hint}"))
+        elif isinstance(spec, Key) and spec.table is not None and isinstance(value, dict):
+            found += [  # the message names the key, as for a plain value
+                Finding(f.level, f.where, f"{name}: {f.message}")
+                for f in _check_table(spec.table, value, f"[{name}]")
+            ]
         elif isinstance(spec, Key):
             found += _check_key(name, spec, value, where)
         elif spec.many:

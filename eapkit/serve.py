@@ -17,7 +17,9 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
     store = "sqlite:eapkit.db"         # second-factor state: sqlite:FILE or redis://host:port/0
     directory = "local"                # the users: "local" (a table in db) or "store"
                                        # (records in the store above, so a Redis
-                                       # cluster holds them too; eapkit.directory)
+                                       # cluster holds them too; eapkit.directory),
+                                       # or a [directory] table with kind = "ldap"
+                                       # and [[policy.groups]] (docs/directories.md)
     store_keys_file = "eapkit-store.key"  # AES-GCM keys sealing OTP secrets
                                        # (or EAPKIT_STORE_KEYS=kid:base64key in the environment)
     pap = true                         # plain RADIUS: PAP (and challenge-response) and
@@ -105,6 +107,7 @@ from eapkit.credentials import ResponseCheck
 from eapkit.crl_reload import CrlFiles
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
+from eapkit.directory.groups import GroupPolicy, LdapSettings
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.methods.mschapv2_check import NtHashLookup
@@ -175,7 +178,7 @@ class PolicySettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicySettings:
-        known = {"certificate_is_possession", "max_password_failures"}
+        known = {"certificate_is_possession", "max_password_failures", "groups"}
         known |= {"max_nas_password_failures", "password_failure_window"}
         if unknown := set(data) - known:
             raise ConfigError(f"[policy] has no setting {', '.join(sorted(unknown))}")
@@ -207,6 +210,7 @@ class ServeConfig:
     gtc: str = "password"
     store: str | None = None
     directory: str = "local"
+    ldap: LdapSettings | None = None  # [directory] kind = "ldap" (eapkit.directory.ldap)
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
     round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
@@ -253,9 +257,19 @@ class ServeConfig:
             raise ConfigError(f"gtc is one of {', '.join(GTC_MODES)}, not {cfg.gtc!r}")
         if "store" in data:
             cfg.store = str(data["store"])
-        cfg.directory = str(data.get("directory", cfg.directory))
+        directory = data.get("directory", cfg.directory)
+        cfg.directory = str(directory["kind"] if isinstance(directory, dict) else directory)
         if cfg.directory not in DIRECTORIES:
             raise ConfigError(f"directory is one of {', '.join(DIRECTORIES)}")
+        if cfg.directory == "ldap":
+            if not isinstance(directory, dict):
+                raise ConfigError(
+                    'directory "ldap" needs a [directory] table: see docs/directories.md'
+                )
+            groups = [
+                GroupPolicy.from_dict(dict(g)) for g in data.get("policy", {}).get("groups", [])
+            ]
+            cfg.ldap = LdapSettings.from_dict(dict(directory), base, groups)
         cfg.round_window = float(data.get("round_window", cfg.round_window))
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
@@ -340,7 +354,7 @@ def open_directory(cfg: ServeConfig) -> Directory:
     ``"store"`` (records in ``store``, by default that same file)."""
     # No verified-password cache: every login pays one PBKDF2, so a cached right
     # password does not answer faster than a wrong one (eapkit.authz, equal cost).
-    return _open_directory(cfg.directory, cfg.db, cfg.store, cache_ttl=0.0)
+    return _open_directory(cfg.directory, cfg.db, cfg.store, cache_ttl=0.0, ldap=cfg.ldap)
 
 
 def open_second_factors(

@@ -5,24 +5,36 @@
 - :mod:`~eapkit.directory.local`: SQLite, the server's database file (the default);
 - :mod:`~eapkit.directory.stored`: any :class:`~eapkit.store.base.Store` (Redis for a
   cluster);
+- :mod:`~eapkit.directory.ldap`: an LDAP server, read in place (the ``ldap`` extra);
 - :mod:`~eapkit.directory.scope`: one read of a user's record per request.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eapkit.directory.base import SECOND_FACTORS, Directory, User, new_user
+from eapkit.directory.base import (
+    SECOND_FACTORS,
+    Directory,
+    DirectoryUnavailable,
+    User,
+    new_user,
+)
 from eapkit.directory.local import LocalDirectory
 from eapkit.directory.scope import RequestScoped, request_scope
 from eapkit.directory.stored import StoredDirectory
 from eapkit.errors import ConfigError
 from eapkit.store import open_store
 
+if TYPE_CHECKING:
+    from eapkit.directory.ldap import LdapSettings
+
 __all__ = [
     "DIRECTORIES",
     "SECOND_FACTORS",
     "Directory",
+    "DirectoryUnavailable",
     "LocalDirectory",
     "RequestScoped",
     "StoredDirectory",
@@ -32,15 +44,29 @@ __all__ = [
     "request_scope",
 ]
 
-DIRECTORIES = ("local", "store")
+DIRECTORIES = ("local", "store", "ldap")
 
 
 def open_directory(
-    kind: str, db: Path, store_url: str | None = None, *, cache_ttl: float = 300.0
+    kind: str,
+    db: Path,
+    store_url: str | None = None,
+    *,
+    cache_ttl: float = 300.0,
+    ldap: LdapSettings | None = None,
 ) -> Directory:
     """``local``: the SQLite file ``db``; ``store``: the store at ``store_url``
-    (default: the same file, as the second factors' store).  ``cache_ttl`` 0 turns off
-    the verified-password cache, so every password check costs one PBKDF2."""
+    (default: the same file, as the second factors' store); ``ldap``: the server(s) of
+    ``ldap``, enrollments in that store.  ``cache_ttl`` 0 turns off the
+    verified-password cache, so every password check costs one PBKDF2."""
+    if kind == "ldap":
+        if ldap is None:
+            raise ConfigError('directory "ldap" needs a [directory] table (kind = "ldap")')
+        try:
+            from eapkit.directory.ldap import LdapDirectory
+        except ImportError:
+            raise ConfigError("the LDAP directory needs the ldap extra (ldap3)") from None
+        return LdapDirectory(ldap, open_store(store_url or f"sqlite:{db}"))
     if kind == "local":
         return LocalDirectory(db, cache_ttl=cache_ttl)
     if kind == "store":

@@ -38,6 +38,7 @@ from typing import Protocol, runtime_checkable
 
 from eapkit.credentials import Verdict
 from eapkit.crypto.mschap import nt_password_hash
+from eapkit.errors import EapkitError
 from eapkit.methods.base import Factor
 from eapkit.passwords import DEFAULT_ITERATIONS, VerifiedCache, hash_password
 from eapkit.policy import UserPolicy
@@ -45,6 +46,7 @@ from eapkit.policy import UserPolicy
 __all__ = [
     "SECOND_FACTORS",
     "Directory",
+    "DirectoryUnavailable",
     "RecordDirectory",
     "User",
     "check_second_factor",
@@ -53,6 +55,10 @@ __all__ = [
 ]
 
 SECOND_FACTORS = ("none", "totp", "yubikey", "webauthn")
+
+
+class DirectoryUnavailable(EapkitError):
+    """No directory server answered: the login fails closed (``directory_unavailable``)."""
 
 
 @dataclass(frozen=True, slots=True)

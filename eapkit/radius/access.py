@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eapkit.authz import Authorizer, Nas, nas_scope
+from eapkit.directory.base import DirectoryUnavailable
 from eapkit.errors import DecodeError
 from eapkit.methods.base import Authenticator, MethodFactory
 from eapkit.packet import Failure, decode_frame
@@ -230,6 +231,8 @@ class EapAccess:
             with self._lock:
                 self._forget(state)
             reason = "store_unavailable" if unavailable else "internal_error"
+            if isinstance(exc, DirectoryUnavailable):  # no directory server answered
+                reason = "directory_unavailable"
             reply = self._reject_stray(eap, client, now, reason)
             if reply.decision is not None:
                 reply.decision.detail = type(exc).__name__

@@ -66,6 +66,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from eapkit.directory.base import DirectoryUnavailable
 from eapkit.directory.scope import request_scope
 from eapkit.errors import DecodeError
 from eapkit.packet import Failure
@@ -414,6 +415,8 @@ class RadiusCore:
         """The Reject for a request whose check raised: ``store_unavailable`` or
         ``internal_error``; one log line, the traceback only in the debug log."""
         reason = "store_unavailable" if isinstance(exc, StoreUnavailable) else "internal_error"
+        if isinstance(exc, DirectoryUnavailable):  # no directory server answered
+            reason = "directory_unavailable"
         log.warning(
             "%s handling a request from %s: %s",
             reason,
