@@ -247,7 +247,10 @@ class RadiusClient:
             reason = reason or type(exc).__name__
             raise RadsecError(f"TLS connection to {host}:{port} failed: {reason}") from None
         link = _StreamLink(self, reader, writer)
-        if settings.alpn and link.alpn not in settings.alpn:
+        # No ALPN in the reply is a server from before RFC 9765: RADIUS/1.0, which is
+        # fine only if we offered it (RFC 9765 §3.3).
+        agreed = link.alpn or ("radius/1.0" if settings.alpn else None)
+        if settings.alpn and agreed not in settings.alpn:
             link.close()
             offered = ", ".join(settings.alpn)
             raise RadsecError(f"{host}:{port} agreed to none of ALPN {offered}")
@@ -300,16 +303,23 @@ class RadiusClient:
         raise RuntimeError("256 requests outstanding")  # pragma: no cover - semaphore
 
     async def request(
-        self, attributes: Sequence[Attribute], code: int = Code.ACCESS_REQUEST
+        self,
+        attributes: Sequence[Attribute],
+        code: int = Code.ACCESS_REQUEST,
+        *,
+        authenticator: bytes | None = None,
     ) -> tuple[Packet, bytes]:
-        """Send one request and wait for its reply; returns (reply, Request Authenticator)."""
+        """Send one request and wait for its reply; returns (reply, Request Authenticator).
+
+        ``authenticator``: the Request Authenticator to use, for a caller that hid a
+        User-Password with it (RFC 2865 §5.2); fresh random octets by default."""
         if self.radsec is not None:
             if self._link is None:
                 await self.open()
             assert self._link is not None
             if self._link.closed is not None:
                 raise RadsecError(self._link.closed)
-            return await self._exchange(self._link, attributes, code)
+            return await self._exchange(self._link, attributes, code, authenticator)
         if self._transport is None:
             await self.open()
         assert self._transport is not None
@@ -319,7 +329,7 @@ class RadiusClient:
                 lambda: _ClientProtocol(self), remote_addr=self.server
             )
         try:
-            return await self._exchange(transport, attributes, code)
+            return await self._exchange(transport, attributes, code, authenticator)
         finally:
             if transport is not self._transport:
                 transport.close()
@@ -329,10 +339,12 @@ class RadiusClient:
         transport: asyncio.DatagramTransport | _StreamLink,
         attributes: Sequence[Attribute],
         code: int,
+        authenticator: bytes | None = None,
     ) -> tuple[Packet, bytes]:
         async with self._free:
             ident = self._allocate()
-            authenticator = new_request_authenticator(self.random)
+            if authenticator is None:
+                authenticator = new_request_authenticator(self.random)
             wire = encode_request(
                 code, ident, list(attributes), self.secret, authenticator=authenticator
             )

@@ -342,8 +342,14 @@ def test_alpn_agreed_and_not(certs: Pki) -> None:
     assert alpn is None  # offered nothing: nothing selected
     agreed, _ = _run(certs, _accept, body, server_alpn=["radius/1.0"], alpn=("radius/1.0",))
     assert agreed == "radius/1.0"
+    # A server without ALPN speaks RADIUS/1.0 (RFC 9765 §3.3): fine if we offered it...
+    legacy, _ = _run(certs, _accept, body, server_alpn=[], alpn=("radius/1.0",))
+    assert legacy is None
+    # ...not when we insist on RADIUS/1.1.
     with pytest.raises(RadsecError, match="ALPN"):
-        _run(certs, _accept, body, server_alpn=[], alpn=("radius/1.0",))
+        _run(certs, _accept, body, server_alpn=[], alpn=("radius/1.1",))
+    with pytest.raises(RadsecError, match="ALPN"):
+        _run(certs, _accept, body, server_alpn=["radius/1.0"], alpn=("radius/1.1",))
 
 
 def test_probe_options_for_radsec(certs: Pki) -> None:
