@@ -410,7 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--radsec-key", help="with --radsec: its private key (PEM)")
     prb.add_argument("--radsec-ca", help="with --radsec: CAs of the server certificate")
     prb.add_argument("--radsec-server-name", help="with --radsec: name the server cert carries")
-    prb.add_argument("--alpn", choices=["radius/1.0"], help="with --radsec: offer this ALPN")
+    prb.add_argument(
+        "--alpn",
+        choices=["radius/1.0", "radius/1.1"],
+        help="with --radsec: offer this ALPN (radius/1.1: RFC 9765, no fallback)",
+    )
     prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")
     prb.add_argument("--count", type=int, help="with --load: stop after this many")
     prb.add_argument("--duration", type=float, help="with --load: stop after this many seconds")

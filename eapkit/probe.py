@@ -18,7 +18,8 @@ authentication was accepted with matching keys.
 ``--radsec`` runs any of this over RADIUS over TLS (RFC 6614) instead of UDP: the probe
 presents ``--radsec-cert``/``--radsec-key``, verifies the server against
 ``--radsec-ca`` and uses the shared secret ``radsec`` (RFC 6614 §2.3) unless told
-otherwise; ``--alpn`` offers ``radius/1.0`` (RFC 9765 §3.1).
+otherwise; ``--alpn`` offers ``radius/1.0`` or insists on ``radius/1.1`` (RFC 9765:
+no MD5, no shared secret, a Token per request; no fallback to 1.0, §3.3).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def radsec_settings(opts: ProbeOptions) -> RadsecSettings | None:
         return None
     if opts.radsec_cert is None or opts.radsec_key is None or opts.radsec_ca is None:
         raise ConfigError("--radsec needs --radsec-cert, --radsec-key and --radsec-ca")
-    if opts.alpn not in (None, "radius/1.0"):
-        raise ConfigError("--alpn is radius/1.0 (RADIUS/1.1 is not built in the probe yet)")
+    if opts.alpn not in (None, "radius/1.0", "radius/1.1"):
+        raise ConfigError("--alpn is radius/1.0 or radius/1.1")
     return RadsecSettings(
         cert=opts.radsec_cert,
         key=opts.radsec_key,

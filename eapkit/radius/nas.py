@@ -13,6 +13,8 @@ With ``radsec=`` (:class:`RadsecSettings`) the client speaks RADIUS over TLS ins
 on their Length field (RFC 6614 §2.5, RFC 6613 §2.6.4, :class:`RadiusStream`), the
 fixed shared secret ``radsec`` (RFC 6614 §2.3) and no retransmission, since TCP
 already does it (RFC 6613 §2.6.1); ALPN ``radius/1.0`` may be offered (RFC 9765 §3).
+When the server agrees to ``radius/1.1`` the packets are RADIUS/1.1 (RFC 9765,
+:mod:`eapkit.radius.radius11`): a Token matches replies, no MD5, MPPE keys in clear.
 Everything above the transport, :func:`authenticate` included, is the same.
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from eapkit.errors import DecodeError, EapkitError
 from eapkit.packet import Code as EapCode
 from eapkit.packet import Identity
+from eapkit.radius import radius11
 from eapkit.radius.dictionary import Attr, encode_integer
 from eapkit.radius.mppe import MppeKeys, recover_mppe_keys
 from eapkit.radius.packet import (
@@ -127,6 +130,8 @@ def radsec_context(settings: RadsecSettings) -> ssl.SSLContext:
     (RFC 6614 §2.3), TLS 1.2 at least (RFC 9765 §3 asks 1.3 for RADIUS/1.1)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = settings.min_version
+    if settings.alpn == (radius11.ALPN_1_1,):
+        context.minimum_version = ssl.TLSVersion.TLSv1_3  # RFC 9765 §3.2
     context.load_verify_locations(cafile=str(settings.ca))
     context.load_cert_chain(str(settings.cert), str(settings.key))
     context.check_hostname = settings.server_name is not None
@@ -208,9 +213,16 @@ class RadiusClient:
         self.fresh_socket = fresh_socket
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[int, tuple[bytes, asyncio.Future[Packet]]] = {}
+        self._pending11: dict[bytes, asyncio.Future[Packet]] = {}
+        self._tokens = radius11.TokenCounter(random)
         self._next_id = random.random_bytes(1)[0]
         self._free = asyncio.Semaphore(256)
         self.retransmissions = 0
+
+    @property
+    def radius11(self) -> bool:
+        """Whether this connection speaks RADIUS/1.1 (RFC 9765)."""
+        return self._link is not None and self._link.alpn == radius11.ALPN_1_1
 
     @property
     def alpn(self) -> str | None:
@@ -257,7 +269,8 @@ class RadiusClient:
         self._link = link
 
     def _link_lost(self, why: str) -> None:
-        for _, future in self._pending.values():
+        futures = [f for _, f in self._pending.values()] + list(self._pending11.values())
+        for future in futures:
             if not future.done():
                 future.set_exception(RadsecError(why))
 
@@ -276,6 +289,9 @@ class RadiusClient:
         self.close()
 
     def _received(self, data: bytes) -> None:
+        if self.radius11:
+            self._received11(data)
+            return
         try:
             reply = decode(data)
         except DecodeError:
@@ -293,6 +309,16 @@ class RadiusClient:
         ):
             return
         future.set_result(reply)
+
+    def _received11(self, data: bytes) -> None:
+        # RFC 9765 §4.2: the Token alone matches the reply; TLS vouches for it.
+        try:
+            reply = radius11.decode(data)
+        except DecodeError:
+            return
+        future = self._pending11.get(radius11.token_of(reply))
+        if future is not None and not future.done():
+            future.set_result(reply)
 
     def _allocate(self) -> int:
         for _ in range(256):
@@ -319,6 +345,8 @@ class RadiusClient:
             assert self._link is not None
             if self._link.closed is not None:
                 raise RadsecError(self._link.closed)
+            if self.radius11:
+                return await self._exchange11(self._link, attributes, code)
             return await self._exchange(self._link, attributes, code, authenticator)
         if self._transport is None:
             await self.open()
@@ -333,6 +361,30 @@ class RadiusClient:
         finally:
             if transport is not self._transport:
                 transport.close()
+
+    async def _exchange11(
+        self, link: _StreamLink, attributes: Sequence[Attribute], code: int
+    ) -> tuple[Packet, bytes]:
+        """One RADIUS/1.1 request; returns (reply, Token)."""
+        async with self._free:
+            token = self._tokens.next()
+            while token in self._pending11:  # pragma: no cover - 2**32 outstanding
+                token = self._tokens.next()
+            wire = radius11.encode(code, token, attributes)
+            future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+            self._pending11[token] = future
+            try:
+                link.sendto(wire)
+                wait = self.timeout * (self.retries + 1)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), wait), token
+                except TimeoutError:
+                    host, port = self.server
+                    raise RadiusTimeout(f"no reply from {host}:{port} in {wait:g} s") from None
+            finally:
+                del self._pending11[token]
+                if not future.done():
+                    future.cancel()
 
     async def _exchange(
         self,
@@ -464,7 +516,9 @@ def _result(
     started: float,
 ) -> ProbeResult:
     mppe = None
-    if accepted:
+    if accepted and client.radius11:
+        mppe = radius11.mppe_keys(reply)  # RFC 9765 §5.1.4: in clear
+    elif accepted:
         try:
             mppe = recover_mppe_keys(reply, client.secret, authenticator)
         except DecodeError:

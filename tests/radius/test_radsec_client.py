@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 
 from eapkit import pki
 from eapkit.errors import DecodeError
+from eapkit.methods.gtc import gtc_peer
 from eapkit.probe import ProbeOptions, radsec_settings
+from eapkit.radius import radius11
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.nas import (
     RADSEC_SECRET,
@@ -31,8 +33,17 @@ from eapkit.radius.nas import (
     RadiusTimeout,
     RadsecError,
     RadsecSettings,
+    authenticate,
 )
-from eapkit.radius.packet import Code, Packet, decode, encode_reply, encode_request
+from eapkit.radius.packet import (
+    Code,
+    Packet,
+    decode,
+    eap_message_attributes,
+    encode_reply,
+    encode_request,
+)
+from eapkit.session import PeerSession
 
 # -- framing (RFC 6614 §2.5) -----------------------------------------------------------
 
@@ -134,6 +145,7 @@ class Server:
     answer: Answer
     alpn: list[str] = field(default_factory=list)
     seen: list[Packet] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     port: int = 0
 
     def context(self) -> ssl.SSLContext:
@@ -150,7 +162,9 @@ class Server:
         try:
             while data := await reader.read(4096):
                 for wire in stream.feed(data):
-                    packet = decode(wire)
+                    self.raw.append(wire)
+                    v11 = writer.get_extra_info("ssl_object").selected_alpn_protocol()
+                    packet = radius11.decode(wire) if v11 == "radius/1.1" else decode(wire)
                     self.seen.append(packet)
                     await self.answer(packet, writer)
         except (OSError, DecodeError):
@@ -371,3 +385,83 @@ def test_probe_options_for_radsec(certs: Pki) -> None:
     )
     settings = radsec_settings(full)
     assert settings is not None and settings.alpn == ("radius/1.0",)
+
+
+# -- RADIUS/1.1 (RFC 9765) --------------------------------------------------------------
+
+SEND_KEY, RECV_KEY = bytes(range(32)), bytes(range(100, 132))
+
+
+async def _gtc_v11(request: Packet, writer: asyncio.StreamWriter) -> None:
+    """EAP-GTC over RADIUS/1.1: a Challenge asking for the password, then an Accept
+    with EAP-Success and the MPPE keys in clear (§5.1.4)."""
+    token = radius11.token_of(request)
+    eap = request.eap_message() or b""
+    if eap[4:5] == b"\x01":  # Identity
+        gtc = bytes((1, 1, 0, 15, 6)) + b"Password: "
+        attrs = [*eap_message_attributes(gtc), (Attr.STATE, b"round-1")]
+        writer.write(radius11.encode(Code.ACCESS_CHALLENGE, token, attrs))
+        return
+    accepted = eap[5:] == b"pencil" and request.get(Attr.STATE) == b"round-1"
+    mppe = [
+        (26, (311).to_bytes(4, "big") + bytes((16, 34)) + SEND_KEY),
+        (26, (311).to_bytes(4, "big") + bytes((17, 34)) + RECV_KEY),
+    ]
+    code = Code.ACCESS_ACCEPT if accepted else Code.ACCESS_REJECT
+    outcome = bytes((3 if accepted else 4, eap[1], 0, 4))
+    attrs = [*eap_message_attributes(outcome), *(mppe if accepted else [])]
+    writer.write(radius11.encode(code, token, attrs))
+
+
+def _gtc_over(client: RadiusClient, password: str) -> Awaitable[object]:
+    peer = PeerSession([gtc_peer(lambda prompt: password)], "alice")
+    return authenticate(client, peer)
+
+
+def test_radius11_conversation(certs: Pki) -> None:
+    async def body(client: RadiusClient) -> object:
+        assert client.radius11
+        return await _gtc_over(client, "pencil")
+
+    result, server = _run(certs, _gtc_v11, body, server_alpn=["radius/1.1"], alpn=("radius/1.1",))
+    assert getattr(result, "accepted", False), result
+    mppe = getattr(result, "mppe", None)
+    assert mppe is not None and mppe.send == SEND_KEY and mppe.recv == RECV_KEY
+    assert len(server.raw) == 2
+    tokens = set()
+    for wire in server.raw:  # RFC 9765 §4.1, §5.2: no Identifier, no MD5 anywhere
+        assert wire[1] == 0 and wire[8:20] == bytes(12)
+        assert all(t != Attr.MESSAGE_AUTHENTICATOR for t, _ in radius11.decode(wire).attributes)
+        assert b"\x50\x12" not in wire[20:22]
+        tokens.add(wire[4:8])
+    assert len(tokens) == 2
+
+
+def test_radius11_wrong_password_rejected(certs: Pki) -> None:
+    async def body(client: RadiusClient) -> object:
+        return await _gtc_over(client, "guess")
+
+    result, _ = _run(certs, _gtc_v11, body, server_alpn=["radius/1.1"], alpn=("radius/1.1",))
+    assert not getattr(result, "accepted", True)
+
+
+def test_radius11_client_needs_tls13(certs: Pki) -> None:
+    settings = _settings(certs, alpn=("radius/1.1",))
+    from eapkit.radius.nas import radsec_context
+
+    assert radsec_context(settings).minimum_version == ssl.TLSVersion.TLSv1_3
+    assert radsec_context(_settings(certs)).minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_radius11_a_reply_with_another_token_is_not_taken(certs: Pki) -> None:
+    async def wrong_token(request: Packet, writer: asyncio.StreamWriter) -> None:
+        token = bytes(b ^ 0xFF for b in radius11.token_of(request))
+        writer.write(radius11.encode(Code.ACCESS_ACCEPT, token, []))
+
+    async def body(client: RadiusClient) -> object:
+        return await client.request([(Attr.USER_NAME, b"x")])
+
+    with pytest.raises(RadiusTimeout):
+        _run(
+            certs, wrong_token, body, server_alpn=["radius/1.1"], alpn=("radius/1.1",), timeout=0.3
+        )
