@@ -265,7 +265,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         secret=(
             args.secret
             or read_secret(args.secret_file, SECRET_ENV, what="shared secret")
-            or DEFAULT_SECRET
+            or ("radsec" if args.radsec else DEFAULT_SECRET)  # RFC 6614 §2.3
         ).encode(),
         method=args.method,
         identity=args.identity,
@@ -283,6 +283,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         server_name=args.server_name,
         otp=args.otp,
         reauth=args.reauth,
+        radsec=args.radsec,
+        radsec_cert=Path(args.radsec_cert) if args.radsec_cert else None,
+        radsec_key=Path(args.radsec_key) if args.radsec_key else None,
+        radsec_ca=Path(args.radsec_ca) if args.radsec_ca else None,
+        radsec_server_name=args.radsec_server_name,
+        alpn=args.alpn,
     )
     if args.load:
         report = asyncio.run(
@@ -396,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="N more authentications, each offering the last TLS session (resumption)",
+    )
+    prb.add_argument(
+        "--radsec", action="store_true", help="RADIUS over TLS (RFC 6614; --server port 2083)"
+    )
+    prb.add_argument("--radsec-cert", help="with --radsec: the client certificate (PEM)")
+    prb.add_argument("--radsec-key", help="with --radsec: its private key (PEM)")
+    prb.add_argument("--radsec-ca", help="with --radsec: CAs of the server certificate")
+    prb.add_argument("--radsec-server-name", help="with --radsec: name the server cert carries")
+    prb.add_argument(
+        "--alpn",
+        choices=["radius/1.0", "radius/1.1"],
+        help="with --radsec: offer this ALPN (radius/1.1: RFC 9765, no fallback)",
     )
     prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")
     prb.add_argument("--count", type=int, help="with --load: stop after this many")

@@ -14,6 +14,12 @@ per authentication whether a session was offered, whether the server resumed it 
 whether phase 2 ran (a server may skip it on a resumed TTLS session, RFC 5281 §7.5, or
 PEAP session, [MS-PEAP] §3.1.5.10 "fast reconnect").  The probe exits 0 only when every
 authentication was accepted with matching keys.
+
+``--radsec`` runs any of this over RADIUS over TLS (RFC 6614) instead of UDP: the probe
+presents ``--radsec-cert``/``--radsec-key``, verifies the server against
+``--radsec-ca`` and uses the shared secret ``radsec`` (RFC 6614 §2.3) unless told
+otherwise; ``--alpn`` offers ``radius/1.0`` or insists on ``radius/1.1`` (RFC 9765:
+no MD5, no shared secret, a Token per request; no fallback to 1.0, §3.3).
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ from typing import TYPE_CHECKING
 from eapkit.catalog import PeerContext, peer_method
 from eapkit.errors import ConfigError
 from eapkit.methods.base import MethodFactory, Peer
-from eapkit.radius.nas import ProbeResult, RadiusClient, authenticate
+from eapkit.radius.nas import (
+    ProbeResult,
+    RadiusClient,
+    RadsecError,
+    RadsecSettings,
+    authenticate,
+)
 from eapkit.radius.packet import Code
 from eapkit.session import PeerSession
 
@@ -41,6 +53,7 @@ __all__ = [
     "build_peer_methods",
     "peer_context",
     "probe",
+    "radius_client",
     "reauthenticate",
     "run_probe",
     "tls_config",
@@ -69,6 +82,45 @@ class ProbeOptions:
     otp: str | None = None
     reauth: int = 0
     """More authentications after the first, each offering the last TLS session."""
+    radsec: bool = False
+    """RADIUS over TLS (RFC 6614) instead of UDP."""
+    radsec_cert: Path | None = None
+    radsec_key: Path | None = None
+    radsec_ca: Path | None = None
+    radsec_server_name: str | None = None
+    alpn: str | None = None
+    """The ALPN name to offer on the RadSec connection (RFC 9765 §3.1)."""
+
+
+def radsec_settings(opts: ProbeOptions) -> RadsecSettings | None:
+    """The RadSec connection's TLS settings, None for UDP; RadSec authenticates both
+    ends by certificate (RFC 6614 §2.3), so the three files are required."""
+    if not opts.radsec:
+        if opts.alpn or opts.radsec_cert or opts.radsec_key or opts.radsec_ca:
+            raise ConfigError("--alpn and --radsec-cert/-key/-ca need --radsec")
+        return None
+    if opts.radsec_cert is None or opts.radsec_key is None or opts.radsec_ca is None:
+        raise ConfigError("--radsec needs --radsec-cert, --radsec-key and --radsec-ca")
+    if opts.alpn not in (None, "radius/1.0", "radius/1.1"):
+        raise ConfigError("--alpn is radius/1.0 or radius/1.1")
+    return RadsecSettings(
+        cert=opts.radsec_cert,
+        key=opts.radsec_key,
+        ca=opts.radsec_ca,
+        server_name=opts.radsec_server_name,
+        alpn=(opts.alpn,) if opts.alpn else (),
+    )
+
+
+def radius_client(opts: ProbeOptions) -> RadiusClient:
+    """The NAS side the options ask for: UDP, or one RadSec connection."""
+    return RadiusClient(
+        opts.server,
+        opts.secret,
+        timeout=opts.timeout,
+        retries=opts.retries,
+        radsec=radsec_settings(opts),
+    )
 
 
 def tls_config(opts: ProbeOptions) -> TlsConfig:
@@ -126,9 +178,7 @@ async def probe(opts: ProbeOptions) -> ProbeResult:
     methods = build_peer_methods(opts)
     outer = opts.anonymous_identity or opts.identity
     peer = PeerSession(methods, outer)
-    async with RadiusClient(
-        opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
-    ) as client:
+    async with radius_client(opts) as client:
         return await authenticate(client, peer)
 
 
@@ -175,9 +225,7 @@ async def reauthenticate(
     methods = build_peer_methods(opts, sessions)
     outer = opts.anonymous_identity or opts.identity
     done: list[Authentication] = []
-    async with RadiusClient(
-        opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
-    ) as client:
+    async with radius_client(opts) as client:
         for n in range(1 + max(0, opts.reauth)):
             if n and between is not None:
                 between(done[-1])
@@ -307,20 +355,16 @@ async def load(
     duration: float | None = None,
 ) -> LoadReport:
     """Run ``concurrency`` conversations at once until ``count`` are done or
-    ``duration`` seconds have passed (at least one of them must be given); sockets are
-    shared, one per 128 concurrent conversations, as a NAS does."""
+    ``duration`` seconds have passed (at least one of them must be given); sockets (or
+    RadSec connections) are shared, one per 128 concurrent conversations, as a NAS
+    does."""
     import time
 
     if count is None and duration is None:
         raise ConfigError("give --count or --duration")
     methods = build_peer_methods(opts)
     outer = opts.anonymous_identity or opts.identity
-    clients = [
-        await RadiusClient(
-            opts.server, opts.secret, timeout=opts.timeout, retries=opts.retries
-        ).open()
-        for _ in range(max(1, (concurrency + 127) // 128))
-    ]
+    clients = [await radius_client(opts).open() for _ in range(max(1, (concurrency + 127) // 128))]
     failures: dict[str, int] = {}
     latencies: list[float] = []
     done = 0
@@ -342,6 +386,9 @@ async def load(
             t0 = time.perf_counter()
             try:
                 result = await authenticate(client, PeerSession(methods, outer))
+            except RadsecError:  # this worker's connection is gone: counting on would spin
+                failures["RadsecError"] = failures.get("RadsecError", 0) + 1
+                return
             except Exception as exc:  # a load run counts failures, it does not stop
                 failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                 continue

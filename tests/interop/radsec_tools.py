@@ -1,0 +1,165 @@
+"""Harness for RadSec interop (RFC 6614), beside :mod:`tests.interop.tools` (kept apart
+so that module stays one concept and under ~600 lines):
+
+- :class:`FreeRadiusRadsec`: FreeRADIUS 3.2 with a RadSec listener (a ``listen``
+  section with ``proto = tcp`` and a ``tls`` block with ``require_client_cert = yes``,
+  as Debian's ``sites-available/tls``) beside its UDP one, on loopback ports the test
+  picked; clients of the TLS listener are matched by address and must present a
+  certificate from ``client_ca``; their secret is ``radsec`` (RFC 6614 §2.3).
+- :class:`RadsecProxy`: radsecproxy 1.9 (Debian ``radsecproxy``) taking RADIUS/UDP
+  from 127.0.0.1 on a free port and forwarding everything over TLS to one RadSec
+  server (the usual bridge in front of strongSwan, whose eap-radius speaks UDP only);
+  it presents ``cert``/``key`` and accepts a server certificate from ``ca`` whose
+  dNSName is ``server_name``.  Stopped by pid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import free_tcp_port, free_udp_port, require_tool
+from tests.interop.tools import Daemon, FreeRadius
+
+RADSEC_SECRET = "radsec"
+
+
+@dataclass
+class FreeRadiusRadsec(FreeRadius):
+    """FreeRADIUS with a RadSec listener on 127.0.0.1:``radsec_port`` as well."""
+
+    client_ca: Path | None = None  # CAs of NAS certificates (default: ca_cert)
+    radsec_port: int = 0
+    radsec_tls_max_version: str = "1.3"
+
+    def radsec_listener(self) -> str:
+        assert self.server_cert is not None and self.private_key is not None
+        client_ca = self.client_ca or self.ca_cert
+        return (
+            "listen {\n"
+            "    ipaddr = 127.0.0.1\n"
+            f"    port = {self.radsec_port}\n"
+            "    type = auth\n"
+            "    proto = tcp\n"
+            "    virtual_server = default\n"
+            "    clients = radsec\n"
+            "    limit {\n"
+            "        max_connections = 64\n"
+            "        lifetime = 0\n"
+            "        idle_timeout = 30\n"
+            "    }\n"
+            "    tls {\n"
+            f'        private_key_file = "{self.private_key}"\n'
+            f'        certificate_file = "{self.server_cert}"\n'
+            f'        ca_file = "{client_ca}"\n'
+            "        fragment_size = 8192\n"
+            '        cipher_list = "DEFAULT"\n'
+            '        tls_min_version = "1.2"\n'
+            f'        tls_max_version = "{self.radsec_tls_max_version}"\n'
+            "        require_client_cert = yes\n"
+            "        verify {\n        }\n"
+            "    }\n"
+            "}\n"
+            "clients radsec {\n"
+            "    client loopback {\n"
+            "        ipaddr = 127.0.0.1\n"
+            "        proto = tls\n"
+            f'        secret = "{RADSEC_SECRET}"\n'
+            "    }\n"
+            "}\n"
+        )
+
+    def default_site(self) -> str:
+        return super().default_site() + self.radsec_listener()
+
+    def configure(self) -> Path:
+        if self.radsec_port == 0:
+            self.radsec_port = free_tcp_port()
+        return super().configure()
+
+    def __enter__(self) -> FreeRadiusRadsec:
+        # TLS listeners need the thread pool: "-X" refuses them ("Threading must be
+        # enabled for TLS sockets"), so debug output is "-fxx -l stdout" here.
+        exe = require_tool("freeradius")["freeradius"]
+        self.configure()
+        flags = ["-fxx", "-l", "stdout"] if self.debug else ["-f", "-l", "stdout"]
+        self.daemon = Daemon(
+            [exe, *flags, "-d", str(self.confdir)],
+            self.log,
+            ready=r"Ready to process requests",
+            timeout=30,
+        )
+        return self
+
+
+@dataclass
+class RadsecProxy:
+    """radsecproxy 1.9: RADIUS/UDP in on 127.0.0.1:``port`` (from 127.0.0.1 with
+    ``secret``), RadSec out to 127.0.0.1:``server_port``."""
+
+    workdir: Path
+    server_port: int
+    ca: Path
+    cert: Path
+    key: Path
+    server_name: str
+    secret: str = "testing123"
+    port: int = 0
+    daemon: Daemon | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "radsecproxy.log"
+
+    def config(self) -> str:
+        name = re.escape(self.server_name)
+        return (
+            f"ListenUDP 127.0.0.1:{self.port}\n"
+            "LogLevel 5\n"
+            "tls upstream {\n"
+            f"    CACertificateFile {self.ca}\n"
+            f"    CertificateFile {self.cert}\n"
+            f"    CertificateKeyFile {self.key}\n"
+            "}\n"
+            "client nas {\n"
+            "    host 127.0.0.1\n"
+            "    type udp\n"
+            f"    secret {self.secret}\n"
+            "}\n"
+            "server home {\n"
+            f"    host 127.0.0.1\n"
+            f"    port {self.server_port}\n"
+            "    type tls\n"
+            "    tls upstream\n"
+            f"    secret {RADSEC_SECRET}\n"
+            # The server is reached by address; identify it by its certificate's name.
+            "    CertificateNameCheck off\n"
+            f"    MatchCertificateAttribute SubjectAltName:DNS:/^{name}$/\n"
+            "}\n"
+            "realm * {\n"
+            "    server home\n"
+            "}\n"
+        )
+
+    def output(self) -> str:
+        return self.daemon.output() if self.daemon is not None else ""
+
+    def __enter__(self) -> RadsecProxy:
+        exe = require_tool("radsecproxy")["radsecproxy"]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.port == 0:
+            self.port = free_udp_port()
+        conf = self.workdir / "radsecproxy.conf"
+        conf.write_text(self.config())
+        # -f: foreground (so the pid is radsecproxy's), -d 5: log to stderr in full.
+        self.daemon = Daemon(
+            [exe, "-f", "-d", "5", "-c", str(conf)],
+            self.log,
+            ready=r"createlistener: listening for udp on",
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
