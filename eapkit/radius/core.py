@@ -315,13 +315,21 @@ class RadiusCore:
         return admitted
 
     def admit(
-        self, data: bytes, source: tuple[str, int], now: float, *, local_port: int = 0
+        self,
+        data: bytes,
+        source: tuple[str, int],
+        now: float,
+        *,
+        local_port: int = 0,
+        client: Client | None = None,
     ) -> Handled | Admitted:
         """The cheap part of :meth:`receive`, for the thread that reads datagrams:
         unknown clients, undecodable bytes, duplicates, Status-Server and accounting are
-        answered here; an Access-Request comes back :class:`Admitted` for :meth:`run`."""
+        answered here; an Access-Request comes back :class:`Admitted` for :meth:`run`.
+        ``client``: the NAS a transport identified itself (RadSec, by certificate),
+        else the client table finds it by ``source``'s address."""
         host = source[0]
-        client = self.clients.find(host)
+        client = client or self.clients.find(host)
         if client is None:
             return self._unknown_client(host, now)
         try:
