@@ -155,6 +155,13 @@ class DecisionLog:
         self.records: list[dict[str, Any]] | None = None  # tests may collect here
         self.stamp: dict[str, Any] = {}  # added to every line (the worker's number)
 
+    def stamped(self, **stamp: Any) -> DecisionLog:
+        """A log on the same stream (and test records) adding ``stamp`` to each line."""
+        other = DecisionLog(self._stream)
+        other.records = self.records
+        other.stamp = {**self.stamp, **stamp}
+        return other
+
     def write(self, record: dict[str, Any]) -> None:
         if self.stamp:
             record = {**record, **self.stamp}
