@@ -28,8 +28,9 @@ it; the replies go back on the same connection, in whatever order their checks e
 - ``max_connections`` bounds the connections (checked before the handshake) and
   ``max_connections_per_client`` those of one client entry;
 - CRLs (``crl``) are checked for client certificates and reloaded when their files
-  change (:class:`~eapkit.crl_reload.CrlFiles`): the next handshake uses a new
-  ``SSLContext``;
+  change (a :class:`~eapkit.tlsio.config.CrlSource`, ``eapkit.crl_reload.CrlFiles``
+  in serve): the next handshake uses a new ``SSLContext``; one that cannot be built
+  leaves the previous one in force;
 - Status-Server (RFC 5997) is answered by the core like any other request.
 
 The standard library's ``ssl`` module does the TLS: on a stream socket it is enough
@@ -57,12 +58,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from eapkit.crl_reload import CrlFiles
 from eapkit.radius.clients import Client
 from eapkit.radius.core import Drop, RadiusCore
 from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
 from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE
+from eapkit.tlsio.config import CrlSource, PemSource
 
 __all__ = ["RADSEC_SECRET", "RadsecClient", "RadsecListener", "RadsecSettings", "serve"]
 
@@ -165,7 +166,7 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 class ServerContexts:
     """The listener's ``SSLContext``, rebuilt when a CRL file changes."""
 
-    def __init__(self, settings: RadsecSettings, crls: CrlFiles | None) -> None:
+    def __init__(self, settings: RadsecSettings, crls: CrlSource | None) -> None:
         if settings.cert is None or settings.key is None:
             raise ValueError("[radsec] needs cert and key")
         self.settings = settings
@@ -177,9 +178,14 @@ class ServerContexts:
         if self.crls is not None:
             self.crls.poll()
         generation = self.crls.generation if self.crls is not None else 0
-        if self._context is None or generation != self._generation:
+        if self._context is None:
             self._context = self._build()
-            self._generation = generation
+        elif generation != self._generation:
+            try:
+                self._context = self._build()
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                log.warning("radsec: new CRLs not in force, the previous stay: %s", exc)
+        self._generation = generation
         return self._context
 
     def _build(self) -> ssl.SSLContext:
@@ -200,8 +206,14 @@ class ServerContexts:
         return ctx
 
 
-def _load_crl(ctx: ssl.SSLContext, data: bytes) -> None:
+def _load_crl(ctx: ssl.SSLContext, source: PemSource) -> None:
     """Add one CRL (PEM or DER) to ``ctx``'s store: OpenSSL reads CRLs from PEM files."""
+    if isinstance(source, str) and "-----BEGIN" in source:
+        data = source.encode()
+    elif isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    else:
+        data = source
     crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
     fd, name = tempfile.mkstemp(suffix=".crl.pem")
     try:
@@ -220,7 +232,7 @@ class RadsecListener:
         front: Front,
         settings: RadsecSettings,
         *,
-        crls: CrlFiles | None = None,
+        crls: CrlSource | None = None,
     ) -> None:
         self.front = front
         self.settings = settings
@@ -230,6 +242,13 @@ class RadsecListener:
         self.per_client: dict[str, int] = {}
         self.closed: dict[str, int] = {}  # why connections ended, for tests and stats
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """End every open connection (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _closed(self, reason: str, peer: str, detail: str = "") -> None:
         self.closed[reason] = self.closed.get(reason, 0) + 1
@@ -379,7 +398,7 @@ async def serve(
     core: RadiusCore,
     settings: RadsecSettings,
     *,
-    crls: CrlFiles | None = None,
+    crls: CrlSource | None = None,
     ready: Callable[[list[tuple[str, int]]], None] | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
@@ -417,4 +436,5 @@ async def serve(
     finally:
         for server in servers:
             server.close()
+        await listener.close()
         front.close()
