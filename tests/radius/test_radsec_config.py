@@ -159,3 +159,17 @@ san = "gw1.vpn.test"
     [line] = [d for d in serve.decisions if d.get("result")]
     assert line["result"] == "accept" and line["client"] == "gw-radsec"
     assert (line["transport"], line["radius_version"]) == ("radsec", "1.0")
+
+
+def test_the_documented_radsec_table_is_valid(tmp_path: Path) -> None:
+    """docs/radsec.md's [radsec] example parses as written."""
+    import tomllib
+
+    doc = (Path(__file__).parents[2] / "docs" / "radsec.md").read_text()
+    block = re.search(r"```toml\n(\[radsec\].*?)```", doc, re.S)
+    assert block is not None
+    data = tomllib.loads(block.group(1))
+    assert validate(data) == []
+    cfg = ServeConfig.from_dict(data, base=tmp_path)
+    assert cfg.radsec is not None and cfg.radsec.listen == [("0.0.0.0", 2083)]
+    assert [c.name for c in cfg.radsec.clients] == ["vpn-gw1"]
