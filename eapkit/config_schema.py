@@ -141,6 +141,7 @@ RADSEC = Table(
         "ca": Key("paths"),
         "crl": Key("paths"),
         "min_version": Key("str", ("1.2", "1.3")),
+        "radius_1_1": Key("str", ("forbid", "allow", "require"), hint="RFC 9765 by ALPN"),
         "idle_timeout": Key("number"),
         "handshake_timeout": Key("number"),
         "max_connections": Key("int"),

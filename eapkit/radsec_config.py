@@ -46,6 +46,7 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
     ca = []                             # more CAs to trust (each client entry's is)
     crl = ["nas-ca.crl"]                # checked for client certificates, reloaded
     min_version = "1.2"                 # or "1.3"
+    radius_1_1 = "allow"                # RFC 9765 by ALPN: "forbid", "allow", "require"
     idle_timeout = 120
     handshake_timeout = 10
     max_connections = 1000
@@ -71,6 +72,9 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
     settings.ca = _paths(table.get("ca", []), p)
     settings.crl = _paths(table.get("crl", []), p)
     settings.min_version = str(table.get("min_version", settings.min_version))
+    settings.radius_1_1 = str(table.get("radius_1_1", settings.radius_1_1))
+    if settings.radius_1_1 not in ("forbid", "allow", "require"):
+        raise ConfigError('[radsec] radius_1_1 is "forbid", "allow" or "require"')
     settings.idle_timeout = float(table.get("idle_timeout", settings.idle_timeout))
     settings.handshake_timeout = float(table.get("handshake_timeout", 10.0))
     settings.max_connections = int(table.get("max_connections", settings.max_connections))
@@ -102,7 +106,7 @@ def radsec_clients(settings: RadsecSettings | None) -> list[Client]:
     return [c.client() for c in settings.clients] if settings is not None else []
 
 
-def build_radsec_core(core: RadiusCore) -> RadiusCore:
+def build_radsec_core(core: RadiusCore, version: str = "1.0") -> RadiusCore:
     """The core behind the RadSec listener: the UDP core's conversations, checks and
     approval gate, its own duplicate cache (keyed per connection), and decision lines
     that say which transport and RADIUS version they came through (one log, one
@@ -112,7 +116,7 @@ def build_radsec_core(core: RadiusCore) -> RadiusCore:
         ClientTable([]),
         core.eap,
         plain=core.plain,
-        decisions=core.decisions.stamped(transport="radsec", radius_version="1.0"),
+        decisions=core.decisions.stamped(transport="radsec", radius_version=version),
         # the TLS session protects the hop: PAP needs no Message-Authenticator (EAP and
         # Status-Server still carry one, RFC 3579 §3.2, RFC 5997 §3)
         require_message_authenticator=False,
@@ -161,8 +165,18 @@ async def serve_listeners(
             print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
 
         radsec_core = build_radsec_core(core)
+        core_1_1 = build_radsec_core(core, "1.1")
         crls = radsec_crls(settings, warn, crl_sources if crl_sources is not None else [])
         jobs.append(
-            guarded(radsec.serve(radsec_core, settings, crls=crls, ready=radsec_ready, stop=stop))
+            guarded(
+                radsec.serve(
+                    radsec_core,
+                    settings,
+                    crls=crls,
+                    core_1_1=core_1_1,
+                    ready=radsec_ready,
+                    stop=stop,
+                )
+            )
         )
     await asyncio.gather(*jobs)

@@ -77,6 +77,7 @@ from eapkit.radius.packet import (
     Attribute,
     Code,
     Packet,
+    Radius11,
     decode,
     eap_message_attributes,
     encode_reply,
@@ -340,7 +341,7 @@ class RadiusCore:
         if client is None:
             return self._unknown_client(host, now)
         try:
-            request = decode(data)
+            request = decode(data, version="1.1" if _v11(client.secret) else "1.0")
         except DecodeError as exc:
             return self._drop("malformed", host, now, str(exc))
         return self._admit(request, client, now, source, local_port)
@@ -516,9 +517,11 @@ class RadiusCore:
         if code == Code.ACCOUNTING_REQUEST:
             return self._accounting(request, secret, client, host, now)
         if code == Code.STATUS_SERVER:
-            if request.message_authenticator is None:
+            if _v11(secret):  # RFC 9765 §5.2: no Message-Authenticator
+                pass
+            elif request.message_authenticator is None:
                 return self._drop("missing_message_authenticator", host, now)
-            if not request.verify_message_authenticator(secret):
+            elif not request.verify_message_authenticator(secret):
                 return self._drop("bad_message_authenticator", host, now)
             self.count("status_server")
             # RFC 5997 §3: Accounting-Response on an accounting port, else Access-Accept.
@@ -535,7 +538,9 @@ class RadiusCore:
     ) -> Handled:
         eap = request.eap_message()
         has_ma = request.message_authenticator is not None
-        if has_ma:
+        if _v11(secret):  # RFC 9765 §5.2: TLS authenticates, no MD5
+            pass
+        elif has_ma:
             if not request.verify_message_authenticator(secret):
                 return self._drop("bad_message_authenticator", host, now)
         elif eap is not None or self.require_message_authenticator:
@@ -631,7 +636,9 @@ class RadiusCore:
     def _accounting(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
     ) -> Handled:
-        if not request.verify_request_authenticator(secret):
+        if _v11(secret):  # RFC 9765 §4: a Token, no Request Authenticator
+            pass
+        elif not request.verify_request_authenticator(secret):
             return self._drop("bad_accounting_authenticator", host, now)
         # RFC 3579 §3.2 / RFC 5080 §2.2.1: verify a Message-Authenticator when present.
         if request.message_authenticator is not None and not (
@@ -658,6 +665,11 @@ class RadiusCore:
         self.decisions.write(record)
         self.count("accounting")
         return Reply(encode_reply(Code.ACCOUNTING_RESPONSE, request, [], secret))
+
+
+def _v11(secret: bytes) -> bool:
+    """A RADIUS/1.1 client's (RFC 9765): no MD5, no shared secret."""
+    return isinstance(secret, Radius11)
 
 
 def _status_name(status: int | None) -> str:

@@ -62,7 +62,7 @@ from eapkit.radius.clients import Client
 from eapkit.radius.core import Drop, RadiusCore
 from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
-from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE
+from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE, RADIUS_1_1
 from eapkit.tlsio.config import CrlSource, PemSource
 
 __all__ = ["RADSEC_SECRET", "RadsecClient", "RadsecListener", "RadsecSettings", "serve"]
@@ -70,6 +70,8 @@ __all__ = ["RADSEC_SECRET", "RadsecClient", "RadsecListener", "RadsecSettings", 
 log = logging.getLogger("eapkit.radius.radsec")
 
 RADSEC_SECRET = b"radsec"  # RFC 6614 §2.3: the shared secret of RADIUS/1.0 over TLS
+ALPN_1_0, ALPN_1_1 = "radius/1.0", "radius/1.1"  # RFC 9765 §3.1
+RADIUS_VERSIONS = ("1.0", "1.1")
 DEFAULT_PORT = 2083  # RFC 6614 §2.1
 
 
@@ -86,11 +88,12 @@ class RadsecClient:
     second_factor: str = "enforce"
     bind_rounds: bool = True
 
-    def client(self) -> Client:
-        """The core's view of this entry: its name and policy, the fixed secret."""
+    def client(self, version: str = "1.0") -> Client:
+        """The core's view of this entry: its name and policy, the fixed secret (or,
+        for RADIUS/1.1, none: :data:`~eapkit.radius.packet.RADIUS_1_1`)."""
         return Client.of(
             "0.0.0.0/0",
-            RADSEC_SECRET,
+            RADIUS_1_1 if version == "1.1" else RADSEC_SECRET,
             self.name,
             self.second_factor,
             bind_rounds=self.bind_rounds,
@@ -112,6 +115,7 @@ class RadsecSettings:
     max_connections: int = 1000
     max_connections_per_client: int = 64
     min_version: str = "1.2"
+    radius_1_1: str = "allow"  # RFC 9765 §3: "forbid", "allow" or "require"
 
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -137,9 +141,9 @@ class ClientMatcher:
             raise ValueError("two [[radsec.clients]] entries have the same name")
         self.entries = list(entries)
         self._cas = {e.name: x509.load_pem_x509_certificates(e.ca.read_bytes()) for e in entries}
-        self._clients = {e.name: e.client() for e in entries}
+        self._clients = {(e.name, v): e.client(v) for e in entries for v in RADIUS_VERSIONS}
 
-    def find(self, der: bytes) -> Client | None:
+    def find(self, der: bytes, version: str = "1.0") -> Client | None:
         cert = x509.load_der_x509_certificate(der)
         cns, dns = _names(cert)
         for entry in self.entries:
@@ -151,7 +155,7 @@ class ClientMatcher:
                 continue
             if entry.san is not None and not any(fnmatch.fnmatchcase(n, entry.san) for n in dns):
                 continue
-            return self._clients[entry.name]
+            return self._clients[entry.name, version]
         return None
 
 
@@ -198,7 +202,12 @@ class ServerContexts:
         ctx.verify_mode = ssl.CERT_REQUIRED
         for ca in [*s.ca, *(c.ca for c in s.clients)]:
             ctx.load_verify_locations(cafile=str(ca))
-        ctx.set_alpn_protocols(["radius/1.0"])
+        # the server's preference wins: radius/1.1 whenever the client offers it (RFC 9765 §3)
+        ctx.set_alpn_protocols(
+            {"forbid": [ALPN_1_0], "allow": [ALPN_1_1, ALPN_1_0], "require": [ALPN_1_1]}[
+                s.radius_1_1
+            ]
+        )
         if self.crls is not None and self.crls.crls:
             for data in self.crls.crls:
                 _load_crl(ctx, data)
@@ -233,8 +242,10 @@ class RadsecListener:
         settings: RadsecSettings,
         *,
         crls: CrlSource | None = None,
+        front_1_1: Front | None = None,
     ) -> None:
         self.front = front
+        self.front_1_1 = front_1_1 or front  # RADIUS/1.1 connections' (their own log stamp)
         self.settings = settings
         self.contexts = ServerContexts(settings, crls)
         self.matcher = ClientMatcher(settings.clients)
@@ -242,6 +253,20 @@ class RadsecListener:
         self.per_client: dict[str, int] = {}
         self.closed: dict[str, int] = {}  # why connections ended, for tests and stats
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _version(self, ssl_object: ssl.SSLObject, peer: str) -> str | None:
+        """The RADIUS version ALPN chose (RFC 9765 §3): radius/1.1 only over TLS 1.3;
+        no ALPN is radius/1.0, unless this server requires 1.1.  None: refused."""
+        alpn = ssl_object.selected_alpn_protocol()
+        if alpn == ALPN_1_1:
+            if ssl_object.version() != "TLSv1.3":
+                self._closed("radius_1_1_needs_tls13", peer, str(ssl_object.version()))
+                return None
+            return "1.1"
+        if self.settings.radius_1_1 == "require":
+            self._closed("radius_1_1_required", peer, f"ALPN {alpn}")
+            return None
+        return "1.0"
 
     async def close(self) -> None:
         """End every open connection (shutdown)."""
@@ -295,8 +320,12 @@ class RadsecListener:
                 return
             assert tls is not None
             writer = asyncio.StreamWriter(tls, protocol, reader, loop)
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-            client = self.matcher.find(der) if der else None
+            ssl_object = writer.get_extra_info("ssl_object")
+            version = self._version(ssl_object, peer)
+            if version is None:
+                return
+            der = ssl_object.getpeercert(binary_form=True)
+            client = self.matcher.find(der, version) if der else None
             if client is None:
                 self._closed("unknown_client", peer, "no [[radsec.clients]] entry matches")
                 return
@@ -305,7 +334,8 @@ class RadsecListener:
                 client = None
                 return
             self.per_client[client.name] = self.per_client.get(client.name, 0) + 1
-            await self._read_packets(reader, writer, client, source, peer)
+            front = self.front_1_1 if version == "1.1" else self.front
+            await self._read_packets(reader, writer, client, source, peer, front)
         except Exception:  # one connection must never stop the listener
             log.exception("radsec connection from %s failed", peer)
             self.front.core.count("internal_error")
@@ -327,6 +357,7 @@ class RadsecListener:
         client: Client,
         source: tuple[str, int],
         peer: str,
+        front: Front,
     ) -> None:
         """Packets until the peer closes, misframes, or idles (RFC 6614 §2.5).  Idle:
         nothing read and no reply sent for ``idle_timeout`` seconds."""
@@ -368,9 +399,7 @@ class RadsecListener:
                 self._closed("truncated", peer, client.name)
                 return
             last = loop.time()
-            handled = self.front.receive(
-                head + body, source, send, local_port=local_port, client=client
-            )
+            handled = front.receive(head + body, source, send, local_port=local_port, client=client)
             if isinstance(handled, Drop) and handled.reason == "malformed":
                 self._closed("malformed", peer, client.name)
                 return
@@ -399,6 +428,7 @@ async def serve(
     settings: RadsecSettings,
     *,
     crls: CrlSource | None = None,
+    core_1_1: RadiusCore | None = None,
     ready: Callable[[list[tuple[str, int]]], None] | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
@@ -406,11 +436,14 @@ async def serve(
     expire_interval: float = 1.0,
 ) -> None:
     """Serve RadSec on ``settings.listen`` until ``stop`` is set (or SIGTERM/SIGINT);
-    ``ready`` gets the bound addresses (useful with port 0)."""
+    ``ready`` gets the bound addresses (useful with port 0).  ``core_1_1`` answers the
+    RADIUS/1.1 connections (``core`` when None): the same checks, another log stamp."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    front = Front(core, clock, FairPool(threads) if threads > 0 else None)
-    listener = RadsecListener(front, settings, crls=crls)
+    pool = FairPool(threads) if threads > 0 else None
+    front = Front(core, clock, pool)
+    front_1_1 = Front(core_1_1, clock, pool) if core_1_1 is not None else None
+    listener = RadsecListener(front, settings, crls=crls, front_1_1=front_1_1)
     listener.contexts.current()  # a bad certificate or key fails now, not at the first NAS
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -24,6 +24,7 @@ import pytest
 from eapkit.crl_reload import CrlFiles
 from eapkit.directory import LocalDirectory
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
+from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.pki import Issued, crl_pem, make_ca, make_client, make_crl, make_server
 from eapkit.radius.access import EapAccess
 from eapkit.radius.clients import ClientTable
@@ -31,7 +32,14 @@ from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RadiusClient, authenticate
-from eapkit.radius.packet import Attribute, Code, Packet, decode, encode_request
+from eapkit.radius.packet import (
+    RADIUS_1_1,
+    Attribute,
+    Code,
+    Packet,
+    decode,
+    encode_request,
+)
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.radsec import RADSEC_SECRET, RadsecClient, RadsecSettings, serve
 from eapkit.session import PeerSession
@@ -77,14 +85,19 @@ class Server:
     crl: Path
 
     def nas_context(
-        self, issued: Issued, name: str, tls_max: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
+        self,
+        issued: Issued,
+        name: str,
+        tls_max: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
+        alpn: Sequence[str] = ("radius/1.0",),
     ) -> ssl.SSLContext:
         cert, key = self.pki.write(name, issued)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.maximum_version = tls_max
         ctx.load_verify_locations(cafile=str(self.pki.ca_file("server", self.pki.server_ca)))
         ctx.load_cert_chain(cert, key)
-        ctx.set_alpn_protocols(["radius/1.0"])
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
         return ctx
 
     def decisions(self) -> list[dict[str, Any]]:
@@ -100,9 +113,16 @@ def running(tmp_path: Path, pki: Pki, **settings: Any) -> Iterator[Server]:
     decisions.stamp = {"transport": "radsec", "radius_version": "1.0"}
     core = RadiusCore(
         ClientTable([]),
-        EapAccess([gtc_authenticator(users.check_password)]),
+        EapAccess([gtc_authenticator(users.check_password), mschapv2_authenticator(users.nt_hash)]),
         plain=PapAccess(users.check_password),
         decisions=decisions,
+        require_message_authenticator=False,
+    )
+    core_1_1 = RadiusCore(
+        ClientTable([]),
+        core.eap,
+        plain=core.plain,
+        decisions=decisions.stamped(radius_version="1.1"),
         require_message_authenticator=False,
     )
     cert, key = pki.write("server", make_server(pki.server_ca, ["radius.test"], now=NOW))
@@ -131,7 +151,17 @@ def running(tmp_path: Path, pki: Pki, **settings: Any) -> Iterator[Server]:
 
     thread = threading.Thread(
         target=loop.run_until_complete,
-        args=(serve(core, config, crls=crls, ready=ready_cb, stop=stop, threads=2),),
+        args=(
+            serve(
+                core,
+                config,
+                crls=crls,
+                core_1_1=core_1_1,
+                ready=ready_cb,
+                stop=stop,
+                threads=2,
+            ),
+        ),
         daemon=True,
     )
     thread.start()
@@ -146,14 +176,17 @@ def running(tmp_path: Path, pki: Pki, **settings: Any) -> Iterator[Server]:
 
 class TlsNas:
     """A RadSec NAS: many requests in flight on one connection, replies matched by
-    Identifier (what :func:`eapkit.radius.nas.authenticate` needs of a client)."""
-
-    secret = RADSEC_SECRET
+    Identifier, or by Token on RADIUS/1.1 (what :func:`eapkit.radius.nas.authenticate`
+    needs of a client)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.v11 = ssl_object.selected_alpn_protocol() == "radius/1.1"
+        self.secret = RADIUS_1_1 if self.v11 else RADSEC_SECRET
         self.pending: dict[int, asyncio.Future[Packet]] = {}
         self.next_id = 0
+        self.sent: list[bytes] = []
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -168,20 +201,37 @@ class TlsNas:
             head = await self.reader.readexactly(4)
             body = await self.reader.readexactly(int.from_bytes(head[2:4], "big") - 4)
             reply = decode(head + body)
-            future = self.pending.pop(reply.identifier, None)
+            key = int.from_bytes(reply.raw[4:8]) if self.v11 else reply.identifier
+            future = self.pending.pop(key, None)
             if future is not None and not future.done():
                 future.set_result(reply)
+
+    def _send(self, code: int, attributes: Sequence[Attribute], auth: bytes | None) -> bytes:
+        """Send one request; returns its Request Authenticator (1.1: Token + zeros)."""
+        key = self.next_id
+        self.next_id = (self.next_id + 1) % (1 << 32 if self.v11 else 256)
+        if self.v11:  # RFC 9765 §4: a Token per packet, the Identifier zero
+            data = encode_request(code, 0, attributes, self.secret, authenticator=key.to_bytes(4))
+        else:
+            data = encode_request(
+                code,
+                key,
+                attributes,
+                self.secret,
+                authenticator=auth,
+                message_authenticator=None if auth is None else False,
+            )
+        self.pending[key] = asyncio.get_running_loop().create_future()
+        self.sent.append(data)
+        self.writer.write(data)
+        return data[4:20]
 
     async def request(
         self, attributes: Sequence[Attribute], code: int = Code.ACCESS_REQUEST
     ) -> tuple[Packet, bytes]:
-        ident = self.next_id
-        self.next_id = (self.next_id + 1) % 256
-        data = encode_request(code, ident, attributes, self.secret)
-        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
-        self.pending[ident] = future
-        self.writer.write(data)
-        return await asyncio.wait_for(future, 10), data[4:20]
+        key = self.next_id
+        authenticator = self._send(code, attributes, None)
+        return await asyncio.wait_for(self.pending[key], 10), authenticator
 
     async def pap(self, user: str, password: str) -> Packet:
         auth = bytes(range(16))
@@ -189,20 +239,9 @@ class TlsNas:
             (Attr.USER_NAME, user.encode()),
             (Attr.USER_PASSWORD, hide_password(password.encode(), self.secret, auth)),
         ]
-        ident = self.next_id
-        self.next_id = (self.next_id + 1) % 256
-        data = encode_request(
-            Code.ACCESS_REQUEST,
-            ident,
-            attrs,
-            self.secret,
-            authenticator=auth,
-            message_authenticator=False,
-        )
-        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
-        self.pending[ident] = future
-        self.writer.write(data)
-        return await asyncio.wait_for(future, 10)
+        key = self.next_id
+        self._send(Code.ACCESS_REQUEST, attrs, auth)
+        return await asyncio.wait_for(self.pending[key], 10)
 
     async def close(self) -> None:
         self.task.cancel()
@@ -459,3 +498,87 @@ def test_connection_limits(tmp_path: Path, pki: Pki) -> None:
                 tls.close()
         time.sleep(0.3)
         _still_serving(server, pki)
+
+
+# -- RADIUS/1.1 (RFC 9765) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offer", [("radius/1.1",), ("radius/1.0", "radius/1.1")])
+def test_radius_1_1_round_trip(tmp_path: Path, pki: Pki, offer: tuple[str, ...]) -> None:
+    """ALPN picks radius/1.1 whenever the client offers it; then Token instead of
+    Identifier + Authenticator, no Message-Authenticator, nothing obfuscated."""
+    with running(tmp_path, pki) as server:
+
+        async def run() -> None:
+            nas = await TlsNas.connect(server.addr, server.nas_context(gw1(pki), "gw1", alpn=offer))
+            assert nas.v11
+            replies = await asyncio.gather(
+                *(nas.pap("alice", "wonderland" if i % 2 else "wrong") for i in range(6))
+            )
+            assert [r.code for r in replies] == [Code.ACCESS_REJECT, Code.ACCESS_ACCEPT] * 3
+            assert b"wonderland" in nas.sent[1]  # User-Password as text (RFC 9765 §5.1.1)
+            for sent, reply in zip(nas.sent, replies, strict=True):
+                assert reply.raw[4:8] == sent[4:8]  # the request's Token
+                assert reply.raw[8:20] == bytes(12)  # reserved
+                assert reply.message_authenticator is None
+            peer = PeerSession([mschapv2_peer("wonderland")], "alice")
+            result = await authenticate(cast(RadiusClient, nas), peer)
+            assert result.accepted
+            # MS-MPPE keys travel as plain strings: the peer's own MSK halves
+            assert result.keys_match is True
+            assert result.mppe is not None and len(result.mppe.recv) == 16
+            status, _ = await nas.request([], Code.STATUS_SERVER)
+            assert status.code == Code.ACCESS_ACCEPT and status.message_authenticator is None
+            await nas.close()
+
+        asyncio.run(run())
+    lines = [d for d in server.decisions() if "result" in d]
+    assert len(lines) == 7
+    assert {d["radius_version"] for d in lines} == {"1.1"}
+
+
+def test_radius_1_1_request_with_an_md5_signature_is_not_trusted_for_it(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A Message-Authenticator on a 1.1 connection is discarded (RFC 9765 §5.2): a
+    packet carrying one, even a wrong one, is processed on its own merits."""
+    with running(tmp_path, pki) as server:
+        ctx = server.nas_context(gw1(pki), "gw1", alpn=("radius/1.1",))
+        body = bytes((80, 18)) + bytes(16) + bytes((1, 7)) + b"alice" + bytes((2, 7)) + b"wrong"
+        data = bytes((1, 0)) + (20 + len(body)).to_bytes(2) + b"\x00\x00\x00\x09"
+        data += bytes(12) + body
+        with tls_connection(server.addr, ctx) as tls:
+            tls.sendall(data)
+            head = _recv(tls, 4)
+            reply = decode(head + _recv(tls, int.from_bytes(head[2:4]) - 4))
+    assert reply.code == Code.ACCESS_REJECT and reply.raw[4:8] == b"\x00\x00\x00\x09"
+    [line] = [d for d in server.decisions() if "result" in d]
+    assert (line["result"], line["radius_version"]) == ("reject", "1.1")
+
+
+def test_radius_1_1_needs_tls_1_3(tmp_path: Path, pki: Pki) -> None:
+    with running(tmp_path, pki) as server:
+        ctx = server.nas_context(
+            gw1(pki), "gw1", tls_max=ssl.TLSVersion.TLSv1_2, alpn=("radius/1.1",)
+        )
+        assert _handshake_refused(server, ctx)
+        assert _counted(server, "radsec_radius_1_1_needs_tls13")
+        _still_serving(server, pki)
+
+
+@pytest.mark.parametrize("offer", [("radius/1.0",), ()])
+def test_a_server_that_requires_1_1_refuses_1_0(
+    tmp_path: Path, pki: Pki, offer: tuple[str, ...]
+) -> None:
+    with running(tmp_path, pki, radius_1_1="require") as server:
+        assert _handshake_refused(server, server.nas_context(gw1(pki), "gw1", alpn=offer))
+        assert _counted(server, "radsec_radius_1_1_required")
+
+        async def run() -> int:
+            ctx = server.nas_context(gw1(pki), "gw1-11", alpn=("radius/1.1",))
+            nas = await TlsNas.connect(server.addr, ctx)
+            reply = await nas.pap("alice", "wonderland")
+            await nas.close()
+            return reply.code
+
+        assert asyncio.run(run()) == Code.ACCESS_ACCEPT
