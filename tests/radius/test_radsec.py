@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -582,3 +583,31 @@ def test_a_server_that_requires_1_1_refuses_1_0(
             return reply.code
 
         assert asyncio.run(run()) == Code.ACCESS_ACCEPT
+
+
+def test_many_idle_connections_up_to_the_limit(tmp_path: Path, pki: Pki) -> None:
+    """Idle connections up to ``max_connections``: one more is closed before TLS, the
+    idle ones are closed after ``idle_timeout``, and the listener serves on.  Short by
+    default; EAPKIT_RADSEC_IDLE_CONNECTIONS=1000 for the issue's figure."""
+    n = int(os.environ.get("EAPKIT_RADSEC_IDLE_CONNECTIONS", "40"))
+    idle = max(2.0, n / 40)  # every handshake must be done before the first idles out
+    settings = {"max_connections": n, "max_connections_per_client": n, "idle_timeout": idle}
+    with running(tmp_path, pki, **settings) as server:
+        ctx = server.nas_context(gw1(pki), "gw1")
+        held: list[ssl.SSLSocket] = []
+        try:
+            for _ in range(n):
+                raw = socket.create_connection(server.addr)
+                held.append(ctx.wrap_socket(raw, server_hostname="radius.test"))
+            deadline = time.monotonic() + 10
+            while server.core.stats.get("radsec_connection_limit", 0) == 0:
+                with socket.create_connection(server.addr) as raw:
+                    raw.settimeout(5)
+                    assert raw.recv(10) == b""  # closed before any TLS
+                assert time.monotonic() < deadline
+            assert all(_closed_by_server(tls, within=idle + 10) for tls in held)
+        finally:
+            for tls in held:
+                tls.close()
+        assert _counted(server, "radsec_idle_timeout", n)
+        _still_serving(server, pki)

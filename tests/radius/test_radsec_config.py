@@ -173,3 +173,15 @@ def test_the_documented_radsec_table_is_valid(tmp_path: Path) -> None:
     cfg = ServeConfig.from_dict(data, base=tmp_path)
     assert cfg.radsec is not None and cfg.radsec.listen == [("0.0.0.0", 2083)]
     assert [c.name for c in cfg.radsec.clients] == ["vpn-gw1"]
+
+
+def test_eapkit_check_names_missing_radsec_files(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from eapkit.check import check_data
+
+    (tmp_path / "s.pem").write_bytes(b"")
+    findings = [str(f) for f in check_data(_radsec(tmp_path), tmp_path, dt.datetime.now(dt.UTC))]
+    assert any("[radsec] key" in f and "does not exist" in f for f in findings)
+    assert any("[[radsec.clients]] gw1 ca" in f for f in findings)
+    assert not any("[radsec] cert" in f for f in findings)
