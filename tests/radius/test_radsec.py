@@ -184,6 +184,7 @@ class TlsNas:
         self.reader, self.writer = reader, writer
         ssl_object = writer.get_extra_info("ssl_object")
         self.v11 = ssl_object.selected_alpn_protocol() == "radius/1.1"
+        self.radius11 = self.v11  # the name eapkit.radius.nas.RadiusClient gives it
         self.secret = RADIUS_1_1 if self.v11 else RADSEC_SECRET
         self.pending: dict[int, asyncio.Future[Packet]] = {}
         self.next_id = 0
