@@ -144,6 +144,17 @@ def _files(cfg: ServeConfig) -> Iterator[Finding]:
             yield from _existing(f"[tls] {key}", path, secret=secret)
     for crl in tls.crl:
         yield from _existing("[tls] crl", crl)
+    if cfg.radsec is not None:  # [radsec]: the listener's own certificate, CAs and CRLs
+        radsec = cfg.radsec
+        for where, path, secret in (
+            ("[radsec] cert", radsec.cert, False),
+            ("[radsec] key", radsec.key, True),
+            *(("[radsec] ca", p, False) for p in radsec.ca),
+            *(("[radsec] crl", p, False) for p in radsec.crl),
+            *((f"[[radsec.clients]] {c.name} ca", c.ca, False) for c in radsec.clients),
+        ):
+            if path is not None:
+                yield from _existing(where, path, secret=secret)
 
 
 # -- certificates -----------------------------------------------------------------------

@@ -36,8 +36,9 @@ from eapkit.probe import ProbeOptions, load, run_probe
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
-from eapkit.radius.udp import serve
+from eapkit.radsec_config import serve_listeners
 from eapkit.serve import (
+    CRL_SOURCES,
     DEFAULT_SECRET,
     DEMO_REALM,
     ServeConfig,
@@ -168,6 +169,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in loose([*config_file, *secret_files(cfg)]):
         print(f"eapkit serve: warning: {warning}", file=sys.stderr)
     if args.workers != 1:
+        if cfg.radsec is not None:
+            raise ConfigError("[radsec] runs in one process: leave out --workers")
         return _serve_workers(cfg, users, args.workers)
     stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
@@ -179,7 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.listen = bound
             print(describe(cfg, names), file=sys.stderr, flush=True)
 
-        radius = serve(core, cfg.listen, ready=ready)
+        radius = serve_listeners(core, cfg.listen, cfg.radsec, ready=ready, crl_sources=CRL_SOURCES)
         if core.approval is not None:
             from eapkit.bridge.gate import Bridge
             from eapkit.bridge.run import serve_with_bridge

@@ -155,6 +155,35 @@ BRIDGE = Table(
     }
 )
 
+RADSEC_CLIENTS = Table(
+    {
+        "name": Key("str", hint="the client's name in policy and the decision log"),
+        "ca": Key("path", required=True, hint="the CA that issued the NAS's certificate"),
+        "subject": Key("str", hint="a shell pattern for the certificate's subject CN"),
+        "san": Key("str", hint="a shell pattern for one of the certificate's dNSName SANs"),
+        "second_factor": Key("str", ("enforce", "nas")),
+        "bind_rounds": Key("bool"),
+    },
+    many=True,
+)
+
+RADSEC = Table(
+    {
+        "listen": Key("hostports"),
+        "cert": Key("path"),
+        "key": Key("path"),
+        "ca": Key("paths"),
+        "crl": Key("paths"),
+        "min_version": Key("str", ("1.2", "1.3")),
+        "radius_1_1": Key("str", ("forbid", "allow", "require"), hint="RFC 9765 by ALPN"),
+        "idle_timeout": Key("number"),
+        "handshake_timeout": Key("number"),
+        "max_connections": Key("int"),
+        "max_connections_per_client": Key("int"),
+        "clients": RADSEC_CLIENTS,
+    }
+)
+
 SCHEMA = Table(
     {
         "listen": Key("hostports"),
@@ -175,6 +204,7 @@ SCHEMA = Table(
         "clients": CLIENTS,
         "bridge": BRIDGE,
         "policy": POLICY,
+        "radsec": RADSEC,
     }
 )
 

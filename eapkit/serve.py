@@ -117,7 +117,9 @@ from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
 from eapkit.radius.mschap import MsChapAccess
 from eapkit.radius.pap import PapAccess
+from eapkit.radius.radsec import RadsecSettings
 from eapkit.radius.rounds import RoundBinding
+from eapkit.radsec_config import radsec_clients, radsec_settings
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
 
@@ -215,6 +217,7 @@ class ServeConfig:
     bridge: BridgeConfig | None = None
     round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
     policy: PolicySettings = field(default_factory=PolicySettings)
+    radsec: RadsecSettings | None = None  # [radsec]: the RadSec listener (eapkit.radius.radsec)
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -321,6 +324,11 @@ class ServeConfig:
                 raise ConfigError(f"bad [[clients]] entry: {exc}") from None
         if len({c.name for c in cfg.clients}) != len(cfg.clients):
             raise ConfigError("two [[clients]] entries have the same name")
+        if "radsec" in data:
+            cfg.radsec = radsec_settings(dict(data["radsec"]), p)
+            names = {c.name for c in cfg.clients} & {c.name for c in cfg.radsec.clients}
+            if names:
+                raise ConfigError(f"[[clients]] and [[radsec.clients]] share names: {names}")
         return cfg
 
 
@@ -527,7 +535,7 @@ def build_core(
         ttl=cfg.conversation_ttl,
         max_conversations=cfg.max_conversations,
         authorizer=authorizer,
-        rounds=round_binding(cfg, second, clients),
+        rounds=round_binding(cfg, second, [*clients, *radsec_clients(cfg.radsec)]),
     )
     plain = (
         MsChapAccess(  # MS-CHAP v1/v2 (RFC 2548), PAP and its code round

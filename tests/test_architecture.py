@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "eapkit.check",
             "eapkit.config_schema",
             "eapkit.crl_reload",
+            "eapkit.radsec_config",
         ),
     ),
     ("bridge", ("eapkit.bridge",)),

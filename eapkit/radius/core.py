@@ -78,6 +78,7 @@ from eapkit.radius.packet import (
     Attribute,
     Code,
     Packet,
+    Radius11,
     decode,
     eap_message_attributes,
     encode_reply,
@@ -155,6 +156,13 @@ class DecisionLog:
         self._stream = stream if stream is not None else sys.stdout
         self.records: list[dict[str, Any]] | None = None  # tests may collect here
         self.stamp: dict[str, Any] = {}  # added to every line (the worker's number)
+
+    def stamped(self, **stamp: Any) -> DecisionLog:
+        """A log on the same stream (and test records) adding ``stamp`` to each line."""
+        other = DecisionLog(self._stream)
+        other.records = self.records
+        other.stamp = {**self.stamp, **stamp}
+        return other
 
     def write(self, record: dict[str, Any]) -> None:
         if self.stamp:
@@ -316,17 +324,25 @@ class RadiusCore:
         return admitted
 
     def admit(
-        self, data: bytes, source: tuple[str, int], now: float, *, local_port: int = 0
+        self,
+        data: bytes,
+        source: tuple[str, int],
+        now: float,
+        *,
+        local_port: int = 0,
+        client: Client | None = None,
     ) -> Handled | Admitted:
         """The cheap part of :meth:`receive`, for the thread that reads datagrams:
         unknown clients, undecodable bytes, duplicates, Status-Server and accounting are
-        answered here; an Access-Request comes back :class:`Admitted` for :meth:`run`."""
+        answered here; an Access-Request comes back :class:`Admitted` for :meth:`run`.
+        ``client``: the NAS a transport identified itself (RadSec, by certificate),
+        else the client table finds it by ``source``'s address."""
         host = source[0]
-        client = self.clients.find(host)
+        client = client or self.clients.find(host)
         if client is None:
             return self._unknown_client(host, now)
         try:
-            request = decode(data)
+            request = decode(data, version="1.1" if _v11(client.secret) else "1.0")
         except DecodeError as exc:
             return self._drop("malformed", host, now, str(exc))
         return self._admit(request, client, now, source, local_port)
@@ -504,9 +520,11 @@ class RadiusCore:
         if code == Code.ACCOUNTING_REQUEST:
             return self._accounting(request, secret, client, host, now)
         if code == Code.STATUS_SERVER:
-            if request.message_authenticator is None:
+            if _v11(secret):  # RFC 9765 §5.2: no Message-Authenticator
+                pass
+            elif request.message_authenticator is None:
                 return self._drop("missing_message_authenticator", host, now)
-            if not request.verify_message_authenticator(secret):
+            elif not request.verify_message_authenticator(secret):
                 return self._drop("bad_message_authenticator", host, now)
             self.count("status_server")
             # RFC 5997 §3: Accounting-Response on an accounting port, else Access-Accept.
@@ -523,7 +541,9 @@ class RadiusCore:
     ) -> Handled:
         eap = request.eap_message()
         has_ma = request.message_authenticator is not None
-        if has_ma:
+        if _v11(secret):  # RFC 9765 §5.2: TLS authenticates, no MD5
+            pass
+        elif has_ma:
             if not request.verify_message_authenticator(secret):
                 return self._drop("bad_message_authenticator", host, now)
         elif eap is not None or self.require_message_authenticator:
@@ -619,7 +639,9 @@ class RadiusCore:
     def _accounting(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
     ) -> Handled:
-        if not request.verify_request_authenticator(secret):
+        if _v11(secret):  # RFC 9765 §4: a Token, no Request Authenticator
+            pass
+        elif not request.verify_request_authenticator(secret):
             return self._drop("bad_accounting_authenticator", host, now)
         # RFC 3579 §3.2 / RFC 5080 §2.2.1: verify a Message-Authenticator when present.
         if request.message_authenticator is not None and not (
@@ -646,6 +668,11 @@ class RadiusCore:
         self.decisions.write(record)
         self.count("accounting")
         return Reply(encode_reply(Code.ACCOUNTING_RESPONSE, request, [], secret))
+
+
+def _v11(secret: bytes) -> bool:
+    """A RADIUS/1.1 client's (RFC 9765): no MD5, no shared secret."""
+    return isinstance(secret, Radius11)
 
 
 def _status_name(status: int | None) -> str:

@@ -39,6 +39,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from eapkit.radius.clients import Client
 from eapkit.radius.core import Admitted, Drop, Handled, Hold, RadiusCore, Reply
 from eapkit.radius.fairpool import FairPool
 
@@ -70,15 +71,22 @@ class Front:
         self._drop_logged: dict[str, float] = {}
 
     def receive(
-        self, data: bytes, source: tuple[str, int], send: Send, *, local_port: int = 0
+        self,
+        data: bytes,
+        source: tuple[str, int],
+        send: Send,
+        *,
+        local_port: int = 0,
+        client: Client | None = None,
     ) -> Handled | None:
         """Handle one request from ``source`` (host, port), received on ``local_port``;
         ``send`` writes a reply to it, now or later (a queued check, a held Accept: it
-        must then check that its transport is still open).  None: the request went to
-        the pool."""
+        must then check that its transport is still open).  ``client``: the NAS the
+        transport already identified (RadSec: by its certificate).  None: the request
+        went to the pool."""
         now = self.clock()
         try:
-            admitted = self.core.admit(data, source, now, local_port=local_port)
+            admitted = self.core.admit(data, source, now, local_port=local_port, client=client)
         except Exception:  # one bad request must not stop the server
             log.exception("internal error handling a request from %s", source[0])
             self.core.count("internal_error")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 
 from eapkit.errors import DecodeError
+from eapkit.radius.packet import Radius11
 
 __all__ = [
     "MAX_PASSWORD_LENGTH",
@@ -61,6 +62,8 @@ def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes
     """The User-Password value for ``password`` (RFC 2865 §5.2), 16 to 128 octets."""
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"password of {len(password)} octets exceeds 128")
+    if isinstance(secret, Radius11):  # RFC 9765 §5.1.1: sent as text
+        return password
     padded = password + bytes(-len(password) % 16 if password else 16)
     return _stream(padded, secret, authenticator, encrypt=True)
 
@@ -73,6 +76,10 @@ def unhide_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     expect (in constant time).
     """
     n = len(hidden)
+    if isinstance(secret, Radius11):  # RFC 9765 §5.1.1: the value is the password
+        if n > MAX_PASSWORD_LENGTH:
+            raise DecodeError(f"User-Password of {n} octets", expected="at most 128")
+        return hidden
     if n == 0 or n > MAX_PASSWORD_LENGTH or n % 16:
         raise DecodeError(f"User-Password of {n} octets", expected="16..128, multiple of 16")
     return _stream(hidden, secret, authenticator, encrypt=False).rstrip(b"\x00")
@@ -90,6 +97,8 @@ def salt_encrypt(
         raise ValueError("salt must be 2 octets with the high bit set (RFC 2548 §2.4.2)")
     if len(plaintext) > MAX_SALTED_LENGTH:
         raise ValueError(f"{len(plaintext)} octets do not fit a salted attribute")
+    if isinstance(secret, Radius11):  # RFC 9765 §5.1.3: MS-MPPE keys as plain strings
+        return plaintext
     framed = bytes((len(plaintext),)) + plaintext
     framed += bytes(-len(framed) % 16)
     return salt + _stream(framed, secret, request_authenticator + salt, encrypt=True)
@@ -103,6 +112,8 @@ def salt_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) -> b
     data (which is also what a wrong secret usually looks like).
     """
     n = len(value)
+    if isinstance(secret, Radius11):  # RFC 9765 §5.1.3
+        return value
     if n < 18 or (n - 2) % 16:
         raise DecodeError(f"salted value of {n} octets", expected="2 + a multiple of 16")
     salt = value[:2]

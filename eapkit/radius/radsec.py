@@ -1,0 +1,473 @@
+"""The RadSec front: RADIUS over TCP and TLS (RFC 6614), on :class:`~eapkit.radius.front.Front`.
+
+A NAS (or radsecproxy beside it) opens one TLS connection and sends many requests on
+it; the replies go back on the same connection, in whatever order their checks end::
+
+    accept ── total limit? ── TLS handshake (mutual, 1.2/1.3, CRL) ── client entry?
+              │ over: close    │ fails: log, close                  │ none / per-client
+              │                                                     │ limit: log, close
+              └──────────────────────────── read loop: 4-octet header, Length, body
+                                              └── front.receive(packet, client=entry)
+                                                    └── send: one record on this stream
+
+- clients are known by their certificate, not their address: a ``[[radsec.clients]]``
+  entry names the CA that issued it and a pattern for its subject CN (``subject``) or
+  one of its dNSName SANs (``san``); the first entry that matches gives the client's
+  name and policy (``second_factor``, ``bind_rounds``);
+- RADIUS/1.0 over TLS uses the fixed shared secret ``radsec`` (RFC 6614 §2.3);
+  the TLS session protects the hop, so a PAP Access-Request needs no
+  Message-Authenticator here (EAP-Message and Status-Server still do, RFC 3579 §3.2,
+  RFC 5997 §3);
+- framing follows the RADIUS Length field (RFC 6614 §2.5): a Length below 20 or above
+  4096 octets, or a packet that does not decode, closes the connection with a log
+  line (the stream cannot be trusted past it);
+- duplicate detection is keyed by the connection (its peer address and port), as
+  RFC 6614 §2.6.4 asks: a request re-sent on a new connection is a new request;
+- a connection with nothing outstanding that sends nothing for ``idle_timeout``
+  seconds is closed, so is one that stops in the middle of a packet;
+- ``max_connections`` bounds the connections (checked before the handshake) and
+  ``max_connections_per_client`` those of one client entry;
+- CRLs (``crl``) are checked for client certificates and reloaded when their files
+  change (a :class:`~eapkit.tlsio.config.CrlSource`, ``eapkit.crl_reload.CrlFiles``
+  in serve): the next handshake uses a new ``SSLContext``; one that cannot be built
+  leaves the previous one in force;
+- Status-Server (RFC 5997) is answered by the core like any other request.
+
+The standard library's ``ssl`` module does the TLS: on a stream socket it is enough
+(pyOpenSSL's memory BIOs are for TLS inside EAP, :mod:`eapkit.tlsio`), and
+``StreamWriter.start_tls`` lets this module log every refused handshake with its
+reason, which asyncio's own TLS server keeps to its debug log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import os
+import signal
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from eapkit.radius.clients import Client
+from eapkit.radius.core import Drop, RadiusCore
+from eapkit.radius.fairpool import FairPool
+from eapkit.radius.front import Front
+from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE, RADIUS_1_1
+from eapkit.tlsio.config import CrlSource, PemSource
+
+__all__ = ["RADSEC_SECRET", "RadsecClient", "RadsecListener", "RadsecSettings", "serve"]
+
+log = logging.getLogger("eapkit.radius.radsec")
+
+RADSEC_SECRET = b"radsec"  # RFC 6614 §2.3: the shared secret of RADIUS/1.0 over TLS
+ALPN_1_0, ALPN_1_1 = "radius/1.0", "radius/1.1"  # RFC 9765 §3.1
+RADIUS_VERSIONS = ("1.0", "1.1")
+DEFAULT_PORT = 2083  # RFC 6614 §2.1
+
+
+@dataclass(frozen=True)
+class RadsecClient:
+    """A ``[[radsec.clients]]`` entry: certificates issued by ``ca`` whose subject CN
+    matches ``subject`` or one of whose dNSName SANs matches ``san`` (shell patterns;
+    neither given: any certificate of that CA)."""
+
+    name: str
+    ca: Path
+    subject: str | None = None
+    san: str | None = None
+    second_factor: str = "enforce"
+    bind_rounds: bool = True
+
+    def client(self, version: str = "1.0") -> Client:
+        """The core's view of this entry: its name and policy, the fixed secret (or,
+        for RADIUS/1.1, none: :data:`~eapkit.radius.packet.RADIUS_1_1`)."""
+        return Client.of(
+            "0.0.0.0/0",
+            RADIUS_1_1 if version == "1.1" else RADSEC_SECRET,
+            self.name,
+            self.second_factor,
+            bind_rounds=self.bind_rounds,
+        )
+
+
+@dataclass
+class RadsecSettings:
+    """The ``[radsec]`` table of ``eapkit serve``."""
+
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", DEFAULT_PORT)])
+    cert: Path | None = None
+    key: Path | None = None
+    ca: list[Path] = field(default_factory=list)  # more CAs to trust (the entries' are added)
+    crl: list[Path] = field(default_factory=list)
+    clients: list[RadsecClient] = field(default_factory=list)
+    idle_timeout: float = 120.0
+    handshake_timeout: float = 10.0
+    max_connections: int = 1000
+    max_connections_per_client: int = 64
+    min_version: str = "1.2"
+    radius_1_1: str = "allow"  # RFC 9765 §3: "forbid", "allow" or "require"
+
+
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def _names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The subject CNs and dNSName SANs of ``cert``."""
+    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        dns = [str(n) for n in ext.value.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        dns = []
+    return cns, dns
+
+
+class ClientMatcher:
+    """Finds the ``[[radsec.clients]]`` entry of a verified client certificate."""
+
+    def __init__(self, entries: Sequence[RadsecClient]) -> None:
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError("two [[radsec.clients]] entries have the same name")
+        self.entries = list(entries)
+        self._cas = {e.name: x509.load_pem_x509_certificates(e.ca.read_bytes()) for e in entries}
+        self._clients = {(e.name, v): e.client(v) for e in entries for v in RADIUS_VERSIONS}
+
+    def find(self, der: bytes, version: str = "1.0") -> Client | None:
+        cert = x509.load_der_x509_certificate(der)
+        cns, dns = _names(cert)
+        for entry in self.entries:
+            if not any(_issued_by(cert, ca) for ca in self._cas[entry.name]):
+                continue
+            if entry.subject is not None and not any(
+                fnmatch.fnmatchcase(cn, entry.subject) for cn in cns
+            ):
+                continue
+            if entry.san is not None and not any(fnmatch.fnmatchcase(n, entry.san) for n in dns):
+                continue
+            return self._clients[entry.name, version]
+        return None
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # InvalidSignature, a key type that cannot sign: not this CA
+        return False
+    return True
+
+
+class ServerContexts:
+    """The listener's ``SSLContext``, rebuilt when a CRL file changes."""
+
+    def __init__(self, settings: RadsecSettings, crls: CrlSource | None) -> None:
+        if settings.cert is None or settings.key is None:
+            raise ValueError("[radsec] needs cert and key")
+        self.settings = settings
+        self.crls = crls
+        self._generation = -1
+        self._context: ssl.SSLContext | None = None
+
+    def current(self) -> ssl.SSLContext:
+        if self.crls is not None:
+            self.crls.poll()
+        generation = self.crls.generation if self.crls is not None else 0
+        if self._context is None:
+            self._context = self._build()
+        elif generation != self._generation:
+            try:
+                self._context = self._build()
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                log.warning("radsec: new CRLs not in force, the previous stay: %s", exc)
+        self._generation = generation
+        return self._context
+
+    def _build(self) -> ssl.SSLContext:
+        s = self.settings
+        assert s.cert is not None and s.key is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = _VERSIONS[s.min_version]
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(s.cert, s.key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        for ca in [*s.ca, *(c.ca for c in s.clients)]:
+            ctx.load_verify_locations(cafile=str(ca))
+        # the server's preference wins: radius/1.1 whenever the client offers it (RFC 9765 §3)
+        ctx.set_alpn_protocols(
+            {"forbid": [ALPN_1_0], "allow": [ALPN_1_1, ALPN_1_0], "require": [ALPN_1_1]}[
+                s.radius_1_1
+            ]
+        )
+        if self.crls is not None and self.crls.crls:
+            for data in self.crls.crls:
+                _load_crl(ctx, data)
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        return ctx
+
+
+def _load_crl(ctx: ssl.SSLContext, source: PemSource) -> None:
+    """Add one CRL (PEM or DER) to ``ctx``'s store: OpenSSL reads CRLs from PEM files."""
+    if isinstance(source, str) and "-----BEGIN" in source:
+        data = source.encode()
+    elif isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    else:
+        data = source
+    crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    fd, name = tempfile.mkstemp(suffix=".crl.pem")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(crl.public_bytes(serialization.Encoding.PEM))
+        ctx.load_verify_locations(cafile=name)
+    finally:
+        os.unlink(name)
+
+
+class RadsecListener:
+    """Accepts RadSec connections and feeds their packets to ``front``."""
+
+    def __init__(
+        self,
+        front: Front,
+        settings: RadsecSettings,
+        *,
+        crls: CrlSource | None = None,
+        front_1_1: Front | None = None,
+    ) -> None:
+        self.front = front
+        self.front_1_1 = front_1_1 or front  # RADIUS/1.1 connections' (their own log stamp)
+        self.settings = settings
+        self.contexts = ServerContexts(settings, crls)
+        self.matcher = ClientMatcher(settings.clients)
+        self.connections = 0
+        self.per_client: dict[str, int] = {}
+        self.closed: dict[str, int] = {}  # why connections ended, for tests and stats
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _version(self, ssl_object: ssl.SSLObject, peer: str) -> str | None:
+        """The RADIUS version ALPN chose (RFC 9765 §3): radius/1.1 only over TLS 1.3;
+        no ALPN is radius/1.0, unless this server requires 1.1.  None: refused."""
+        alpn = ssl_object.selected_alpn_protocol()
+        if alpn == ALPN_1_1:
+            if ssl_object.version() != "TLSv1.3":
+                self._closed("radius_1_1_needs_tls13", peer, str(ssl_object.version()))
+                return None
+            return "1.1"
+        if self.settings.radius_1_1 == "require":
+            self._closed("radius_1_1_required", peer, f"ALPN {alpn}")
+            return None
+        return "1.0"
+
+    async def close(self) -> None:
+        """End every open connection (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _closed(self, reason: str, peer: str, detail: str = "") -> None:
+        self.closed[reason] = self.closed.get(reason, 0) + 1
+        self.front.core.count(f"radsec_{reason}")
+        log.warning("radsec connection from %s closed: %s %s", peer, reason, detail)
+
+    def accepted(self, transport: asyncio.Transport) -> None:
+        """A TCP connection is up: nothing is read until TLS takes it over (bytes read
+        before ``start_tls`` would be lost to the handshake)."""
+        transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self.handle(transport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, transport: asyncio.Transport) -> None:
+        """One connection, from accept to close."""
+        peername = transport.get_extra_info("peername") or ("", 0)
+        source = (str(peername[0]), int(peername[1]))
+        peer = f"{source[0]}:{source[1]}"
+        if self.connections >= self.settings.max_connections:
+            self._closed("connection_limit", peer)
+            transport.abort()
+            return
+        self.connections += 1
+        client: Client | None = None
+        writer: asyncio.StreamWriter | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            reader = asyncio.StreamReader()
+            protocol = _TlsStreamProtocol(reader)
+            try:
+                tls = await loop.start_tls(
+                    transport,
+                    protocol,
+                    self.contexts.current(),
+                    server_side=True,
+                    ssl_handshake_timeout=self.settings.handshake_timeout,
+                )
+            except ssl.SSLCertVerificationError as exc:
+                self._closed("certificate_refused", peer, exc.verify_message or str(exc))
+                return
+            except (ssl.SSLError, OSError, TimeoutError) as exc:
+                self._closed("handshake_failed", peer, f"{type(exc).__name__} {exc}")
+                return
+            assert tls is not None
+            writer = asyncio.StreamWriter(tls, protocol, reader, loop)
+            ssl_object = writer.get_extra_info("ssl_object")
+            version = self._version(ssl_object, peer)
+            if version is None:
+                return
+            der = ssl_object.getpeercert(binary_form=True)
+            client = self.matcher.find(der, version) if der else None
+            if client is None:
+                self._closed("unknown_client", peer, "no [[radsec.clients]] entry matches")
+                return
+            if self.per_client.get(client.name, 0) >= self.settings.max_connections_per_client:
+                self._closed("client_connection_limit", peer, client.name)
+                client = None
+                return
+            self.per_client[client.name] = self.per_client.get(client.name, 0) + 1
+            front = self.front_1_1 if version == "1.1" else self.front
+            await self._read_packets(reader, writer, client, source, peer, front)
+        except Exception:  # one connection must never stop the listener
+            log.exception("radsec connection from %s failed", peer)
+            self.front.core.count("internal_error")
+        finally:
+            self.connections -= 1
+            if client is not None:
+                self.per_client[client.name] -= 1
+            if writer is None:
+                transport.close()
+            else:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _read_packets(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: Client,
+        source: tuple[str, int],
+        peer: str,
+        front: Front,
+    ) -> None:
+        """Packets until the peer closes, misframes, or idles (RFC 6614 §2.5).  Idle:
+        nothing read and no reply sent for ``idle_timeout`` seconds."""
+        local_port = int((writer.get_extra_info("sockname") or ("", 0))[1])
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+
+        def send(reply: bytes) -> None:
+            nonlocal last
+            last = loop.time()
+            if not writer.is_closing():
+                writer.write(reply)
+
+        idle = self.settings.idle_timeout
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readexactly(4), idle)
+            except TimeoutError:
+                if loop.time() - last < idle:
+                    continue  # a reply went out meanwhile: not idle
+                self._closed("idle_timeout", peer, client.name)
+                return
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    self._closed("truncated", peer, client.name)
+                return  # the peer closed the connection
+            except (ConnectionError, ssl.SSLError):
+                return
+            length = int.from_bytes(head[2:4], "big")
+            if length < HEADER_SIZE or length > MAX_PACKET_SIZE:
+                self._closed("bad_length", peer, f"{client.name}: Length {length}")
+                return
+            try:
+                body = await asyncio.wait_for(reader.readexactly(length - 4), idle)
+            except TimeoutError:
+                self._closed("half_packet", peer, client.name)
+                return
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                self._closed("truncated", peer, client.name)
+                return
+            last = loop.time()
+            handled = front.receive(head + body, source, send, local_port=local_port, client=client)
+            if isinstance(handled, Drop) and handled.reason == "malformed":
+                self._closed("malformed", peer, client.name)
+                return
+            await writer.drain()
+
+
+class _TlsStreamProtocol(asyncio.StreamReaderProtocol):
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False  # under TLS the transport closes on EOF anyway
+
+
+class _Accepting(asyncio.Protocol):
+    """The protocol of a fresh TCP connection, until TLS replaces it."""
+
+    def __init__(self, listener: RadsecListener) -> None:
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.listener.accepted(transport)
+
+
+async def serve(
+    core: RadiusCore,
+    settings: RadsecSettings,
+    *,
+    crls: CrlSource | None = None,
+    core_1_1: RadiusCore | None = None,
+    ready: Callable[[list[tuple[str, int]]], None] | None = None,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], float] = time.time,
+    threads: int = 4,
+    expire_interval: float = 1.0,
+) -> None:
+    """Serve RadSec on ``settings.listen`` until ``stop`` is set (or SIGTERM/SIGINT);
+    ``ready`` gets the bound addresses (useful with port 0).  ``core_1_1`` answers the
+    RADIUS/1.1 connections (``core`` when None): the same checks, another log stamp."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    pool = FairPool(threads) if threads > 0 else None
+    front = Front(core, clock, pool)
+    front_1_1 = Front(core_1_1, clock, pool) if core_1_1 is not None else None
+    listener = RadsecListener(front, settings, crls=crls, front_1_1=front_1_1)
+    listener.contexts.current()  # a bad certificate or key fails now, not at the first NAS
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    servers: list[asyncio.Server] = []
+    bound: list[tuple[str, int]] = []
+    try:
+        for host, port in settings.listen:
+            server = await loop.create_server(
+                lambda: _Accepting(listener),
+                host,
+                port,
+                backlog=min(settings.max_connections, 4096),
+            )
+            servers.append(server)
+            sockname = server.sockets[0].getsockname()
+            bound.append((str(sockname[0]), int(sockname[1])))
+        expiry = loop.create_task(front.expire_periodically(stop, expire_interval))
+        if ready is not None:
+            ready(bound)
+        await stop.wait()
+        await expiry
+    finally:
+        for server in servers:
+            server.close()
+        await listener.close()
+        front.close()

@@ -1,0 +1,182 @@
+"""The ``[radsec]`` table of ``eapkit serve`` and what serve builds from it: the
+settings of :mod:`eapkit.radius.radsec`, the core behind that listener, its CRLs, and
+:func:`serve_listeners`, which runs the UDP and RadSec listeners in one process with one
+decision log (each line says ``transport`` and ``radius_version``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eapkit.crl_reload import CrlFiles
+from eapkit.errors import ConfigError
+from eapkit.radius import radsec, udp
+from eapkit.radius.address import parse_hostport
+from eapkit.radius.clients import Client, ClientTable
+from eapkit.radius.core import RadiusCore
+from eapkit.radius.radsec import RadsecClient, RadsecSettings
+
+__all__ = [
+    "build_radsec_core",
+    "radsec_clients",
+    "radsec_crls",
+    "radsec_settings",
+    "serve_listeners",
+]
+
+
+def _text(table: dict[str, Any], key: str) -> str | None:
+    return str(table[key]) if key in table else None
+
+
+def _paths(value: str | list[str], p: Callable[[str], Path]) -> list[Path]:
+    return [p(x) for x in ([value] if isinstance(value, str) else value)]
+
+
+def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSettings:
+    """The ``[radsec]`` table (eapkit.radius.radsec); ``p`` resolves paths.  Keys::
+
+    [radsec]
+    listen = ["127.0.0.1:2083"]         # RFC 6614 §2.1: TCP 2083
+    cert = "radsec.pem"                 # the server's chain, leaf first
+    key = "radsec.key"
+    ca = []                             # more CAs to trust (each client entry's is)
+    crl = ["nas-ca.crl"]                # checked for client certificates, reloaded
+    min_version = "1.2"                 # or "1.3"
+    radius_1_1 = "allow"                # RFC 9765 by ALPN: "forbid", "allow", "require"
+    idle_timeout = 120
+    handshake_timeout = 10
+    max_connections = 1000
+    max_connections_per_client = 64
+
+    [[radsec.clients]]
+    name = "gw1"                        # the client in policy and the decision log
+    ca = "nas-ca.pem"                   # the CA that issued its certificate
+    san = "gw1.vpn.example"             # a pattern for a dNSName SAN, and/or
+    subject = "gw1*"                    # a pattern for the subject CN
+    second_factor = "enforce"
+    bind_rounds = true
+    """
+    settings = RadsecSettings()
+    if "listen" in table:
+        listen = table["listen"]
+        settings.listen = [
+            parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
+        ]
+    if "cert" not in table or "key" not in table:
+        raise ConfigError("[radsec] needs cert and key (the server's certificate)")
+    settings.cert, settings.key = p(table["cert"]), p(table["key"])
+    settings.ca = _paths(table.get("ca", []), p)
+    settings.crl = _paths(table.get("crl", []), p)
+    settings.min_version = str(table.get("min_version", settings.min_version))
+    settings.radius_1_1 = str(table.get("radius_1_1", settings.radius_1_1))
+    if settings.radius_1_1 not in ("forbid", "allow", "require"):
+        raise ConfigError('[radsec] radius_1_1 is "forbid", "allow" or "require"')
+    settings.idle_timeout = float(table.get("idle_timeout", settings.idle_timeout))
+    settings.handshake_timeout = float(table.get("handshake_timeout", 10.0))
+    settings.max_connections = int(table.get("max_connections", settings.max_connections))
+    settings.max_connections_per_client = int(
+        table.get("max_connections_per_client", settings.max_connections_per_client)
+    )
+    for i, nas in enumerate(table.get("clients", []), 1):
+        if nas.get("second_factor", "enforce") not in ("enforce", "nas"):
+            raise ConfigError('[[radsec.clients]] second_factor is "enforce" or "nas"')
+        settings.clients.append(
+            RadsecClient(
+                str(nas.get("name") or nas.get("san") or nas.get("subject") or f"radsec-{i}"),
+                p(nas["ca"]),
+                subject=_text(nas, "subject"),
+                san=_text(nas, "san"),
+                second_factor=str(nas.get("second_factor", "enforce")),
+                bind_rounds=bool(nas.get("bind_rounds", True)),
+            )
+        )
+    if not settings.clients:
+        raise ConfigError("[radsec] has no [[radsec.clients]]: no NAS could connect")
+    if len({c.name for c in settings.clients}) != len(settings.clients):
+        raise ConfigError("two [[radsec.clients]] entries have the same name")
+    return settings
+
+
+def radsec_clients(settings: RadsecSettings | None) -> list[Client]:
+    """The core's view of the ``[[radsec.clients]]`` entries."""
+    return [c.client() for c in settings.clients] if settings is not None else []
+
+
+def build_radsec_core(core: RadiusCore, version: str = "1.0") -> RadiusCore:
+    """The core behind the RadSec listener: the UDP core's conversations, checks and
+    approval gate, its own duplicate cache (keyed per connection), and decision lines
+    that say which transport and RADIUS version they came through (one log, one
+    stream).  The UDP core's lines say ``"transport": "udp"`` from then on."""
+    core.decisions.stamp = {**core.decisions.stamp, "transport": "udp", "radius_version": "1.0"}
+    return RadiusCore(
+        ClientTable([]),
+        core.eap,
+        plain=core.plain,
+        decisions=core.decisions.stamped(transport="radsec", radius_version=version),
+        # the TLS session protects the hop: PAP needs no Message-Authenticator (EAP and
+        # Status-Server still carry one, RFC 3579 §3.2, RFC 5997 §3)
+        require_message_authenticator=False,
+        approval=core.approval,
+        accounting_ports=frozenset(),
+    )
+
+
+def radsec_crls(
+    settings: RadsecSettings, warn: Callable[[str], None], sources: list[CrlFiles]
+) -> CrlFiles | None:
+    """The ``[radsec] crl`` files, reloaded when they change (and, once in ``sources``,
+    on SIGHUP)."""
+    if not settings.crl:
+        return None
+    crls = CrlFiles(settings.crl, warn=warn)
+    sources.append(crls)
+    return crls
+
+
+async def serve_listeners(
+    core: RadiusCore,
+    listen: list[tuple[str, int]],
+    settings: RadsecSettings | None,
+    *,
+    ready: Callable[[list[tuple[str, int]]], None],
+    crl_sources: list[CrlFiles] | None = None,
+    warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
+) -> None:
+    """UDP on ``listen`` and, with ``settings``, RadSec beside it, until SIGTERM/SIGINT;
+    one failing listener stops the other.  The RadSec CRLs join ``crl_sources`` (what
+    SIGHUP reloads)."""
+    stop = asyncio.Event()
+
+    async def guarded(job: Any) -> None:
+        try:
+            await job
+        finally:
+            stop.set()
+
+    jobs = [guarded(udp.serve(core, listen, ready=ready, stop=stop))]
+    if settings is not None:
+
+        def radsec_ready(bound: list[tuple[str, int]]) -> None:
+            addrs = ", ".join(f"{h}:{p}" for h, p in bound)
+            print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
+
+        radsec_core = build_radsec_core(core)
+        core_1_1 = build_radsec_core(core, "1.1")
+        crls = radsec_crls(settings, warn, crl_sources if crl_sources is not None else [])
+        jobs.append(
+            guarded(
+                radsec.serve(
+                    radsec_core,
+                    settings,
+                    crls=crls,
+                    core_1_1=core_1_1,
+                    ready=radsec_ready,
+                    stop=stop,
+                )
+            )
+        )
+    await asyncio.gather(*jobs)
