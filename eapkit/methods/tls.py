@@ -248,7 +248,7 @@ class TlsPeer(TlsPeerBase):
     def _success(self) -> Outcome:
         engine = self._engine
         if self._cache is not None:
-            self._cache.put(self._cache_key, engine.session())
+            self._cache.put(self._cache_key, engine.session(), engine)
         return Outcome(True, "ok", derive_keys(engine), None, "", _tls_attributes(engine))
 
     def _end(self, outcome: Outcome, type_data: bytes, final: bool = True) -> Done:

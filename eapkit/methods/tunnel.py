@@ -224,7 +224,7 @@ class TunnelPeerBase(TlsPeerBase, _InnerEap):
         engine = self._engine
         if self._cache is not None:
             if outcome.success:
-                self._cache.put(self._cache_key, engine.session())
+                self._cache.put(self._cache_key, engine.session(), engine)
             else:
                 self._cache.forget(self._cache_key)
         if final or not outcome.success:  # MAY_CONT: the server may still ask more

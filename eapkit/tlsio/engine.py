@@ -493,23 +493,36 @@ class SessionCache:
     Keyed by whatever the method chooses (EAP-TLS: server name and identity); a small
     LRU so a long-running peer does not grow without bound.  Not thread-safe: one per
     peer configuration, used by one conversation at a time.
+
+    A session kept before the server's verdict (a tunnel's last word, RFC 4137 MAY_CONT)
+    comes with the engine that made it, still open: OpenSSL marks a session not
+    resumable when its connection is freed without a shutdown, and the engine's
+    connection is freed whenever the garbage collector gets to it.  The cache holds the
+    engine until the session is taken for the next authentication, then closes it
+    cleanly, so resuming never depends on when the collector ran.
     """
 
     def __init__(self, max_entries: int = 64) -> None:
         self.max_entries = max_entries
-        self._entries: dict[object, SSL.Session] = {}
+        self._entries: dict[object, tuple[SSL.Session, TlsEapEngine | None]] = {}
 
     def get(self, key: object) -> SSL.Session | None:
-        session = self._entries.pop(key, None)
-        if session is not None:
-            self._entries[key] = session
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        session, engine = entry
+        if engine is not None:  # the conversation that made it is over by now
+            engine.close(True)
+        self._entries[key] = (session, None)
         return session
 
-    def put(self, key: object, session: SSL.Session | None) -> None:
+    def put(
+        self, key: object, session: SSL.Session | None, engine: TlsEapEngine | None = None
+    ) -> None:
         self._entries.pop(key, None)
         if session is None:
             return
-        self._entries[key] = session
+        self._entries[key] = (session, engine)
         while len(self._entries) > self.max_entries:
             self._entries.pop(next(iter(self._entries)))
 
