@@ -101,22 +101,34 @@ class CommitQueue:
             self._pending.append(entry)
             if self._leader:
                 self._arrived.notify()
+        while True:
+            with self._arrived:
                 while not entry.done and self._leader:
                     self._finished.wait()
                 if entry.done:
                     return entry.outcome()
-            # No leader (or the last one finished without our entry): lead this batch.
-            self._leader = True
-            want = min(self._expect, self._max_batch)
-            if want > 1 and self._window > 0:
-                deadline = time.monotonic() + self._window
-                while len(self._pending) < want:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrived.wait(left)
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+                # No leader: lead the next batch (which may be full before our entry, so
+                # the loop runs again until our own entry was committed).
+                self._leader = True
+                batch = self._collect()
+            self._commit(batch)
+
+    def _collect(self) -> list[Entry[Any]]:
+        """Under the lock: wait for the expected company, then take up to max_batch."""
+        want = min(self._expect, self._max_batch)
+        if want > 1 and self._window > 0:
+            deadline = time.monotonic() + self._window
+            while len(self._pending) < want:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        return batch
+
+    def _commit(self, batch: list[Entry[Any]]) -> None:
+        """Outside the lock: execute; then settle, wake everyone and give up the lead."""
         try:
             self._execute(batch)
         except BaseException as exc:  # handed to every unsettled caller
@@ -134,4 +146,3 @@ class CommitQueue:
                 self.operations += len(batch)
                 self._leader = False
                 self._finished.notify_all()  # results, and one of the rest leads next
-        return entry.outcome()
