@@ -110,7 +110,13 @@ class CommitQueue:
                 # No leader: lead the next batch (which may be full before our entry, so
                 # the loop runs again until our own entry was committed).
                 self._leader = True
-                batch = self._collect()
+                try:
+                    batch = self._collect()
+                except BaseException:  # interrupted while waiting: let another lead
+                    self._pending.remove(entry)
+                    self._leader = False
+                    self._finished.notify_all()
+                    raise
             self._commit(batch)
 
     def _collect(self) -> list[Entry[Any]]:

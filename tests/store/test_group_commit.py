@@ -102,6 +102,25 @@ def test_a_lone_caller_does_not_wait_for_the_window() -> None:
     assert q.batches == 20
 
 
+def test_a_leader_interrupted_while_waiting_hands_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    q = CommitQueue(SlowLog(delay=0.0), window=1.0)
+    q._expect = 4  # as if the last batch was shared: the next leader waits for company
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupted(timeout: float | None = None) -> bool:
+        raise Interrupted
+
+    monkeypatch.setattr(q._arrived, "wait", interrupted)
+    with pytest.raises(Interrupted):
+        q.submit(const(1))
+    monkeypatch.undo()
+    q._expect = 1
+    assert q.submit(const(2)) == 2  # not stuck behind a leader that left
+    assert q.operations == 1  # the interrupted caller's operation never ran
+
+
 def test_queue_arguments_are_checked() -> None:
     with pytest.raises(ValueError):
         CommitQueue(SlowLog(), window=-1)
