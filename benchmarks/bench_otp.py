@@ -16,7 +16,11 @@
   check.
 
 eapkit runs on the memory store; the ``_sqlite`` rows are the same call on the SQLite
-store (one WAL file, ``synchronous=FULL``: an fsync per accepted code), for scale.
+store (one WAL file, ``synchronous=FULL``: an fsync per commit), for scale.  The
+``_sqlite_8threads`` row is eight threads verifying different users at once (wall time
+per verification) with group commit (one transaction and one fsync per batch of
+concurrent verifications), anchored on the same run with group commit off (one fsync per
+verification).
 
 Every valid-code run uses fresh codes (a code verifies once); pyotp checks the same code
 again and again, which is all it can do.  The contenders are measured
@@ -33,6 +37,7 @@ import binascii
 import hmac
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +60,7 @@ NOW = 1_700_000_000.0
 AES_KEY = bytes(range(16))
 UID = bytes.fromhex("0a0b0c0d0e0f")
 PUBLIC = "ccccccbcgujh"
+THREADS = 8  # concurrent verifications in the group-commit rows
 _BITREV = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 Row = dict[str, Any]
@@ -238,6 +244,37 @@ def run(quick: bool = False) -> list[Row]:
 
         return make
 
+    def totp_threads(store: Callable[[], Store], count: int) -> Maker:
+        """``count`` users split over THREADS threads, each verifying its own users."""
+
+        def make() -> Callable[[], None]:
+            v = OtpVerifier(store(), _sealer(), rand=DeterministicRandom(1))
+            for i in range(count):
+                v.enroll(users[i][0], OtpCredential(secrets[i]), 0.0)
+                v.verify(users[i][0], "", NOW)
+            verify, start = v.verify, threading.Event()
+
+            def work(part: list[tuple[str, str]]) -> None:
+                start.wait()
+                for user, code in part:
+                    _check(verify(user, code, NOW).ok)
+
+            threads = [
+                threading.Thread(target=work, args=(users[k:count:THREADS],))
+                for k in range(THREADS)
+            ]
+            for th in threads:
+                th.start()
+
+            def go() -> None:
+                start.set()
+                for th in threads:
+                    th.join()
+
+            return go
+
+        return make
+
     jobs.add("totp_valid", totp_users(MemoryStore, n), n)
     jobs.add("totp_revalidate", one_user(None, every_30s, "ok"), n)
     jobs.add("totp_invalid", one_user(OtpPolicy(max_failures=10**9), wrong_codes, "bad_code"), n)
@@ -250,7 +287,13 @@ def run(quick: bool = False) -> list[Row]:
         def sqlite_store() -> Store:
             return SqliteStore(Path(tmp) / f"bench{next(count)}.db")
 
+        def sqlite_serial() -> Store:
+            return SqliteStore(Path(tmp) / f"bench{next(count)}.db", group_commit=False)
+
+        n_thr = 2 * n_sql
         jobs.add("totp_valid_sqlite", totp_users(sqlite_store, n_sql), n_sql)
+        jobs.add("totp_valid_sqlite_threads", totp_threads(sqlite_store, n_thr), n_thr)
+        jobs.add("totp_valid_sqlite_threads_off", totp_threads(sqlite_serial, n_thr), n_thr)
         jobs.add("yubikey_sqlite", yubikey(sqlite_store, otps[:n_sql]), n_sql)
         t = jobs.run(rounds)
 
@@ -274,6 +317,13 @@ def run(quick: bool = False) -> list[Row]:
             "totp_valid_sqlite",
             totp_anchor,
             "pyotp_valid",
+            t["floor_hmac"],
+        ),
+        (
+            f"totp_verify_valid_sqlite_{THREADS}threads",
+            "totp_valid_sqlite_threads",
+            f"the same, {THREADS} threads, group commit off",
+            "totp_valid_sqlite_threads_off",
             t["floor_hmac"],
         ),
         (

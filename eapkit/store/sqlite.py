@@ -18,15 +18,17 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eapkit.private_files import create_private
 from eapkit.store.base import StoreUnavailable, check_counter, check_ttl
+from eapkit.store.group_commit import CommitQueue, Entry
 
 __all__ = ["SqliteStore"]
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records  (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -48,17 +50,33 @@ class SqliteStore:
 
     ``busy_timeout`` (seconds) bounds how long an operation waits for another process's
     write lock; ``durable=False`` trades the last transactions on power loss for speed
-    (``synchronous=NORMAL``).
+    (``synchronous=NORMAL``).  ``group_commit`` (on by default) lets writes from
+    concurrent threads share one transaction and one sync: a batch is whatever queued
+    while the previous commit ran, or arrives within ``group_window`` seconds when the
+    previous batch was shared, at most ``group_max`` operations
+    (:mod:`eapkit.store.group_commit`).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = 2.0, durable: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 2.0,
+        durable: bool = True,
+        group_commit: bool = True,
+        group_window: float = 0.001,
+        group_max: int = 64,
     ) -> None:
         self._path = str(Path(path))
         self._busy_timeout = busy_timeout
         self._durable = durable
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
+        self._queue = (
+            CommitQueue(self._commit_batch, window=group_window, max_batch=group_max)
+            if group_commit
+            else None
+        )
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_in_child(ref))
         with self._lock:
@@ -90,17 +108,49 @@ class SqliteStore:
         self._con = con
         return con
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One BEGIN IMMEDIATE transaction, under the per-object thread lock."""
+    def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op`` atomically in a ``BEGIN IMMEDIATE`` transaction; return once durable.
+
+        With group commit the transaction (and its sync) is shared with the operations
+        other threads submitted in the same window (:mod:`eapkit.store.group_commit`).
+        """
+        if self._queue is not None:
+            return self._queue.submit(op)
+        entry: Entry[T] = Entry(op)
+        self._commit_batch([entry])
+        return entry.outcome()
+
+    def _commit_batch(self, batch: list[Entry[Any]]) -> None:
+        """One transaction for the whole batch, each operation inside its own savepoint.
+
+        Results are handed out only after COMMIT returned (with ``synchronous=FULL`` the
+        WAL is synced by then); a failed BEGIN or COMMIT fails every operation.
+        """
         with self._lock:
             con = self._connection()
             try:
                 con.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _unavailable(exc) from exc
+            alone = len(batch) == 1
+            results: list[tuple[bool, Any]] = []
             try:
-                yield con
+                for e in batch:
+                    if not alone:
+                        con.execute("SAVEPOINT op")
+                    try:
+                        value = e.op(con)
+                    except Exception as exc:  # this caller's error only
+                        if alone:
+                            raise
+                        con.execute("ROLLBACK TO op")
+                        con.execute("RELEASE op")
+                        err = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+                        results.append((False, err))
+                        continue
+                    if not alone:
+                        con.execute("RELEASE op")
+                    results.append((True, value))
                 con.execute("COMMIT")
             except BaseException as exc:
                 if con.in_transaction:
@@ -113,6 +163,11 @@ class SqliteStore:
                 if isinstance(exc, sqlite3.Error):
                     raise _unavailable(exc) from exc
                 raise
+        for e, (ok, outcome) in zip(batch, results, strict=True):
+            if ok:
+                e.value = outcome
+            else:
+                e.error = outcome
 
     def _read(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
         with self._lock:
@@ -130,12 +185,16 @@ class SqliteStore:
         return None if row is None else bytes(row[0])
 
     def put(self, key: str, value: bytes) -> None:
-        with self._write() as con:
+        data = bytes(value)
+
+        def op(con: sqlite3.Connection) -> None:
             con.execute(
                 "INSERT INTO records (k, v) VALUES (?, ?) "
                 "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                (key, bytes(value)),
+                (key, data),
             )
+
+        self._write(op)
 
     def record_keys(self) -> list[str]:
         """Every record's key (``eapkit store seal`` walks them; not on a hot path)."""
@@ -147,11 +206,13 @@ class SqliteStore:
                 raise _unavailable(exc) from exc
 
     def delete(self, key: str) -> bool:
-        with self._write() as con:
+        def op(con: sqlite3.Connection) -> bool:
             removed = 0
             for table in _TABLES:
                 removed += con.execute(f"DELETE FROM {table} WHERE k = ?", (key,)).rowcount  # noqa: S608
-        return removed > 0
+            return removed > 0
+
+        return self._write(op)
 
     # -- counters --------------------------------------------------------------------
 
@@ -161,7 +222,8 @@ class SqliteStore:
 
     def advance(self, key: str, value: int) -> bool:
         check_counter(value)
-        with self._write() as con:
+
+        def op(con: sqlite3.Connection) -> bool:
             row = con.execute("SELECT n FROM counters WHERE k = ?", (key,)).fetchone()
             if row is not None and value <= row[0]:
                 return False
@@ -172,13 +234,16 @@ class SqliteStore:
             )
             return True
 
+        return self._write(op)
+
     def advance_unless_locked(
         self, key: str, value: int | None, tally_key: str, limit: int, now: float
     ) -> tuple[bool, int, float]:
         if value is not None:
             check_counter(value)
+
         # A write transaction even for a tally read (value None): the same cost either way.
-        with self._write() as con:
+        def op(con: sqlite3.Connection) -> tuple[bool, int, float]:
             row = con.execute(
                 "SELECT n, t FROM tallies WHERE k = ? AND exp > ?", (tally_key, now)
             ).fetchone()
@@ -197,11 +262,14 @@ class SqliteStore:
                 con.execute("DELETE FROM tallies WHERE k = ?", (tally_key,))
             return (True, count, last)
 
+        return self._write(op)
+
     # -- expiring failure counters -----------------------------------------------------
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)
-        with self._write() as con:
+
+        def op(con: sqlite3.Connection) -> int:
             row = con.execute("SELECT n, exp FROM tallies WHERE k = ?", (key,)).fetchone()
             count = row[0] + 1 if row is not None and row[1] > now else 1
             con.execute(
@@ -209,7 +277,9 @@ class SqliteStore:
                 "ON CONFLICT (k) DO UPDATE SET n = excluded.n, t = excluded.t, exp = excluded.exp",
                 (key, count, now, now + ttl),
             )
-        return int(count)
+            return int(count)
+
+        return self._write(op)
 
     def tally(self, key: str, now: float) -> tuple[int, float]:
         row = self._read("SELECT n, t FROM tallies WHERE k = ? AND exp > ?", (key, now))
@@ -221,7 +291,9 @@ class SqliteStore:
 
     def put_once(self, key: str, value: bytes, ttl: float, now: float) -> bool:
         check_ttl(ttl)
-        with self._write() as con:
+        data = bytes(value)
+
+        def op(con: sqlite3.Connection) -> bool:
             live = con.execute(
                 "SELECT 1 FROM tokens WHERE k = ? AND exp > ?", (key, now)
             ).fetchone()
@@ -230,17 +302,21 @@ class SqliteStore:
             con.execute(
                 "INSERT INTO tokens (k, v, exp) VALUES (?, ?, ?) "
                 "ON CONFLICT (k) DO UPDATE SET v = excluded.v, exp = excluded.exp",
-                (key, bytes(value), now + ttl),
+                (key, data, now + ttl),
             )
             return True
 
+        return self._write(op)
+
     def take(self, key: str, now: float) -> bytes | None:
-        with self._write() as con:
+        def op(con: sqlite3.Connection) -> bytes | None:
             row = con.execute("SELECT v, exp FROM tokens WHERE k = ?", (key,)).fetchone()
             if row is None:
                 return None
             con.execute("DELETE FROM tokens WHERE k = ?", (key,))
-        return bytes(row[0]) if row[1] > now else None
+            return bytes(row[0]) if row[1] > now else None
+
+        return self._write(op)
 
     def peek(self, key: str, now: float) -> bytes | None:
         row = self._read("SELECT v FROM tokens WHERE k = ? AND exp > ?", (key, now))
@@ -250,10 +326,13 @@ class SqliteStore:
 
     def purge(self, now: float) -> int:
         """Remove expired tallies and tokens; returns how many rows went."""
-        with self._write() as con:
+
+        def op(con: sqlite3.Connection) -> int:
             gone = con.execute("DELETE FROM tallies WHERE exp <= ?", (now,)).rowcount
             gone += con.execute("DELETE FROM tokens WHERE exp <= ?", (now,)).rowcount
-        return int(gone)
+            return int(gone)
+
+        return self._write(op)
 
     def close(self) -> None:
         with self._lock:
@@ -264,6 +343,8 @@ class SqliteStore:
     def _after_fork(self) -> None:
         # The thread lock may have been held by another thread at fork time.
         self._lock = threading.Lock()
+        if self._queue is not None:
+            self._queue.after_fork()
         if self._con is not None:
             _ABANDONED.append(self._con)
             self._con = None

@@ -15,7 +15,13 @@ from eapkit.store import MAX_COUNTER, MemoryStore, SqliteStore, Store, StoreUnav
 from eapkit.store.base import composed_advance_unless_locked
 from tests.conftest import free_tcp_port
 
-BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.interop), "composed"]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    "sqlite_serial",
+    pytest.param("redis", marks=pytest.mark.interop),
+    "composed",
+]
 
 
 class ComposedStore(MemoryStore):
@@ -34,6 +40,8 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
         return ComposedStore()
     if kind == "sqlite":
         return SqliteStore(tmp_path / "store.db")
+    if kind == "sqlite_serial":
+        return SqliteStore(tmp_path / "store.db", group_commit=False)
     from eapkit.store.redis_store import RedisStore
 
     url = request.getfixturevalue("redis_url")
