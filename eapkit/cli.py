@@ -182,7 +182,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.listen = bound
             print(describe(cfg, names), file=sys.stderr, flush=True)
 
-        radius = serve_listeners(core, cfg.listen, cfg.radsec, ready=ready, crl_sources=CRL_SOURCES)
+        radius = serve_listeners(
+            core,
+            cfg.listen,
+            cfg.radsec,
+            ready=ready,
+            crl_sources=CRL_SOURCES,
+            config_file=Path(args.config) if args.config else None,
+        )
         if core.approval is not None:
             from eapkit.bridge.gate import Bridge
             from eapkit.bridge.run import serve_with_bridge
