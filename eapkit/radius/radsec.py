@@ -69,7 +69,8 @@ from eapkit.radius.clients import Client
 from eapkit.radius.core import Drop, RadiusCore
 from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
-from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE, RADIUS_1_1
+from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE
+from eapkit.radius.radius11 import ALPN_1_0, ALPN_1_1, RADIUS_1_1
 from eapkit.tlsio.config import CrlSource, PemSource
 
 __all__ = [
@@ -84,7 +85,6 @@ __all__ = [
 log = logging.getLogger("eapkit.radius.radsec")
 
 RADSEC_SECRET = b"radsec"  # RFC 6614 §2.3: the shared secret of RADIUS/1.0 over TLS
-ALPN_1_0, ALPN_1_1 = "radius/1.0", "radius/1.1"  # RFC 9765 §3.1
 RADIUS_VERSIONS = ("1.0", "1.1")
 DEFAULT_PORT = 2083  # RFC 6614 §2.1
 
@@ -104,7 +104,7 @@ class RadsecClient:
 
     def client(self, version: str = "1.0") -> Client:
         """The core's view of this entry: its name and policy, the fixed secret (or,
-        for RADIUS/1.1, none: :data:`~eapkit.radius.packet.RADIUS_1_1`)."""
+        for RADIUS/1.1, none: :data:`~eapkit.radius.radius11.RADIUS_1_1`)."""
         return Client.of(
             "0.0.0.0/0",
             RADIUS_1_1 if version == "1.1" else RADSEC_SECRET,
