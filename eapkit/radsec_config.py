@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from eapkit.radius.radsec import RadsecClient, RadsecSettings
 __all__ = [
     "ClientsFile",
     "build_radsec_core",
+    "radsec_beside",
     "radsec_clients",
     "radsec_crls",
     "radsec_settings",
@@ -231,29 +232,63 @@ async def serve_listeners(
 
     jobs = [guarded(udp.serve(core, listen, ready=ready, stop=stop))]
     if settings is not None:
-
-        def radsec_ready(bound: list[tuple[str, int]]) -> None:
-            addrs = ", ".join(f"{h}:{p}" for h, p in bound)
-            print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
-
-        radsec_core = build_radsec_core(core)
-        core_1_1 = build_radsec_core(core, "1.1")
-        crls = radsec_crls(settings, warn, crl_sources if crl_sources is not None else [])
-        jobs.append(
-            guarded(
-                radsec.serve(
-                    radsec_core,
-                    settings,
-                    crls=crls,
-                    core_1_1=core_1_1,
-                    clients=(
-                        ClientsFile(config_file, settings.clients, warn=warn)
-                        if config_file is not None
-                        else None
-                    ),
-                    ready=radsec_ready,
-                    stop=stop,
-                )
-            )
-        )
+        jobs.append(guarded(_radsec(core, settings, stop, crl_sources, config_file, warn)))
     await asyncio.gather(*jobs)
+
+
+def _radsec(
+    core: RadiusCore,
+    settings: RadsecSettings,
+    stop: asyncio.Event,
+    crl_sources: list[CrlFiles] | None,
+    config_file: Path | None,
+    warn: Callable[[str], None],
+) -> Coroutine[Any, Any, None]:
+    """The RadSec listener beside ``core``'s UDP one (its cores, CRLs, clients file)."""
+
+    def radsec_ready(bound: list[tuple[str, int]]) -> None:
+        addrs = ", ".join(f"{h}:{p}" for h, p in bound)
+        print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
+
+    return radsec.serve(
+        build_radsec_core(core),
+        settings,
+        crls=radsec_crls(settings, warn, crl_sources if crl_sources is not None else []),
+        core_1_1=build_radsec_core(core, "1.1"),
+        clients=(
+            ClientsFile(config_file, settings.clients, warn=warn)
+            if config_file is not None
+            else None
+        ),
+        ready=radsec_ready,
+        stop=stop,
+    )
+
+
+async def radsec_beside(
+    core: RadiusCore,
+    front: Awaitable[Any],
+    settings: RadsecSettings,
+    *,
+    config_file: Path | None = None,
+    warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
+) -> None:
+    """``--workers N``: worker 0 runs the RadSec listener beside its UDP ``front`` (the
+    other workers serve UDP only).  SIGTERM stops the listener, which ends the front
+    too; either one ending ends the other."""
+    stop = asyncio.Event()
+    jobs = [
+        asyncio.ensure_future(front),
+        asyncio.ensure_future(_radsec(core, settings, stop, None, config_file, warn)),
+    ]
+    try:
+        await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        for job in jobs:
+            if job is not jobs[1]:
+                job.cancel()
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
