@@ -1,11 +1,12 @@
 """``eapkit serve --workers 2`` with ``[radsec]`` (issue 17): worker 0 runs the RadSec
-listener beside its UDP socket, the other workers serve UDP only; SIGTERM stops them
-all, worker 0 included."""
+listener beside its UDP socket, the other workers serve UDP only; SIGHUP reloads its
+clients; SIGTERM stops them all, worker 0 included."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from pathlib import Path
 
 from eapkit.radius.nas import RadiusClient
@@ -33,6 +34,13 @@ def test_workers_serve_radsec_in_worker_0(tmp_path: Path) -> None:
         lines = [d for d in serve.decisions if d.get("result") == "accept"]
         assert {(d["transport"], d["worker"]) for d in lines} == {("radsec", 0)}
         assert len(lines) == 3
+        # SIGHUP to the parent reaches worker 0: a reload, not the end of serve
+        lab.write("gw1")
+        serve.daemon.proc.send_signal(signal.SIGHUP)
+        serve.daemon.wait_for("reloaded: gw1$")
+        assert asyncio.run(_login(lab, "gw2")) == 0
+        assert asyncio.run(_login(lab, "gw1")) == Code.ACCESS_ACCEPT
+        assert serve.daemon.proc.poll() is None
         serve.daemon.stop()
         output = serve.daemon.log.read_text(errors="replace")
         assert serve.daemon.proc.returncode == 0, output[-2000:]
