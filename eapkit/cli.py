@@ -169,9 +169,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in loose([*config_file, *secret_files(cfg)]):
         print(f"eapkit serve: warning: {warning}", file=sys.stderr)
     if args.workers != 1:
-        if cfg.radsec is not None:
-            raise ConfigError("[radsec] runs in one process: leave out --workers")
-        return _serve_workers(cfg, users, args.workers)
+        return _serve_workers(cfg, users, args.workers, args.config)
     stream = sys.stdout if cfg.log == "-" else open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         core = build_core(cfg, users, log_stream=stream)
@@ -182,7 +180,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.listen = bound
             print(describe(cfg, names), file=sys.stderr, flush=True)
 
-        radius = serve_listeners(core, cfg.listen, cfg.radsec, ready=ready, crl_sources=CRL_SOURCES)
+        radius = serve_listeners(
+            core,
+            cfg.listen,
+            cfg.radsec,
+            ready=ready,
+            crl_sources=CRL_SOURCES,
+            config_file=Path(args.config) if args.config else None,
+        )
         if core.approval is not None:
             from eapkit.bridge.gate import Bridge
             from eapkit.bridge.run import serve_with_bridge
@@ -198,9 +203,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(cfg: ServeConfig, users: Directory, workers: int) -> int:
+def _serve_workers(
+    cfg: ServeConfig, users: Directory, workers: int, config: str | None = None
+) -> int:
     """``--workers N``: N processes on the same port (:mod:`eapkit.radius.workers`);
-    each builds its own core (database connections, decision log) after the fork."""
+    each builds its own core (database connections, decision log) after the fork.
+    ``[radsec]``: worker 0 runs the RadSec listener as well (docs/radsec.md)."""
     from eapkit.radius.workers import run_workers
     from eapkit.second_factor import sealing_keys
 
@@ -220,7 +228,12 @@ def _serve_workers(cfg: ServeConfig, users: Directory, workers: int) -> int:
         print(f"{text}; {workers} workers", file=sys.stderr, flush=True)
 
     def around(worker: int, core: RadiusCore, front: Awaitable[Any]) -> Awaitable[Any]:
-        # The approval page runs in worker 0; every worker's gate reads the shared store.
+        # RadSec and the approval page run in worker 0; every gate reads the shared store.
+        if worker == 0 and cfg.radsec is not None:
+            from eapkit.radsec_config import radsec_beside
+
+            config_file = Path(config) if config else None
+            front = radsec_beside(core, front, cfg.radsec, config_file=config_file)
         if worker != 0 or core.approval is None:
             return front
         from eapkit.bridge.gate import Bridge

@@ -1,13 +1,18 @@
 """The ``[radsec]`` table of ``eapkit serve`` and what serve builds from it: the
 settings of :mod:`eapkit.radius.radsec`, the core behind that listener, its CRLs, and
 :func:`serve_listeners`, which runs the UDP and RadSec listeners in one process with one
-decision log (each line says ``transport`` and ``radius_version``)."""
+decision log (each line says ``transport`` and ``radius_version``), and
+:class:`ClientsFile`, which reloads the ``[[radsec.clients]]`` entries from the TOML
+file while serve runs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import Callable
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,9 @@ from eapkit.radius.core import RadiusCore
 from eapkit.radius.radsec import RadsecClient, RadsecSettings
 
 __all__ = [
+    "ClientsFile",
     "build_radsec_core",
+    "radsec_beside",
     "radsec_clients",
     "radsec_crls",
     "radsec_settings",
@@ -101,6 +108,70 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
     return settings
 
 
+class ClientsFile:
+    """The ``[[radsec.clients]]`` of a running serve's TOML file, a
+    :class:`~eapkit.radius.radsec.ClientSource`: :meth:`poll` looks at the file's mtime,
+    size and inode at most once per ``interval`` seconds (:meth:`force`: at the next
+    poll, ``SIGHUP``) and, when they changed, parses its ``[radsec]`` table again.  A
+    file that cannot be read or parsed keeps the entries in force and is reported once
+    to ``warn``."""
+
+    def __init__(
+        self,
+        path: Path,
+        clients: list[RadsecClient],
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.path = path
+        self.clients = list(clients)
+        self.interval = interval
+        self.clock = clock
+        self.warn = warn
+        self.generation = 0
+        self._signature = self._stat()
+        self._next = clock() + interval
+        self._reported: tuple[int, int, int] | None = None
+
+    def _stat(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def force(self) -> None:
+        self._next = 0.0
+
+    def poll(self) -> None:
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        signature = self._stat()
+        if signature == self._signature:
+            return
+        base = self.path.parent
+
+        def p(value: str) -> Path:
+            return Path(value) if Path(value).is_absolute() else base / value
+
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+            clients = radsec_settings(dict(data["radsec"]), p).clients
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            if self._reported != signature:
+                self._reported = signature
+                self.warn(f"{self.path}: [[radsec.clients]] not reloaded, the previous stay: {exc}")
+            return
+        self._signature = signature
+        if clients != self.clients:
+            self.clients = clients
+            self.generation += 1
+
+
 def radsec_clients(settings: RadsecSettings | None) -> list[Client]:
     """The core's view of the ``[[radsec.clients]]`` entries."""
     return [c.client() for c in settings.clients] if settings is not None else []
@@ -144,11 +215,13 @@ async def serve_listeners(
     *,
     ready: Callable[[list[tuple[str, int]]], None],
     crl_sources: list[CrlFiles] | None = None,
+    config_file: Path | None = None,
     warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
 ) -> None:
     """UDP on ``listen`` and, with ``settings``, RadSec beside it, until SIGTERM/SIGINT;
     one failing listener stops the other.  The RadSec CRLs join ``crl_sources`` (what
-    SIGHUP reloads)."""
+    SIGHUP reloads); with ``config_file`` (the TOML ``settings`` came from) the
+    ``[[radsec.clients]]`` are reloaded from it when it changes and on SIGHUP."""
     stop = asyncio.Event()
 
     async def guarded(job: Any) -> None:
@@ -159,24 +232,63 @@ async def serve_listeners(
 
     jobs = [guarded(udp.serve(core, listen, ready=ready, stop=stop))]
     if settings is not None:
-
-        def radsec_ready(bound: list[tuple[str, int]]) -> None:
-            addrs = ", ".join(f"{h}:{p}" for h, p in bound)
-            print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
-
-        radsec_core = build_radsec_core(core)
-        core_1_1 = build_radsec_core(core, "1.1")
-        crls = radsec_crls(settings, warn, crl_sources if crl_sources is not None else [])
-        jobs.append(
-            guarded(
-                radsec.serve(
-                    radsec_core,
-                    settings,
-                    crls=crls,
-                    core_1_1=core_1_1,
-                    ready=radsec_ready,
-                    stop=stop,
-                )
-            )
-        )
+        jobs.append(guarded(_radsec(core, settings, stop, crl_sources, config_file, warn)))
     await asyncio.gather(*jobs)
+
+
+def _radsec(
+    core: RadiusCore,
+    settings: RadsecSettings,
+    stop: asyncio.Event,
+    crl_sources: list[CrlFiles] | None,
+    config_file: Path | None,
+    warn: Callable[[str], None],
+) -> Coroutine[Any, Any, None]:
+    """The RadSec listener beside ``core``'s UDP one (its cores, CRLs, clients file)."""
+
+    def radsec_ready(bound: list[tuple[str, int]]) -> None:
+        addrs = ", ".join(f"{h}:{p}" for h, p in bound)
+        print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
+
+    return radsec.serve(
+        build_radsec_core(core),
+        settings,
+        crls=radsec_crls(settings, warn, crl_sources if crl_sources is not None else []),
+        core_1_1=build_radsec_core(core, "1.1"),
+        clients=(
+            ClientsFile(config_file, settings.clients, warn=warn)
+            if config_file is not None
+            else None
+        ),
+        ready=radsec_ready,
+        stop=stop,
+    )
+
+
+async def radsec_beside(
+    core: RadiusCore,
+    front: Awaitable[Any],
+    settings: RadsecSettings,
+    *,
+    config_file: Path | None = None,
+    warn: Callable[[str], None] = lambda msg: print(f"eapkit: {msg}", file=sys.stderr),
+) -> None:
+    """``--workers N``: worker 0 runs the RadSec listener beside its UDP ``front`` (the
+    other workers serve UDP only).  SIGTERM stops the listener, which ends the front
+    too; either one ending ends the other."""
+    stop = asyncio.Event()
+    jobs = [
+        asyncio.ensure_future(front),
+        asyncio.ensure_future(_radsec(core, settings, stop, None, config_file, warn)),
+    ]
+    try:
+        await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        for job in jobs:
+            if job is not jobs[1]:
+                job.cancel()
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result

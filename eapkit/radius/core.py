@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -78,11 +78,13 @@ from eapkit.radius.packet import (
     Attribute,
     Code,
     Packet,
-    Radius11,
     decode,
     eap_message_attributes,
     encode_reply,
 )
+from eapkit.radius.radius11 import Radius11
+from eapkit.radius.radius11 import decode as decode_1_1
+from eapkit.radius.radius11 import encode_reply as encode_reply_1_1
 from eapkit.radius.reply import REJECT_MESSAGE, AccessReply
 from eapkit.store.base import StoreUnavailable
 
@@ -342,7 +344,7 @@ class RadiusCore:
         if client is None:
             return self._unknown_client(host, now)
         try:
-            request = decode(data, version="1.1" if _v11(client.secret) else "1.0")
+            request = decode_1_1(data) if _v11(client.secret) else decode(data)
         except DecodeError as exc:
             return self._drop("malformed", host, now, str(exc))
         return self._admit(request, client, now, source, local_port)
@@ -471,7 +473,7 @@ class RadiusCore:
         """The encoded reply, or a drop when it would exceed 4096 octets (RFC 2865 §3):
         FreeRADIUS refuses to encode such a reply and sends nothing, so do we."""
         try:
-            data = encode_reply(code, request, attributes, client.secret)
+            data = _encode_reply(code, request, attributes, client.secret)
         except ValueError:
             data = b""
         if 0 < len(data) <= MAX_PACKET_SIZE:
@@ -533,7 +535,7 @@ class RadiusCore:
                 if local_port in self.accounting_ports
                 else Code.ACCESS_ACCEPT
             )
-            return Reply(encode_reply(answer, request, [], secret))
+            return Reply(_encode_reply(answer, request, [], secret))
         return self._drop("unexpected_code", host, now, str(code))
 
     def _access(
@@ -612,8 +614,8 @@ class RadiusCore:
             ("", 0, 0, b""),
             ticket.ticket,
             ticket.deadline,
-            encode_reply(Code.ACCESS_ACCEPT, request, reply.attributes, secret),
-            encode_reply(Code.ACCESS_REJECT, request, reject, secret),
+            _encode_reply(Code.ACCESS_ACCEPT, request, reply.attributes, secret),
+            _encode_reply(Code.ACCESS_REJECT, request, reject, secret),
             record,
         )
 
@@ -634,7 +636,7 @@ class RadiusCore:
         )
         self.count("reject")
         attrs: list[Attribute] = [(Attr.REPLY_MESSAGE, REJECT_MESSAGE)]
-        return Reply(encode_reply(Code.ACCESS_REJECT, request, attrs, secret))
+        return Reply(_encode_reply(Code.ACCESS_REJECT, request, attrs, secret))
 
     def _accounting(
         self, request: Packet, secret: bytes, client: Client, host: str, now: float
@@ -667,7 +669,16 @@ class RadiusCore:
             return self._drop("malformed_accounting", host, now, str(exc))
         self.decisions.write(record)
         self.count("accounting")
-        return Reply(encode_reply(Code.ACCOUNTING_RESPONSE, request, [], secret))
+        return Reply(_encode_reply(Code.ACCOUNTING_RESPONSE, request, [], secret))
+
+
+def _encode_reply(
+    code: int, request: Packet, attributes: Sequence[Attribute], secret: bytes
+) -> bytes:
+    """A reply as the client's RADIUS version lays it out: RFC 2865 §3, or RFC 9765 §4."""
+    if _v11(secret):
+        return encode_reply_1_1(code, request, attributes)
+    return encode_reply(code, request, attributes, secret)
 
 
 def _v11(secret: bytes) -> bool:

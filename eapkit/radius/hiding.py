@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 
 from eapkit.errors import DecodeError
-from eapkit.radius.packet import Radius11
+from eapkit.radius.radius11 import Radius11
 
 __all__ = [
     "MAX_PASSWORD_LENGTH",

@@ -516,11 +516,11 @@ def _result(
     started: float,
 ) -> ProbeResult:
     mppe = None
-    if accepted and client.radius11:
-        mppe = radius11.mppe_keys(reply)  # RFC 9765 §5.1.4: in clear
-    elif accepted:
+    if accepted:
+        # RFC 9765 §5.1.4: over RADIUS/1.1 the keys travel in clear
+        secret = radius11.RADIUS_1_1 if client.radius11 else client.secret
         try:
-            mppe = recover_mppe_keys(reply, client.secret, authenticator)
+            mppe = recover_mppe_keys(reply, secret, authenticator)
         except DecodeError:
             mppe = None
     shown: dict[str, str] = {}

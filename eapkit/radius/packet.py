@@ -43,12 +43,8 @@ hide a chosen prefix in front of it (BlastRADIUS, CVE-2024-3596).
 appears twice (RFC 3579 §3.3: "0-1" per packet).  Verification methods return
 ``bool`` and compare MACs in constant time.
 
-RADIUS/1.1 (RFC 9765 §4, negotiated by ALPN over TLS) keeps the header layout but
-uses no MD5 at all: the 16 octets after Length are a 4-octet Token and 12 reserved
-zero octets, there is no Message-Authenticator (one received is discarded, §5.2) and
-nothing is obfuscated.  Pass :data:`RADIUS_1_1` where a shared secret goes:
-:func:`decode` with ``version="1.1"``, :func:`encode_reply` and :func:`encode_request`
-then lay out 1.1 packets, and :mod:`eapkit.radius.hiding` leaves values as they are.
+RADIUS/1.1 (RFC 9765, negotiated by ALPN over TLS) has its own codec,
+:mod:`eapkit.radius.radius11`, which lays out its packets as :class:`Packet` objects.
 
 Encoders raise ``ValueError`` for what cannot be sent (a programming error): a value
 over 253 octets (use :func:`eap_message_attributes` to split an EAP packet), a packet
@@ -74,30 +70,13 @@ from eapkit.radius.dictionary import (
 )
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 
-
-class Radius11(bytes):
-    """The "secret" of a RADIUS/1.1 connection (RFC 9765): there is none; every
-    function that would sign or obfuscate with a secret does nothing with this one."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "RADIUS_1_1"
-
-
-RADIUS_1_1 = Radius11()
-TOKEN_SIZE = 4  # RFC 9765 §4
-
 __all__ = [
     "AUTHENTICATOR_SIZE",
     "HEADER_SIZE",
     "MAX_PACKET_SIZE",
-    "RADIUS_1_1",
-    "TOKEN_SIZE",
     "Attribute",
     "Code",
     "Packet",
-    "Radius11",
     "check_request",
     "decode",
     "eap_message_attributes",
@@ -118,7 +97,6 @@ Attribute = tuple[int, bytes]
 
 _HEADER = struct.Struct("!BBH")
 _ZERO16 = bytes(16)
-_RESERVED12 = bytes(12)  # RFC 9765 §4: zero when sent, ignored when received
 _MA = Attr.MESSAGE_AUTHENTICATOR.value
 _EAP = Attr.EAP_MESSAGE.value
 _VSA = Attr.VENDOR_SPECIFIC.value
@@ -354,19 +332,13 @@ def _vendor_subattributes(data: bytes) -> list[Attribute]:
 # -- decoding ------------------------------------------------------------------------------
 
 
-def decode(data: bytes | bytearray | memoryview, *, version: str = "1.0") -> Packet:
+def decode(data: bytes | bytearray | memoryview) -> Packet:
     """Parse one RADIUS packet (RFC 2865 §3) from a datagram.
 
     Raises :class:`DecodeError` when the header is short, Length is below 20, above
     4096 or beyond the datagram, an attribute's Length is below 2 or runs past the
-    packet, or a Message-Authenticator is not 16 octets or repeats.  ``version="1.1"``
-    (RFC 9765 §5.2): Message-Authenticator attributes are silently discarded.
+    packet, or a Message-Authenticator is not 16 octets or repeats.
     """
-    if version == "1.1":
-        packet = decode(data)
-        packet.attributes = [(t, v) for t, v in packet.attributes if t != _MA]
-        packet._ma = -1
-        return packet
     if type(data) is not bytes:
         data = bytes(data)
     n = len(data)
@@ -476,12 +448,6 @@ def encode_request(
     Message-Authenticator as the first attribute (RFC 3579 §3.2, RFC 5997 §3 makes it
     mandatory for Status-Server).
     """
-    if isinstance(secret, Radius11):  # RFC 9765 §4: ``authenticator`` is the Token
-        token = authenticator if authenticator is not None else rng.random_bytes(TOKEN_SIZE)
-        if len(token) != TOKEN_SIZE:
-            raise ValueError(f"a RADIUS/1.1 Token is 4 octets, not {len(token)}")
-        body = _encode_attributes(attributes, signed=True)
-        return _pack_header(code, identifier, HEADER_SIZE + len(body)) + token + _RESERVED12 + body
     computed = code in _COMPUTED_AUTHENTICATOR
     if computed:
         if authenticator is not None:
@@ -528,9 +494,6 @@ def encode_reply(
         proxied = [(t, v) for t, v in request.attributes if t == _PROXY_STATE]
         if proxied:
             body += _encode_attributes(proxied)
-    if isinstance(secret, Radius11):  # RFC 9765 §4: the request's Token, no MD5
-        head = _pack_header(code, request.identifier, HEADER_SIZE + len(body))
-        return head + request.authenticator[:TOKEN_SIZE] + _RESERVED12 + body
     if message_authenticator is None:
         message_authenticator = request.code in _RANDOM_AUTHENTICATOR
     head = _pack_header(

@@ -31,7 +31,13 @@ it; the replies go back on the same connection, in whatever order their checks e
   change (a :class:`~eapkit.tlsio.config.CrlSource`, ``eapkit.crl_reload.CrlFiles``
   in serve): the next handshake uses a new ``SSLContext``; one that cannot be built
   leaves the previous one in force;
-- Status-Server (RFC 5997) is answered by the core like any other request.
+- Status-Server (RFC 5997) is answered by the core like any other request;
+- the ``[[radsec.clients]]`` entries are reloaded without a restart (a
+  :class:`ClientSource`, ``eapkit.radsec_config.ClientsFile`` in serve: the TOML file
+  looked at, at most once a second, when a connection arrives, and on ``SIGHUP``):
+  new connections use the new list, and connections of an entry that was removed or
+  changed are closed (``client_removed`` in the log); a list that cannot be read or
+  built leaves the previous one in force.
 
 The standard library's ``ssl`` module does the TLS: on a stream socket it is enough
 (pyOpenSSL's memory BIOs are for TLS inside EAP, :mod:`eapkit.tlsio`), and
@@ -53,6 +59,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -62,15 +69,22 @@ from eapkit.radius.clients import Client
 from eapkit.radius.core import Drop, RadiusCore
 from eapkit.radius.fairpool import FairPool
 from eapkit.radius.front import Front
-from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE, RADIUS_1_1
+from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE
+from eapkit.radius.radius11 import ALPN_1_0, ALPN_1_1, RADIUS_1_1
 from eapkit.tlsio.config import CrlSource, PemSource
 
-__all__ = ["RADSEC_SECRET", "RadsecClient", "RadsecListener", "RadsecSettings", "serve"]
+__all__ = [
+    "RADSEC_SECRET",
+    "ClientSource",
+    "RadsecClient",
+    "RadsecListener",
+    "RadsecSettings",
+    "serve",
+]
 
 log = logging.getLogger("eapkit.radius.radsec")
 
 RADSEC_SECRET = b"radsec"  # RFC 6614 §2.3: the shared secret of RADIUS/1.0 over TLS
-ALPN_1_0, ALPN_1_1 = "radius/1.0", "radius/1.1"  # RFC 9765 §3.1
 RADIUS_VERSIONS = ("1.0", "1.1")
 DEFAULT_PORT = 2083  # RFC 6614 §2.1
 
@@ -90,7 +104,7 @@ class RadsecClient:
 
     def client(self, version: str = "1.0") -> Client:
         """The core's view of this entry: its name and policy, the fixed secret (or,
-        for RADIUS/1.1, none: :data:`~eapkit.radius.packet.RADIUS_1_1`)."""
+        for RADIUS/1.1, none: :data:`~eapkit.radius.radius11.RADIUS_1_1`)."""
         return Client.of(
             "0.0.0.0/0",
             RADIUS_1_1 if version == "1.1" else RADSEC_SECRET,
@@ -116,6 +130,23 @@ class RadsecSettings:
     max_connections_per_client: int = 64
     min_version: str = "1.2"
     radius_1_1: str = "allow"  # RFC 9765 §3: "forbid", "allow" or "require"
+
+
+class ClientSource(Protocol):
+    """``[[radsec.clients]]`` entries that change while the server runs: ``poll`` looks
+    for a change cheaply (at most once per its interval), ``force`` has the next poll
+    look in any case (``SIGHUP``); ``generation`` counts the changes, ``clients`` holds
+    the current entries."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def clients(self) -> Sequence[RadsecClient]: ...
+
+    def poll(self) -> None: ...
+
+    def force(self) -> None: ...
 
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -144,6 +175,16 @@ class ClientMatcher:
         self._clients = {(e.name, v): e.client(v) for e in entries for v in RADIUS_VERSIONS}
 
     def find(self, der: bytes, version: str = "1.0") -> Client | None:
+        entry = self.entry(der)
+        return None if entry is None else self.client(entry, version)
+
+    def client(self, entry: RadsecClient, version: str = "1.0") -> Client:
+        """The core's view of ``entry`` (one of this matcher's) for ``version``."""
+        return self._clients[entry.name, version]
+
+    def entry(self, der: bytes) -> RadsecClient | None:
+        """The first entry whose CA issued the certificate ``der`` and whose patterns
+        its names match."""
         cert = x509.load_der_x509_certificate(der)
         cns, dns = _names(cert)
         for entry in self.entries:
@@ -155,7 +196,7 @@ class ClientMatcher:
                 continue
             if entry.san is not None and not any(fnmatch.fnmatchcase(n, entry.san) for n in dns):
                 continue
-            return self._clients[entry.name, version]
+            return entry
         return None
 
 
@@ -177,6 +218,11 @@ class ServerContexts:
         self.crls = crls
         self._generation = -1
         self._context: ssl.SSLContext | None = None
+        self._stale = False
+
+    def invalidate(self) -> None:
+        """Build a new context for the next handshake (the client entries' CAs changed)."""
+        self._stale = True
 
     def current(self) -> ssl.SSLContext:
         if self.crls is not None:
@@ -184,11 +230,12 @@ class ServerContexts:
         generation = self.crls.generation if self.crls is not None else 0
         if self._context is None:
             self._context = self._build()
-        elif generation != self._generation:
+        elif generation != self._generation or self._stale:
+            self._stale = False
             try:
                 self._context = self._build()
             except (OSError, ValueError, ssl.SSLError) as exc:
-                log.warning("radsec: new CRLs not in force, the previous stay: %s", exc)
+                log.warning("radsec: new CRLs or CAs not in force, the previous stay: %s", exc)
         self._generation = generation
         return self._context
 
@@ -243,16 +290,47 @@ class RadsecListener:
         *,
         crls: CrlSource | None = None,
         front_1_1: Front | None = None,
+        clients: ClientSource | None = None,
     ) -> None:
         self.front = front
         self.front_1_1 = front_1_1 or front  # RADIUS/1.1 connections' (their own log stamp)
         self.settings = settings
         self.contexts = ServerContexts(settings, crls)
         self.matcher = ClientMatcher(settings.clients)
+        self.clients = clients
+        self._clients_generation = clients.generation if clients is not None else 0
+        self._open: dict[asyncio.Task[None], tuple[RadsecClient | None, str]] = {}
         self.connections = 0
         self.per_client: dict[str, int] = {}
         self.closed: dict[str, int] = {}  # why connections ended, for tests and stats
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def reload_clients(self, *, force: bool = False) -> None:
+        """Take in a new ``[[radsec.clients]]`` list, if the source has one (``force``:
+        look now, ``SIGHUP``), and close the connections of removed or changed entries."""
+        if self.clients is None:
+            return
+        if force:
+            self.clients.force()
+        self.clients.poll()
+        if self.clients.generation == self._clients_generation:
+            return
+        self._clients_generation = self.clients.generation
+        entries = list(self.clients.clients)
+        try:
+            matcher = ClientMatcher(entries)
+        except (OSError, ValueError) as exc:
+            log.warning("radsec: new [[radsec.clients]] not in force, the previous stay: %s", exc)
+            return
+        self.matcher = matcher
+        self.settings.clients = entries
+        self.contexts.invalidate()
+        kept = set(entries)
+        for task, (entry, peer) in list(self._open.items()):
+            if entry is not None and entry not in kept:
+                self._closed("client_removed", peer, entry.name)
+                task.cancel()
+        log.warning("radsec: [[radsec.clients]] reloaded: %s", ", ".join(e.name for e in entries))
 
     def _version(self, ssl_object: ssl.SSLObject, peer: str) -> str | None:
         """The RADIUS version ALPN chose (RFC 9765 §3): radius/1.1 only over TLS 1.3;
@@ -284,9 +362,11 @@ class RadsecListener:
         """A TCP connection is up: nothing is read until TLS takes it over (bytes read
         before ``start_tls`` would be lost to the handshake)."""
         transport.pause_reading()
+        self.reload_clients()
         task = asyncio.get_running_loop().create_task(self.handle(transport))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._open.pop(t, None))
 
     async def handle(self, transport: asyncio.Transport) -> None:
         """One connection, from accept to close."""
@@ -325,7 +405,9 @@ class RadsecListener:
             if version is None:
                 return
             der = ssl_object.getpeercert(binary_form=True)
-            client = self.matcher.find(der, version) if der else None
+            matcher = self.matcher
+            entry = matcher.entry(der) if der else None
+            client = matcher.client(entry, version) if entry is not None else None
             if client is None:
                 self._closed("unknown_client", peer, "no [[radsec.clients]] entry matches")
                 return
@@ -334,6 +416,9 @@ class RadsecListener:
                 client = None
                 return
             self.per_client[client.name] = self.per_client.get(client.name, 0) + 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._open[task] = (entry, peer)
             front = self.front_1_1 if version == "1.1" else self.front
             await self._read_packets(reader, writer, client, source, peer, front)
         except Exception:  # one connection must never stop the listener
@@ -374,7 +459,10 @@ class RadsecListener:
         idle = self.settings.idle_timeout
         while True:
             try:
-                head = await asyncio.wait_for(reader.readexactly(4), idle)
+                # asyncio.timeout, not wait_for: no task per read (a third of the
+                # per-request CPU with many requests in flight, benchmarks/bench_radsec)
+                async with asyncio.timeout(idle):
+                    head = await reader.readexactly(4)
             except TimeoutError:
                 if loop.time() - last < idle:
                     continue  # a reply went out meanwhile: not idle
@@ -391,7 +479,8 @@ class RadsecListener:
                 self._closed("bad_length", peer, f"{client.name}: Length {length}")
                 return
             try:
-                body = await asyncio.wait_for(reader.readexactly(length - 4), idle)
+                async with asyncio.timeout(idle):
+                    body = await reader.readexactly(length - 4)
             except TimeoutError:
                 self._closed("half_packet", peer, client.name)
                 return
@@ -429,6 +518,7 @@ async def serve(
     *,
     crls: CrlSource | None = None,
     core_1_1: RadiusCore | None = None,
+    clients: ClientSource | None = None,
     ready: Callable[[list[tuple[str, int]]], None] | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
@@ -437,17 +527,28 @@ async def serve(
 ) -> None:
     """Serve RadSec on ``settings.listen`` until ``stop`` is set (or SIGTERM/SIGINT);
     ``ready`` gets the bound addresses (useful with port 0).  ``core_1_1`` answers the
-    RADIUS/1.1 connections (``core`` when None): the same checks, another log stamp."""
+    RADIUS/1.1 connections (``core`` when None): the same checks, another log stamp.
+    ``clients`` reloads the ``[[radsec.clients]]`` entries (also on ``SIGHUP``)."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     pool = FairPool(threads) if threads > 0 else None
     front = Front(core, clock, pool)
     front_1_1 = Front(core_1_1, clock, pool) if core_1_1 is not None else None
-    listener = RadsecListener(front, settings, crls=crls, front_1_1=front_1_1)
+    listener = RadsecListener(front, settings, crls=crls, front_1_1=front_1_1, clients=clients)
     listener.contexts.current()  # a bad certificate or key fails now, not at the first NAS
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    if clients is not None:
+        previous = signal.getsignal(signal.SIGHUP)
+
+        def hangup() -> None:  # the handler it replaces (CRL reload) still runs
+            if callable(previous):
+                previous(signal.SIGHUP, None)
+            listener.reload_clients(force=True)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, hangup)
     servers: list[asyncio.Server] = []
     bound: list[tuple[str, int]] = []
     try:

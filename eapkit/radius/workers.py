@@ -274,7 +274,8 @@ def _worker_main(
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what worker 0's RadSec listener takes
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     if os.getppid() != parent:
         return 1
     workers = len(channels)
@@ -333,7 +334,7 @@ def run_workers(
     channels: list[tuple[socket.socket, socket.socket]] = []
     pids: list[int] = []
     read_fd, write_fd = os.pipe()
-    blocked = {signal.SIGTERM, signal.SIGINT}
+    blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -342,6 +343,12 @@ def run_workers(
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def on_hangup(signum: int, frame: object) -> None:
+        # SIGHUP asks for a reload (RadSec clients in worker 0), not for the end
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     try:
         for host, port in listen:
@@ -356,6 +363,7 @@ def run_workers(
         # Signals wait until every worker exists and the handler knows their pids.
         signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
         signal.signal(signal.SIGINT, on_signal)
         parent = os.getpid()
         for i in range(workers):
@@ -408,6 +416,7 @@ def run_workers(
         _stop_all(live)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     return 1 if failed else 0
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from eapkit.errors import DecodeError
 from eapkit.radius import radius11
 from eapkit.radius.dictionary import Attr
+from eapkit.radius.mppe import recover_mppe_keys
 from eapkit.radius.packet import Code, encode_request
 
 attributes = st.lists(
@@ -60,9 +61,10 @@ def test_mppe_keys_travel_in_clear() -> None:
         (26, (311).to_bytes(4, "big") + bytes((17, 34)) + recv),
     ]
     packet = radius11.decode(radius11.encode(Code.ACCESS_ACCEPT, bytes(4), vsa))
-    keys = radius11.mppe_keys(packet)
+    keys = recover_mppe_keys(packet, radius11.RADIUS_1_1, bytes(16))
     assert keys is not None and keys.send == send and keys.recv == recv
-    assert radius11.mppe_keys(radius11.decode(radius11.encode(2, bytes(4), []))) is None
+    empty = radius11.decode(radius11.encode(2, bytes(4), []))
+    assert recover_mppe_keys(empty, radius11.RADIUS_1_1, bytes(16)) is None
 
 
 def test_token_counter_wraps() -> None:

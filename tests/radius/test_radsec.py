@@ -27,6 +27,7 @@ from eapkit.directory import LocalDirectory
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.methods.mschapv2 import mschapv2_authenticator, mschapv2_peer
 from eapkit.pki import Issued, crl_pem, make_ca, make_client, make_crl, make_server
+from eapkit.radius import radius11
 from eapkit.radius.access import EapAccess
 from eapkit.radius.clients import ClientTable
 from eapkit.radius.core import DecisionLog, RadiusCore
@@ -34,7 +35,6 @@ from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RadiusClient, authenticate
 from eapkit.radius.packet import (
-    RADIUS_1_1,
     Attribute,
     Code,
     Packet,
@@ -42,6 +42,7 @@ from eapkit.radius.packet import (
     encode_request,
 )
 from eapkit.radius.pap import PapAccess
+from eapkit.radius.radius11 import RADIUS_1_1
 from eapkit.radius.radsec import RADSEC_SECRET, RadsecClient, RadsecSettings, serve
 from eapkit.session import PeerSession
 
@@ -202,7 +203,7 @@ class TlsNas:
         while True:
             head = await self.reader.readexactly(4)
             body = await self.reader.readexactly(int.from_bytes(head[2:4], "big") - 4)
-            reply = decode(head + body)
+            reply = radius11.decode(head + body) if self.v11 else decode(head + body)
             key = int.from_bytes(reply.raw[4:8]) if self.v11 else reply.identifier
             future = self.pending.pop(key, None)
             if future is not None and not future.done():
@@ -213,7 +214,7 @@ class TlsNas:
         key = self.next_id
         self.next_id = (self.next_id + 1) % (1 << 32 if self.v11 else 256)
         if self.v11:  # RFC 9765 §4: a Token per packet, the Identifier zero
-            data = encode_request(code, 0, attributes, self.secret, authenticator=key.to_bytes(4))
+            data = radius11.encode(code, key.to_bytes(4), attributes)
         else:
             data = encode_request(
                 code,
@@ -539,14 +540,20 @@ def test_radius_1_1_round_trip(tmp_path: Path, pki: Pki, offer: tuple[str, ...])
     assert {d["radius_version"] for d in lines} == {"1.1"}
 
 
+@pytest.mark.parametrize(
+    "signature",
+    [bytes((80, 18)) + bytes(16), bytes((80, 4)) + bytes(2) + bytes((80, 18)) + bytes(16)],
+    ids=["wrong", "malformed_and_repeated"],
+)
 def test_radius_1_1_request_with_an_md5_signature_is_not_trusted_for_it(
-    tmp_path: Path, pki: Pki
+    tmp_path: Path, pki: Pki, signature: bytes
 ) -> None:
     """A Message-Authenticator on a 1.1 connection is discarded (RFC 9765 §5.2): a
-    packet carrying one, even a wrong one, is processed on its own merits."""
+    packet carrying one, even a wrong, short or repeated one, is processed on its own
+    merits (the server and the probe read 1.1 with one decoder)."""
     with running(tmp_path, pki) as server:
         ctx = server.nas_context(gw1(pki), "gw1", alpn=("radius/1.1",))
-        body = bytes((80, 18)) + bytes(16) + bytes((1, 7)) + b"alice" + bytes((2, 7)) + b"wrong"
+        body = signature + bytes((1, 7)) + b"alice" + bytes((2, 7)) + b"wrong"
         data = bytes((1, 0)) + (20 + len(body)).to_bytes(2) + b"\x00\x00\x00\x09"
         data += bytes(12) + body
         with tls_connection(server.addr, ctx) as tls:

@@ -10,13 +10,9 @@ from hypothesis import strategies as st
 from eapkit.errors import DecodeError
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password, salt_decrypt, salt_encrypt, unhide_password
-from eapkit.radius.packet import (
-    RADIUS_1_1,
-    Code,
-    decode,
-    encode_reply,
-    encode_request,
-)
+from eapkit.radius.packet import Code, decode
+from eapkit.radius.radius11 import RADIUS_1_1, encode, encode_reply
+from eapkit.radius.radius11 import decode as decode_1_1
 
 attribute = st.tuples(
     st.integers(1, 255).filter(lambda t: t != Attr.MESSAGE_AUTHENTICATOR),
@@ -29,12 +25,12 @@ codes = st.sampled_from([Code.ACCESS_REQUEST, Code.ACCOUNTING_REQUEST, Code.STAT
 def test_request_and_reply_round_trip(
     code: int, token: bytes, attrs: list[tuple[int, bytes]]
 ) -> None:
-    data = encode_request(code, 0, attrs, RADIUS_1_1, authenticator=token)
+    data = encode(code, token, attrs)
     assert data[4:8] == token and data[8:20] == bytes(12)  # Token, reserved zeros
-    request = decode(data, version="1.1")
+    request = decode_1_1(data)
     assert (request.code, request.attributes) == (code, attrs)
     assert request.message_authenticator is None  # none added: no MD5 (RFC 9765 §5.2)
-    reply = decode(encode_reply(Code.ACCESS_ACCEPT, request, attrs, RADIUS_1_1), version="1.1")
+    reply = decode_1_1(encode_reply(Code.ACCESS_ACCEPT, request, attrs))
     assert reply.raw[4:8] == token and reply.raw[8:20] == bytes(12)
     proxy_state = [(t, v) for t, v in attrs if t == Attr.PROXY_STATE]  # copied (RFC 2865 §5.33)
     assert reply.identifier == request.identifier and reply.attributes == attrs + proxy_state
@@ -43,7 +39,7 @@ def test_request_and_reply_round_trip(
 @given(st.binary(max_size=200))
 def test_decode_1_1_raises_only_decode_error(data: bytes) -> None:
     try:
-        packet = decode(data, version="1.1")
+        packet = decode_1_1(data)
     except DecodeError:
         return
     assert all(t != Attr.MESSAGE_AUTHENTICATOR for t, _ in packet.attributes)
@@ -54,7 +50,7 @@ def test_a_received_message_authenticator_is_discarded() -> None:
     """RFC 9765 §5.2: silently discarded, the packet still processed."""
     body = bytes((80, 18)) + bytes(16) + bytes((1, 7)) + b"alice"
     data = bytes((1, 3)) + (20 + len(body)).to_bytes(2) + b"TOKN" + bytes(12) + body
-    packet = decode(data, version="1.1")
+    packet = decode_1_1(data)
     assert packet.attributes == [(1, b"alice")] and packet.message_authenticator is None
     assert decode(data).message_authenticator is not None  # 1.0 keeps it
 
@@ -70,6 +66,17 @@ def test_nothing_is_obfuscated(password: bytes) -> None:
 
 def test_token_must_be_four_octets() -> None:
     with pytest.raises(ValueError, match="4 octets"):
-        encode_request(Code.ACCESS_REQUEST, 0, [], RADIUS_1_1, authenticator=bytes(16))
+        encode(Code.ACCESS_REQUEST, bytes(16), [])
     with pytest.raises(DecodeError):
         unhide_password(bytes(129), RADIUS_1_1, bytes(16))
+
+
+def test_a_malformed_message_authenticator_is_discarded_too() -> None:
+    """RFC 9765 §5.2 asks to discard it, whatever its length: the server used to refuse
+    the packet (RADIUS/1.0's decoder: "Message-Authenticator length") and close the
+    connection; one decoder now serves both sides."""
+    body = bytes((80, 4)) + bytes(2) + bytes((80, 18)) + bytes(16) + bytes((1, 7)) + b"alice"
+    data = bytes((1, 0)) + (20 + len(body)).to_bytes(2) + b"TOKN" + bytes(12) + body
+    with pytest.raises(DecodeError):
+        decode(data)
+    assert decode_1_1(data).attributes == [(1, b"alice")]
