@@ -105,6 +105,7 @@ def serve(hop: HopPki) -> Iterator[tuple[EapkitServe, int]]:
     port = free_tcp_port()
     config = work / "eapkit.toml"
     config.write_text(serve_config(hop, port))
+    config.chmod(0o600)
     with EapkitServe(work, extra=["--config", str(config)]) as server:
         _wait_for_tcp(port, server)
         yield server, port
@@ -250,19 +251,41 @@ def test_radsecproxy_with_a_foreign_certificate_is_refused(
     assert again.success and again.mppe_ok, again.output[-2000:]
 
 
+def test_a_tls12_hop_is_refused_by_min_version_13(hop: HopPki, tmp_path: Path) -> None:
+    """``min_version = "1.3"``: radsecproxy pinned to TLS 1.2 is refused at the
+    handshake, pinned to 1.3 it authenticates (so ``TlsVersion`` really pins the hop)."""
+    port = free_tcp_port()
+    config = tmp_path / "eapkit.toml"
+    config.write_text(serve_config(hop, port).replace('min_version = "1.2"', 'min_version = "1.3"'))
+    config.chmod(0o600)
+    with EapkitServe(tmp_path / "serve", extra=["--config", str(config)]) as server:
+        _wait_for_tcp(port, server)
+        with _proxy(hop, port, f"pin12-{tmp_path.name}", tls_version="1.2") as old:
+            refused = _eapol(server, old.port, tmp_path / "12", "eap=MSCHAPV2\n", timeout=4)
+        with _proxy(hop, port, f"pin13-{tmp_path.name}", tls_version="1.3") as new:
+            accepted = _eapol(server, new.port, tmp_path / "13", "eap=MSCHAPV2\n")
+        log = _log(server)
+    assert not refused.success and "Access-Accept" not in refused.output, log
+    assert "closed: handshake_failed SSLError [SSL: UNSUPPORTED_PROTOCOL]" in log, log
+    assert accepted.success and accepted.mppe_ok, accepted.output[-2000:] + log
+
+
 # -- 2. eapol_test -> FreeRADIUS (UDP, proxy) -> eapkit serve (TLS) ------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["1.2", "1.3"], ids=["hop-tls12", "hop-tls13"])
 def freeradius_proxy(
-    hop: HopPki, serve: tuple[EapkitServe, int]
+    request: pytest.FixtureRequest, hop: HopPki, serve: tuple[EapkitServe, int]
 ) -> Iterator[FreeRadiusRadsecProxy]:
+    """FreeRADIUS proxying to eapkit serve, its TLS hop capped at one version."""
+    version: str = request.param
     with FreeRadiusRadsecProxy(
-        hop.work / "freeradius-proxy",
+        hop.work / f"freeradius-proxy-{version}",
         home_port=serve[1],
         home_cert=hop.path("gateway.pem"),
         home_key=hop.path("gateway.key"),
         home_ca=hop.path("ca.pem"),
+        home_tls_max_version=version,
     ) as proxy:
         yield proxy
 
@@ -300,3 +323,11 @@ def test_eapol_test_through_freeradius_proxy_to_serve(
         assert f"TLSv{tls}" in result.output, explain
     [decision] = [d for d in server.decisions[before:] if d.get("result") == "accept"]
     assert decision["transport"] == "radsec" and decision["client"] == "gateway", decision
+    # FreeRADIUS's trace of its outgoing handshake shows the hop's version: TLS 1.3
+    # states are labelled "TLSv1.3"; only TLS 1.2 has a ServerKeyExchange.
+    trace = freeradius_proxy.output()
+    if freeradius_proxy.home_tls_max_version == "1.3":
+        assert "Client TLSv1.3 read encrypted extensions" in trace, explain
+    else:
+        assert "Client TLSv1.3" not in trace, explain
+        assert "Client SSLv3/TLS read server key exchange" in trace, explain
