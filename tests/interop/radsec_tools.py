@@ -112,6 +112,7 @@ class RadsecProxy:
     secret: str = "testing123"
     port: int = 0
     tls_version: str | None = None  # "1.2" or "1.3": TlsVersion TLS1_2 / TLS1_3
+    netns: str | None = None  # run inside this network namespace (the IKEv2 lab's gateway)
     daemon: Daemon | None = field(default=None, repr=False)
 
     @property
@@ -164,9 +165,11 @@ class RadsecProxy:
             self.port = free_udp_port()
         conf = self.workdir / "radsecproxy.conf"
         conf.write_text(self.config())
-        # -f: foreground (so the pid is radsecproxy's), -d 5: log to stderr in full.
+        # -f: foreground (so the pid is radsecproxy's), -d 5: log to stderr in full;
+        # "ip netns exec" execs it, so the pid stays radsecproxy's there too.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.daemon = Daemon(
-            [exe, "-f", "-d", "5", "-c", str(conf)],
+            [*prefix, exe, "-f", "-d", "5", "-c", str(conf)],
             self.log,
             ready=r"createlistener: listening for udp on",
         )
