@@ -243,6 +243,10 @@ class ServerContexts:
         s = self.settings
         assert s.cert is not None and s.key is not None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # No TLS 1.3 NewSessionTickets (RFC 8446 §4.6.1): FreeRADIUS 3.2.1 proxying to
+        # us loses the first reply on a fresh connection when they race it
+        # (docs/design-notes.md); RadSec connections are long-lived anyway.
+        ctx.num_tickets = 0
         ctx.minimum_version = _VERSIONS[s.min_version]
         ctx.maximum_version = ssl.TLSVersion.TLSv1_3
         ctx.load_cert_chain(s.cert, s.key)

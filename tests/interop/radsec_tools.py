@@ -10,7 +10,12 @@ so that module stays one concept and under ~600 lines):
   from 127.0.0.1 on a free port and forwarding everything over TLS to one RadSec
   server (the usual bridge in front of strongSwan, whose eap-radius speaks UDP only);
   it presents ``cert``/``key`` and accepts a server certificate from ``ca`` whose
-  dNSName is ``server_name``.  Stopped by pid.
+  dNSName is ``server_name``; ``tls_version`` (``"1.2"``, ``"1.3"``) pins the TLS hop's
+  version.  Stopped by pid.
+- :class:`FreeRadiusRadsecProxy`: FreeRADIUS 3.2 as a RadSec *proxy*: RADIUS/UDP in on
+  127.0.0.1, every Access-Request forwarded (``Proxy-To-Realm``) to a ``home_server``
+  with ``proto = tcp`` and a ``tls`` section (its client certificate ``home_cert``),
+  through a ``home_server_pool`` and ``realm``.
 """
 
 from __future__ import annotations
@@ -106,11 +111,18 @@ class RadsecProxy:
     server_name: str
     secret: str = "testing123"
     port: int = 0
+    tls_version: str | None = None  # "1.2" or "1.3": TlsVersion TLS1_2 / TLS1_3
+    netns: str | None = None  # run inside this network namespace (the IKEv2 lab's gateway)
     daemon: Daemon | None = field(default=None, repr=False)
 
     @property
     def log(self) -> Path:
         return self.workdir / "radsecproxy.log"
+
+    def _tls_version(self) -> str:
+        if self.tls_version is None:
+            return ""
+        return f"    TlsVersion TLS{self.tls_version.replace('.', '_')}\n"
 
     def config(self) -> str:
         name = re.escape(self.server_name)
@@ -121,6 +133,7 @@ class RadsecProxy:
             f"    CACertificateFile {self.ca}\n"
             f"    CertificateFile {self.cert}\n"
             f"    CertificateKeyFile {self.key}\n"
+            f"{self._tls_version()}"
             "}\n"
             "client nas {\n"
             "    host 127.0.0.1\n"
@@ -152,9 +165,11 @@ class RadsecProxy:
             self.port = free_udp_port()
         conf = self.workdir / "radsecproxy.conf"
         conf.write_text(self.config())
-        # -f: foreground (so the pid is radsecproxy's), -d 5: log to stderr in full.
+        # -f: foreground (so the pid is radsecproxy's), -d 5: log to stderr in full;
+        # "ip netns exec" execs it, so the pid stays radsecproxy's there too.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.daemon = Daemon(
-            [exe, "-f", "-d", "5", "-c", str(conf)],
+            [*prefix, exe, "-f", "-d", "5", "-c", str(conf)],
             self.log,
             ready=r"createlistener: listening for udp on",
         )
@@ -163,3 +178,101 @@ class RadsecProxy:
     def __exit__(self, *exc: object) -> None:
         if self.daemon is not None:
             self.daemon.stop()
+
+
+@dataclass
+class FreeRadiusRadsecProxy(FreeRadius):
+    """FreeRADIUS 3.2 taking RADIUS/UDP on 127.0.0.1:``port`` (secret ``secret``) and
+    proxying every Access-Request over TLS to 127.0.0.1:``home_port`` (RFC 6614: secret
+    ``radsec``), presenting ``home_cert``/``home_key`` and trusting ``home_ca`` for the
+    home server's certificate.  Nothing is authenticated locally."""
+
+    home_port: int = 0
+    home_cert: Path | None = None
+    home_key: Path | None = None
+    home_ca: Path | None = None
+    home_tls_max_version: str = "1.3"
+
+    def proxy_conf(self) -> str:
+        """``proxy.conf``: home server, pool and realm (as Debian's ``sites-available/tls``)."""
+        assert self.home_cert and self.home_key and self.home_ca
+        return (
+            "proxy server {\n"
+            "    default_fallback = no\n"
+            "}\n"
+            "home_server eapkit {\n"
+            "    type = auth\n"
+            "    ipaddr = 127.0.0.1\n"
+            f"    port = {self.home_port}\n"
+            "    proto = tcp\n"
+            f'    secret = "{RADSEC_SECRET}"\n'
+            "    response_window = 20\n"
+            "    status_check = none\n"
+            "    tls {\n"
+            f'        private_key_file = "{self.home_key}"\n'
+            f'        certificate_file = "{self.home_cert}"\n'
+            f'        ca_file = "{self.home_ca}"\n'
+            "        fragment_size = 8192\n"
+            '        cipher_list = "DEFAULT"\n'
+            '        tls_min_version = "1.2"\n'
+            f'        tls_max_version = "{self.home_tls_max_version}"\n'
+            "        connect_timeout = 5\n"
+            "    }\n"
+            "}\n"
+            "home_server_pool eapkit {\n"
+            "    type = fail-over\n"
+            "    home_server = eapkit\n"
+            "}\n"
+            "realm eapkit {\n"
+            "    auth_pool = eapkit\n"
+            "    nostrip\n"
+            "}\n"
+        )
+
+    def default_site(self) -> str:
+        return (
+            "server default {\n"
+            "    listen {\n"
+            "        type = auth\n"
+            "        ipaddr = 127.0.0.1\n"
+            f"        port = {self.port}\n"
+            "    }\n"
+            "    authorize {\n"
+            "        update control {\n"
+            '            &Proxy-To-Realm := "eapkit"\n'
+            "        }\n"
+            "    }\n"
+            "    pre-proxy {\n    }\n"
+            "    post-proxy {\n    }\n"
+            "    post-auth {\n"
+            "        Post-Auth-Type REJECT {\n"
+            "            attr_filter.access_reject\n"
+            "        }\n"
+            "    }\n"
+            "}\n"
+        )
+
+    def radiusd_conf(self, stock: str) -> str:
+        conf = super().radiusd_conf(stock)
+        return re.sub(r"(?m)^proxy_requests\s*=.*$", "proxy_requests = yes", conf, count=1)
+
+    def configure(self) -> Path:
+        conf = super().configure()
+        proxy = conf / "proxy.conf"
+        proxy.unlink()
+        proxy.write_text(self.proxy_conf())
+        proxy.chmod(0o644)
+        return conf
+
+    def __enter__(self) -> FreeRadiusRadsecProxy:
+        # TLS sockets need the thread pool ("-X" refuses them), as FreeRadiusRadsec.
+        exe = require_tool("freeradius")["freeradius"]
+        self.configure()
+        flags = ["-fxx", "-l", "stdout"] if self.debug else ["-f", "-l", "stdout"]
+        self.daemon = Daemon(
+            [exe, *flags, "-d", str(self.confdir)],
+            self.log,
+            ready=r"Ready to process requests",
+            timeout=30,
+        )
+        return self

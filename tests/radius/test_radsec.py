@@ -619,3 +619,34 @@ def test_many_idle_connections_up_to_the_limit(tmp_path: Path, pki: Pki) -> None
                 tls.close()
         assert _counted(server, "radsec_idle_timeout", n)
         _still_serving(server, pki)
+
+
+def test_no_tls13_session_tickets(tmp_path: Path, pki: Pki) -> None:
+    """No NewSessionTicket after a TLS 1.3 handshake (RFC 8446 §4.6.1): FreeRADIUS 3.2.1
+    proxying to eapkit loses the first reply when tickets race it (seen in
+    tests/interop/test_radsec_serve_interop.py; docs/design-notes.md)."""
+    with running(tmp_path, pki) as server:
+        ctx = server.nas_context(gw1(pki), "gw1", ssl.TLSVersion.TLSv1_3)
+        with tls_connection(server.addr, ctx) as tls:
+            assert tls.version() == "TLSv1.3"
+            auth = bytes(range(16))
+            attrs: list[Attribute] = [
+                (Attr.USER_NAME, b"alice"),
+                (Attr.USER_PASSWORD, hide_password(b"wonderland", RADSEC_SECRET, auth)),
+            ]
+            tls.sendall(
+                encode_request(
+                    Code.ACCESS_REQUEST,
+                    1,
+                    attrs,
+                    RADSEC_SECRET,
+                    authenticator=auth,
+                    message_authenticator=False,
+                )
+            )
+            head = _recv(tls, 4)
+            reply = decode(head + _recv(tls, int.from_bytes(head[2:4], "big") - 4))
+            assert reply.code == Code.ACCESS_ACCEPT
+            # any ticket was sent before the reply, so it has been read by now
+            session = tls.session
+            assert session is not None and not session.has_ticket
