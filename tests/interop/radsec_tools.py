@@ -21,11 +21,13 @@ so that module stays one concept and under ~600 lines):
 from __future__ import annotations
 
 import re
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import free_tcp_port, free_udp_port, require_tool
-from tests.interop.tools import Daemon, FreeRadius
+from tests.interop.tools import Daemon, EapkitServe, FreeRadius
 
 RADSEC_SECRET = "radsec"
 
@@ -276,3 +278,20 @@ class FreeRadiusRadsecProxy(FreeRadius):
             timeout=30,
         )
         return self
+
+
+def serve_output(serve: EapkitServe) -> str:
+    """What ``eapkit serve`` wrote so far (its log), for a failure report."""
+    return serve.daemon.output() if serve.daemon is not None else ""
+
+
+def wait_for_tcp(port: int, serve: EapkitServe, timeout: float = 15.0) -> None:
+    """Wait until ``eapkit serve``'s RadSec listener accepts connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"no RadSec listener on {port}:\n{serve_output(serve)}")

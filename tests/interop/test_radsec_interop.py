@@ -8,19 +8,17 @@
 2. radsecproxy 1.9 in front of it: ``eapol_test`` -> radsecproxy (UDP) -> FreeRADIUS
    (TLS), every EAP method, ``MPPE keys OK``: proof that the harness bridges, before it
    is pointed at eapkit serve.
-3. eapkit serve's RadSec listener (``[radsec]`` table): the same rows.  They exist only
-   when ``eapkit.radius.radsec`` does (not collected before, so no skip under CI).
+3. ``eapkit probe --radsec`` against eapkit serve's RadSec listener (``[radsec]``), and a
+   client certificate from another CA refused there.  eapol_test through radsecproxy and
+   FreeRADIUS to eapkit serve: ``test_radsec_serve_interop.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,8 @@ from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RADSEC_SECRET, ProbeResult, RadsecError
 from eapkit.radius.packet import Code
-from tests.interop.radsec_tools import FreeRadiusRadsec, RadsecProxy
+from tests.conftest import free_tcp_port
+from tests.interop.radsec_tools import FreeRadiusRadsec, RadsecProxy, serve_output, wait_for_tcp
 from tests.interop.tools import EapkitServe, EapolResult, eapol_test
 
 pytestmark = pytest.mark.interop
@@ -308,13 +307,9 @@ def test_eapol_test_through_radsecproxy_wrong_password(proxy: RadsecProxy, certs
     assert not result.success and result.access_reject, result.output[-2000:]
 
 
-# -- 3. eapkit serve's RadSec listener (once eapkit.radius.radsec exists) -----------------
+# -- 3. eapkit probe --radsec against eapkit serve's RadSec listener ----------------------
 #
-# Not collected at all before the server lands (no skip, so CI=true stays green); once the
-# module exists these rows must pass.  serve_radsec_config() is the one place that knows
-# the [radsec] table's shape: adjust it there if the server's schema differs.
-
-HAVE_RADSEC_SERVER = importlib.util.find_spec("eapkit.radius.radsec") is not None
+# eapol_test through radsecproxy and FreeRADIUS to eapkit serve: test_radsec_serve_interop.py.
 
 
 def serve_radsec_config(certs: Certs, port: int) -> str:
@@ -332,89 +327,32 @@ def serve_radsec_config(certs: Certs, port: int) -> str:
     )
 
 
-def _wait_for_tcp(port: int, serve: EapkitServe, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"no RadSec listener on {port}:\n{serve.daemon and serve.daemon.output()}")
+@pytest.fixture(scope="module")
+def eapkit_radsec(certs: Certs) -> Iterator[tuple[EapkitServe, int]]:
+    work = certs.work / "serve"
+    work.mkdir()
+    port = free_tcp_port()
+    config = work / "radsec.toml"
+    config.write_text(serve_radsec_config(certs, port))
+    with EapkitServe(work, extra=["--config", str(config)]) as serve:
+        wait_for_tcp(port, serve)
+        yield serve, port
 
 
-if HAVE_RADSEC_SERVER:
-    from tests.conftest import free_tcp_port
+@pytest.mark.parametrize("method", ["mschapv2", "ttls-pap", "peap-mschapv2"])
+def test_probe_radsec_vs_eapkit_serve(
+    eapkit_radsec: tuple[EapkitServe, int], certs: Certs, method: str
+) -> None:
+    serve, port = eapkit_radsec
+    opts = _opts(certs, port, method, ca=serve.pki / "ca.pem", server_name=None)
+    _accepted_with_keys(asyncio.run(probe(opts)), serve_output(serve))
 
-    @pytest.fixture(scope="module")
-    def eapkit_radsec(certs: Certs) -> Iterator[tuple[EapkitServe, int]]:
-        work = certs.work / "serve"
-        work.mkdir()
-        port = free_tcp_port()
-        config = work / "radsec.toml"
-        config.write_text(serve_radsec_config(certs, port))
-        with EapkitServe(work, extra=["--config", str(config)]) as serve:
-            _wait_for_tcp(port, serve)
-            yield serve, port
 
-    @pytest.fixture(scope="module")
-    def proxy_to_eapkit(
-        certs: Certs, eapkit_radsec: tuple[EapkitServe, int]
-    ) -> Iterator[RadsecProxy]:
-        with RadsecProxy(
-            certs.work / "radsecproxy-eapkit",
-            eapkit_radsec[1],
-            ca=certs.files.ca,
-            cert=certs.files.client_cert,
-            key=certs.files.client_key,
-            server_name=SERVER_NAME,
-        ) as bridge:
-            yield bridge
-
-    def _serve_log(serve: EapkitServe) -> str:
-        return serve.daemon.output() if serve.daemon is not None else ""
-
-    @pytest.mark.parametrize("method", ["mschapv2", "ttls-pap", "peap-mschapv2"])
-    def test_probe_radsec_vs_eapkit_serve(
-        eapkit_radsec: tuple[EapkitServe, int], certs: Certs, method: str
-    ) -> None:
-        serve, port = eapkit_radsec
-        opts = _opts(certs, port, method, ca=serve.pki / "ca.pem", server_name=None)
-        _accepted_with_keys(asyncio.run(probe(opts)), _serve_log(serve))
-
-    def test_eapkit_serve_refuses_a_client_certificate_from_another_ca(
-        eapkit_radsec: tuple[EapkitServe, int], certs: Certs
-    ) -> None:
-        serve, port = eapkit_radsec
-        rogue = _opts(
-            certs, port, "mschapv2", radsec_cert=certs.rogue_cert, radsec_key=certs.rogue_key
-        )
-        with pytest.raises(RadsecError):
-            asyncio.run(probe(rogue))
-        _accepted_with_keys(asyncio.run(probe(_opts(certs, port, "mschapv2"))), _serve_log(serve))
-
-    # eapkit serve offers no EAP-MD5 (DEFAULT_METHODS): every other row.
-    @pytest.mark.parametrize(
-        ("name", "network", "no_mppe"), [r for r in EAPOL_ROWS if r[0] != "md5"]
-    )
-    def test_eapol_test_through_radsecproxy_to_eapkit_serve(
-        proxy_to_eapkit: RadsecProxy,
-        eapkit_radsec: tuple[EapkitServe, int],
-        certs: Certs,
-        name: str,
-        network: str,
-        no_mppe: bool,
-    ) -> None:
-        serve, _ = eapkit_radsec
-        result = _eapol(
-            certs, proxy_to_eapkit.port, f"serve-{name}", network, no_mppe, pki_dir=serve.pki
-        )
-        explain = (
-            result.output[-2000:]
-            + "\n--- radsecproxy ---\n"
-            + proxy_to_eapkit.output()[-2000:]
-            + "\n--- eapkit serve ---\n"
-            + _serve_log(serve)[-2000:]
-        )
-        assert result.success, explain
-        assert no_mppe or result.mppe_ok, explain
+def test_eapkit_serve_refuses_a_client_certificate_from_another_ca(
+    eapkit_radsec: tuple[EapkitServe, int], certs: Certs
+) -> None:
+    serve, port = eapkit_radsec
+    rogue = _opts(certs, port, "mschapv2", radsec_cert=certs.rogue_cert, radsec_key=certs.rogue_key)
+    with pytest.raises(RadsecError):
+        asyncio.run(probe(rogue))
+    _accepted_with_keys(asyncio.run(probe(_opts(certs, port, "mschapv2"))), serve_output(serve))

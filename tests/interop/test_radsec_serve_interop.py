@@ -18,8 +18,6 @@ The configurations are those of docs/radsec.md's radsecproxy and FreeRADIUS sect
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,12 @@ import pytest
 from eapkit import pki
 from eapkit.private_files import write_private
 from tests.conftest import free_tcp_port
-from tests.interop.radsec_tools import FreeRadiusRadsecProxy, RadsecProxy
+from tests.interop.radsec_tools import (
+    FreeRadiusRadsecProxy,
+    RadsecProxy,
+    serve_output,
+    wait_for_tcp,
+)
 from tests.interop.tools import EapkitServe, EapolResult, eapol_test
 
 pytestmark = pytest.mark.interop
@@ -83,21 +86,6 @@ def serve_config(hop: HopPki, port: int) -> str:
     )
 
 
-def _wait_for_tcp(port: int, serve: EapkitServe, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"no RadSec listener on {port}:\n{_log(serve)}")
-
-
-def _log(serve: EapkitServe) -> str:
-    return serve.daemon.output() if serve.daemon is not None else ""
-
-
 @pytest.fixture(scope="module")
 def serve(hop: HopPki) -> Iterator[tuple[EapkitServe, int]]:
     work = hop.work / "serve"
@@ -107,7 +95,7 @@ def serve(hop: HopPki) -> Iterator[tuple[EapkitServe, int]]:
     config.write_text(serve_config(hop, port))
     config.chmod(0o600)
     with EapkitServe(work, extra=["--config", str(config)]) as server:
-        _wait_for_tcp(port, server)
+        wait_for_tcp(port, server)
         yield server, port
 
 
@@ -197,7 +185,7 @@ def test_eapol_test_through_radsecproxy_to_serve(
         + "\n--- radsecproxy ---\n"
         + bridge.output()[-2000:]
         + "\n--- eapkit serve ---\n"
-        + _log(server)[-2000:]
+        + serve_output(server)[-2000:]
     )
     assert result.success, explain
     assert no_mppe or result.mppe_ok, explain
@@ -236,14 +224,14 @@ def test_radsecproxy_with_a_foreign_certificate_is_refused(
     serve logs the refused connection and eapol_test never sees an Accept."""
     server, port = serve
     refused = f"closed: {reason}"
-    before = _log(server).count(refused)
+    before = serve_output(server).count(refused)
     decisions = len(server.decisions)
     with _proxy(hop, port, f"{client}-{tmp_path.name}", client=client) as proxy:
         result = _eapol(server, proxy.port, tmp_path, "eap=MSCHAPV2\n", timeout=4)
         explain = result.output[-1500:] + "\n--- radsecproxy ---\n" + proxy.output()[-2000:]
-    explain += "\n--- eapkit serve ---\n" + _log(server)[-2000:]
+    explain += "\n--- eapkit serve ---\n" + serve_output(server)[-2000:]
     assert not result.success and "Access-Accept" not in result.output, explain
-    assert _log(server).count(refused) > before, explain
+    assert serve_output(server).count(refused) > before, explain
     assert len(server.decisions) == decisions, explain  # nothing got to the RADIUS core
     # and the listener keeps serving the right gateway
     with _proxy(hop, port, f"after-{client}-{tmp_path.name}") as proxy:
@@ -259,12 +247,12 @@ def test_a_tls12_hop_is_refused_by_min_version_13(hop: HopPki, tmp_path: Path) -
     config.write_text(serve_config(hop, port).replace('min_version = "1.2"', 'min_version = "1.3"'))
     config.chmod(0o600)
     with EapkitServe(tmp_path / "serve", extra=["--config", str(config)]) as server:
-        _wait_for_tcp(port, server)
+        wait_for_tcp(port, server)
         with _proxy(hop, port, f"pin12-{tmp_path.name}", tls_version="1.2") as old:
             refused = _eapol(server, old.port, tmp_path / "12", "eap=MSCHAPV2\n", timeout=4)
         with _proxy(hop, port, f"pin13-{tmp_path.name}", tls_version="1.3") as new:
             accepted = _eapol(server, new.port, tmp_path / "13", "eap=MSCHAPV2\n")
-        log = _log(server)
+        log = serve_output(server)
     assert not refused.success and "Access-Accept" not in refused.output, log
     assert "closed: handshake_failed SSLError [SSL: UNSUPPORTED_PROTOCOL]" in log, log
     assert accepted.success and accepted.mppe_ok, accepted.output[-2000:] + log
@@ -315,7 +303,7 @@ def test_eapol_test_through_freeradius_proxy_to_serve(
         + "\n--- FreeRADIUS ---\n"
         + freeradius_proxy.output()[-3000:]
         + "\n--- eapkit serve ---\n"
-        + _log(server)[-2000:]
+        + serve_output(server)[-2000:]
     )
     assert result.success, explain
     assert result.mppe_ok, explain  # FreeRADIUS re-hid the keys with its UDP secret
