@@ -26,11 +26,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_serve import PASSWORD, Pki, make_pki, running, tree_cpu_seconds
+from benchmarks.bench_serve import (
+    PASSWORD,
+    Measured,
+    Pki,
+    make_pki,
+    running,
+    tree_cpu_seconds,
+)
 from eapkit.probe import ProbeOptions, load
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
@@ -41,25 +48,6 @@ EAPKIT_UDP = "eapkit serve over UDP"
 EAPKIT_RADSEC = "eapkit serve over RadSec"
 FREERADIUS_RADSEC = "FreeRADIUS 3.2 over RadSec"
 IN_FLIGHT = 32
-
-
-@dataclass
-class Measured:
-    server: str
-    method: str
-    completed: int
-    accepted: int
-    wall: float
-    server_cpu: float
-    failures: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.completed / self.wall if self.wall else 0.0
-
-    @property
-    def cpu_us_per_auth(self) -> float:
-        return 1e6 * self.server_cpu / max(self.accepted, 1)
 
 
 @dataclass(frozen=True)
@@ -136,9 +124,8 @@ def measure(server: str, method: str, pid: int, p: Pki, target: Target, count: i
         asyncio.run(_pap(target, 16))
         before = tree_cpu_seconds(pid)
         done, accepted, wall, failures = asyncio.run(_pap(target, count))
-        return Measured(
-            server, method, done, accepted, wall, tree_cpu_seconds(pid) - before, failures
-        )
+        cpu = tree_cpu_seconds(pid) - before
+        return Measured(server, method, done, accepted, wall, cpu, failures=failures)
     opts = _mschapv2(p, target)
     asyncio.run(load(opts, concurrency=4, count=16))
     before = tree_cpu_seconds(pid)
@@ -150,7 +137,7 @@ def measure(server: str, method: str, pid: int, p: Pki, target: Target, count: i
         report.accepted,
         report.wall_seconds,
         tree_cpu_seconds(pid) - before,
-        report.failures,
+        failures=report.failures,
     )
 
 

@@ -79,7 +79,7 @@ class Measured:
     accepted: int
     wall: float
     server_cpu: float
-    client_cpu: float
+    client_cpu: float = 0.0  # the load generator's, where it runs in this process
     failures: dict[str, int] = field(default_factory=dict)
 
     @property
