@@ -116,6 +116,7 @@ class TlsServer:
         self.eap = EapAccess(
             [tls_authenticator(server_config(lb, max_version=TlsVersion.TLS1_3))],
             max_conversations=max_conversations,
+            client_share=1.0,  # one NAS holds them all (the default share is half)
             random=DeterministicRandom(7),
         )
         self.core = RadiusCore(

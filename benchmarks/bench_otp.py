@@ -20,7 +20,9 @@ store (one WAL file, ``synchronous=FULL``: an fsync per commit), for scale.  The
 ``_sqlite_8threads`` row is eight threads verifying different users at once (wall time
 per verification) with group commit (one transaction and one fsync per batch of
 concurrent verifications), anchored on the same run with group commit off (one fsync per
-verification).
+verification).  The ``_redis_8threads`` row is the same on the Redis store with
+pipelining (the scripts of concurrent verifications share one round trip), anchored on
+one script per round trip.
 
 Every valid-code run uses fresh codes (a code verifies once); pyotp checks the same code
 again and again, which is all it can do.  The contenders are measured
@@ -34,7 +36,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
+import shutil
 import sys
 import tempfile
 import threading
@@ -295,7 +299,20 @@ def run(quick: bool = False) -> list[Row]:
         jobs.add("totp_valid_sqlite_threads", totp_threads(sqlite_store, n_thr), n_thr)
         jobs.add("totp_valid_sqlite_threads_off", totp_threads(sqlite_serial, n_thr), n_thr)
         jobs.add("yubikey_sqlite", yubikey(sqlite_store, otps[:n_sql]), n_sql)
-        t = jobs.run(rounds)
+        with contextlib.ExitStack() as stack:
+            redis_url = _redis(stack, Path(tmp))
+            if redis_url is not None:
+                from eapkit.store.redis_store import RedisStore
+
+                def redis_piped() -> Store:
+                    return RedisStore(redis_url, prefix=f"b{next(count)}:")
+
+                def redis_serial() -> Store:
+                    return RedisStore(redis_url, prefix=f"b{next(count)}:", pipeline=False)
+
+                jobs.add("totp_valid_redis_threads", totp_threads(redis_piped, n_thr), n_thr)
+                jobs.add("totp_valid_redis_threads_off", totp_threads(redis_serial, n_thr), n_thr)
+            t = jobs.run(rounds)
 
     totp_anchor = "pyotp TOTP.verify(valid_window=1)"
     yk_anchor = "yubiotp decode_otp + caller's id and counter checks"
@@ -327,6 +344,13 @@ def run(quick: bool = False) -> list[Row]:
             t["floor_hmac"],
         ),
         (
+            f"totp_verify_valid_redis_{THREADS}threads",
+            "totp_valid_redis_threads",
+            f"the same, {THREADS} threads, one script per round trip",
+            "totp_valid_redis_threads_off",
+            t["floor_hmac"],
+        ),
+        (
             "yubikey_verify_sqlite",
             "yubikey_sqlite",
             yk_anchor,
@@ -337,7 +361,17 @@ def run(quick: bool = False) -> list[Row]:
     return [
         {"op": op, "eapkit_us": t[job], "anchor": anchor, "anchor_us": t[ref], "floor_us": floor}
         for op, job, anchor, ref, floor in table
+        if job in t  # the Redis rows need redis-server
     ]
+
+
+def _redis(stack: contextlib.ExitStack, work: Path) -> str | None:
+    """A private redis-server for the pipelining rows, or None where there is none."""
+    if shutil.which("redis-server") is None:
+        return None
+    from tests.store.redis_server import running_redis
+
+    return stack.enter_context(running_redis(work))
 
 
 def main(argv: list[str]) -> None:

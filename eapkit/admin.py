@@ -26,10 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eapkit.bridge.approvals import EnrollmentLinks
+from eapkit.device_commands import add_device_commands
 from eapkit.directory import SECOND_FACTORS, Directory
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.policy import UserPolicy
 from eapkit.private_files import private_dir, write_private
+from eapkit.reset import FACTORS, ResetRequests, ResetStore, factor_keys
 from eapkit.second_factor import SecondFactors, sealing_keys
 from eapkit.serve import ServeConfig, open_directory, open_second_factors
 from eapkit.store import open_store
@@ -194,12 +197,40 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_user_del(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    if open_directory(cfg).delete(args.name):
+    users = open_directory(cfg)
+    if users.delete(args.name):
         print(f"user {args.name} deleted")
         _audit(args, cfg)({"action": "user_deleted", "user": args.name})
+        _forget_helpdesk(args, cfg, users, args.name)
         return 0
     print(f"eapkit: no user {args.name}", file=sys.stderr)
     return 1
+
+
+def _forget_helpdesk(
+    args: argparse.Namespace, cfg: ServeConfig, users: Directory, name: str
+) -> None:
+    """A deleted user's bypass codes are revoked, their pending resets cancelled and
+    their second-factor records (TOTP, YubiKey, security keys, recovery codes) removed:
+    a user added later under the same name inherits none of them (docs/operating.md)."""
+
+    second = open_second_factors(cfg, users, audit=_audit(args, cfg))
+    by = os.environ.get("EAPKIT_ADMIN", "").strip() or "eapkit user del"
+    now = time.time()
+    revoked = second.bypass.revoke_user(name, by=by, reason="user deleted", now=now)
+    EnrollmentLinks(second.store).revoke_user(name)  # the bridge's one-time links
+    cancelled = []
+    if all(hasattr(second.store, op) for op in ("record_keys", "swap")):
+        store: ResetStore = second.store  # type: ignore[assignment]
+        cancelled = ResetRequests(store, audit=_audit(args, cfg)).cancel_user(name, by=by, now=now)
+        removed = [k for k in factor_keys(store, name, FACTORS) if second.store.delete(k)]
+        if removed:
+            _audit(args, cfg)({"action": "factors_removed", "user": name, "removed": len(removed)})
+    if revoked or cancelled:
+        print(
+            f"{len(revoked)} bypass code(s) revoked, {len(cancelled)} pending reset(s) cancelled",
+            file=sys.stderr,
+        )
 
 
 def cmd_user_disable(args: argparse.Namespace) -> int:
@@ -220,8 +251,13 @@ def _second_factors(args: argparse.Namespace) -> tuple[SecondFactors, ServeConfi
 
 
 def _need_user(users: Directory, name: str) -> None:
+    """The user must exist in the directory (for LDAP: found by the user filter now;
+    their factors are then stored under the entry's stable identifier)."""
     if users.get(name) is None:
-        raise ConfigError(f"no user {name}: add it first with 'eapkit user add {name}'")
+        raise ConfigError(
+            f"no user {name} in the directory: add it first"
+            f" ('eapkit user add {name}', or in LDAP for an LDAP directory)"
+        )
 
 
 def cmd_enroll_totp(args: argparse.Namespace) -> int:
@@ -229,7 +265,7 @@ def cmd_enroll_totp(args: argparse.Namespace) -> int:
     _need_user(second.users, args.user)
     size = {"sha1": 20, "sha256": 32, "sha512": 64}[args.algorithm]
     credential = OtpCredential(os.urandom(size), "totp", args.algorithm, args.digits, args.period)
-    second.totp.enroll(args.user, credential, time.time())
+    second.totp.enroll(second.key(args.user), credential, time.time())
     second.users.set_second_factor(args.user, "totp")
     uri = otpauth_uri(args.user, credential, issuer=args.issuer)
     print(uri)
@@ -260,7 +296,7 @@ def cmd_enroll_yubikey(args: argparse.Namespace) -> int:
         credential, token = YubikeyCredential.from_otp(args.otp, key)
     except (ValueError, DecodeError) as exc:
         raise ConfigError(f"the OTP does not decrypt under that AES key: {exc}") from None
-    second.yubikey.enroll(args.user, credential, time.time(), seen=token)
+    second.yubikey.enroll(second.key(args.user), credential, time.time(), seen=token)
     second.users.set_second_factor(args.user, "yubikey")
     print(f"YubiKey {credential.public_id} enrolled for {args.user}")
     return 0
@@ -271,7 +307,7 @@ def cmd_enroll_recovery(args: argparse.Namespace) -> int:
     _need_user(second.users, args.user)
     if args.count < 1:
         raise ConfigError("--count must be at least 1")
-    for code in second.recovery.issue(args.user, time.time(), args.count):
+    for code in second.recovery.issue(second.key(args.user), time.time(), args.count):
         print(code)
     return 0
 
@@ -301,6 +337,59 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def cmd_directory_test(args: argparse.Namespace) -> int:
+    """What the server would see of USER, without a password: exit 0 when found, 1 when
+    unknown, 2 when the directory does not answer (``eapkit: ...`` on stderr)."""
+    from eapkit.directory import DirectoryUnavailable
+    from eapkit.directory.base import ExternalAccounts
+
+    cfg = _config(args)
+    users = open_directory(cfg)
+    try:
+        if not isinstance(users, ExternalAccounts):  # local or store: the record is all
+            record = users.get(args.user)
+            if record is None:
+                print(
+                    f"eapkit: no user {args.user} in the {cfg.directory} directory", file=sys.stderr
+                )
+                return 1
+            rows = [("directory", cfg.directory), ("user", record.name)]
+            state = "disabled" if record.disabled else "usable"
+            matched = None
+        else:
+            seen = users.explain(args.user)  # LDAP or AD
+            if seen is None:
+                print(f"eapkit: no user {args.user} in the directory", file=sys.stderr)
+                return 1
+            record = seen.user
+            rows = [
+                ("server", seen.server),
+                ("dn", seen.dn),
+                ("stable id", seen.key),
+                ("groups (memberOf)", ", ".join(seen.member_of) or "-"),
+                ("groups (search)", ", ".join(seen.searched) or "-"),
+            ]
+            if seen.nested:  # LDAP's groups in groups (AD's are in the search's)
+                rows.append(("groups (nested)", ", ".join(seen.nested)))
+            state = seen.state or (f"usable ({seen.unseen})" if seen.unseen else "usable")
+            matched = seen.matched
+    except DirectoryUnavailable as exc:
+        raise ConfigError(f"the directory did not answer: {exc}") from None
+    finally:
+        users.close()
+    attributes = " ".join(f"{k}={v}" for k, v in record.policy.to_json().items())
+    rows += [
+        ("account state", state),
+        ("policy", f"{matched} ([[policy.groups]])" if matched else "none matched"),
+        ("second factor", record.second_factor),
+        ("reply attributes", attributes or "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key + ':':<{width + 1}} {value}")
+    return 0
+
+
 def cmd_store_seal(args: argparse.Namespace) -> int:
     """Seal every plain record of the store under the configured keys (the migration
     for a store written before keys existed: plain records are refused once they do)."""
@@ -318,8 +407,9 @@ def cmd_store_seal(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_admin_commands(sub: Any) -> None:
-    """``user``, ``enroll``, ``verify`` and ``store`` on the ``eapkit`` parser."""
+def add_admin_commands(sub: Any) -> Any:
+    """``user``, ``enroll``, ``verify`` and ``store`` on the ``eapkit`` parser; returns
+    the ``store`` sub-commands (:mod:`eapkit.helpdesk` adds ``rekey``)."""
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--db", help="the server's database (default: eapkit.db)")
@@ -389,7 +479,11 @@ def add_admin_commands(sub: Any) -> None:
     er.set_defaults(func=cmd_enroll_recovery)
     ew = common(esub.add_parser("webauthn", help="a security key or passkey: a one-time link"))
     ew.add_argument("user")
-    ew.add_argument("--ttl", type=float, help="seconds the link stays valid (default 1 day)")
+    ew.add_argument(
+        "--ttl",
+        type=float,
+        help="seconds the link stays valid (default: [bridge] enroll_ttl, itself 1 day unless set)",
+    )
     ew.add_argument("--url", help="the approval page's address (default from [bridge])")
     ew.set_defaults(func=cmd_enroll_webauthn)
     ver = common(sub.add_parser("verify", help="helpdesk: check a user's one-time code now"))
@@ -397,7 +491,15 @@ def add_admin_commands(sub: Any) -> None:
     ver.add_argument("code")
     ver.set_defaults(func=cmd_verify)
 
+    dirp = sub.add_parser("directory", help="look at the user directory as the server does")
+    dsub = dirp.add_subparsers(dest="directory_command", required=True)
+    dt = common(dsub.add_parser("test", help="what the server sees of USER (no password)"))
+    dt.add_argument("user")
+    dt.set_defaults(func=cmd_directory_test)
+
     sto = sub.add_parser("store", help="maintain the second-factor store")
     ssub = sto.add_subparsers(dest="store_command", required=True)
     seal = common(ssub.add_parser("seal", help="seal plain records under the configured keys"))
     seal.set_defaults(func=cmd_store_seal)
+    add_device_commands(sub)
+    return ssub

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CATALOG",
     "DEFAULT_METHODS",
+    "LOGIN_METHODS",
     "PEER_METHODS",
     "MethodEntry",
     "PeerContext",
@@ -68,6 +69,18 @@ class ServerContext:
     code: ResponseCheck | None = None
     gtc: str = "password"
     peap_version: int = 1  # the highest PEAP version the server offers
+    # TEAP (RFC 9930): which identity types phase 2 asks for, as hostapd's eap_teap_id
+    # 0-5 (0 no Identity-Type request, user only; 1 require user; 2 require machine;
+    # 3 both required; 4 both requested, either suffices; 5 both requested, machine
+    # required, user optional), the RFC 7170/hostap compatibility mode and the inner
+    # method of each identity type ("eap-tls" | "eap-mschapv2" | "basic-password").
+    teap_identity: int = 0
+    teap_compat: str = "rfc9930"
+    teap_user_inner: str = "eap-mschapv2"
+    teap_machine_inner: str = "eap-tls"
+    # refuse an MSK-only Crypto-Binding answer when the EMSK MAC was asked for (Windows
+    # sends MSK-only: eapkit.methods.teap.TeapPolicy)
+    teap_require_emsk_binding: bool = False
 
     def server_tls(self) -> TlsConfig:
         if self.tls is None:
@@ -97,6 +110,12 @@ class PeerContext:
     peap_version: int = 0  # the highest PEAP version the peer accepts
     peap_label: int = 0  # 1: PEAPv1 keys with "client PEAP encryption" (peaplabel=1)
     sessions: SessionCache | None = None
+    # TEAP: the machine's credentials (a password, or a certificate in machine_tls) and
+    # the RFC 7170/hostap compatibility mode ("rfc9930" | "rfc7170")
+    machine_identity: str | None = None
+    machine_password: str | None = None
+    machine_tls: TlsConfig | None = None
+    teap_compat: str = "rfc9930"
 
     def need_password(self) -> str:
         if self.password is None:
@@ -132,7 +151,9 @@ PeerBuilder = Callable[[PeerContext], list[MethodFactory[Peer]]]
 class MethodEntry:
     """One row of the catalog.  ``module`` is where the method lives (its factories
     name themselves ``name``); ``inner`` lists a tunnel's inner methods as a peer names
-    them; ``tls`` says the server builder needs the server's TLS settings."""
+    them; ``tls`` says the server builder needs the server's TLS settings; ``bare`` says
+    a peer also knows a tunnel by its own name (its builder then picks the inner method
+    from the credentials given)."""
 
     name: str
     method: MethodId
@@ -143,10 +164,15 @@ class MethodEntry:
     description: str
     inner: tuple[str, ...] = ()
     tls: bool = False
+    default: bool = True  # offered by ``eapkit serve`` when its methods are not named
+    bare: bool = False
 
     def peer_names(self) -> tuple[str, ...]:
         """The names ``eapkit probe --method`` knows this method by."""
-        return tuple(f"{self.name}-{i}" for i in self.inner) if self.inner else (self.name,)
+        if not self.inner:
+            return (self.name,)
+        named = tuple(f"{self.name}-{i}" for i in self.inner)
+        return (self.name, *named) if self.bare else named
 
 
 # -- EAP-TLS (RFC 5216, RFC 9190) ------------------------------------------------------------
@@ -256,6 +282,116 @@ def _peap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
     ]
 
 
+# -- EAP-TEAP (RFC 9930) ------------------------------------------------------------------------
+
+
+def _teap_server(ctx: ServerContext) -> MethodFactory[Authenticator]:
+    """The user's and the machine's inner methods (``teap_user_inner``,
+    ``teap_machine_inner``) checked against the user directory (MS-CHAPv2, Basic-Password
+    with the users' second factors) or the server's CA (EAP-TLS); ``teap_identity`` says
+    which identities phase 2 asks for (hostapd's ``eap_teap_id``)."""
+    from eapkit.methods.mschapv2 import mschapv2_authenticator
+    from eapkit.methods.teap import INNER_KINDS, InnerMethod, TeapPolicy, teap_authenticator
+    from eapkit.methods.teap_keys import COMPAT_MODES
+    from eapkit.methods.tls import client_certificate, tls_authenticator
+
+    def inner(kind: str) -> InnerMethod:
+        if kind not in INNER_KINDS:
+            raise ConfigError(f"TEAP inner method {kind!r}: one of {', '.join(INNER_KINDS)}")
+        if kind == "eap-mschapv2":
+            return InnerMethod(kind, (mschapv2_authenticator(ctx.nt_hash),))
+        if kind == "eap-tls":
+            return InnerMethod(kind, (tls_authenticator(ctx.server_tls(), client_certificate),))
+        return InnerMethod(kind, password=ctx.password_and_code or ctx.password, code=ctx.code)
+
+    if ctx.teap_compat not in COMPAT_MODES:
+        raise ConfigError(f"teap_compat is one of {', '.join(COMPAT_MODES)}")
+    if not 0 <= ctx.teap_identity <= 5:
+        raise ConfigError("teap_identity is 0 to 5 (hostapd's eap_teap_id)")
+    machine = inner(ctx.teap_machine_inner) if ctx.teap_identity >= 2 else None
+    policy = TeapPolicy(
+        inner(ctx.teap_user_inner),
+        machine,
+        identity=ctx.teap_identity,
+        compat="rfc7170" if ctx.teap_compat == "rfc7170" else "rfc9930",
+        require_emsk_binding=ctx.teap_require_emsk_binding,
+    )
+    return teap_authenticator(ctx.tunnel_tls(), policy)
+
+
+def _teap_user_inner(ctx: PeerContext, tls: TlsConfig) -> str | None:
+    """The user's inner method of ``--method teap``: EAP-TLS with ``--cert``/``--key``,
+    EAP-MSCHAPv2 with ``--password`` (the two inner methods a Windows peer has:
+    docs/teap.md), none (a machine-only peer) with neither.  Basic-Password-Auth is
+    ``teap-password``'s."""
+    has_cert = tls.certificate is not None or tls.private_key is not None
+    if has_cert and ctx.password is not None:
+        raise ConfigError(
+            "--method teap: give the user --password or --cert/--key, not both "
+            "(teap-mschapv2 and teap-tls name one)"
+        )
+    if ctx.otp is not None:
+        raise ConfigError(
+            "--method teap runs no Basic-Password-Auth, so it cannot send --otp: "
+            "use --method teap-password"
+        )
+    if has_cert:
+        return "tls"
+    if ctx.password is not None:
+        return "mschapv2"
+    if ctx.machine_password is None and ctx.machine_tls is None:
+        raise ConfigError(
+            "--method teap needs the user's credentials (--password, or --cert/--key) "
+            "or the machine's (--machine-password, or --machine-cert/--machine-key)"
+        )
+    return None
+
+
+def _teap_peer(ctx: PeerContext) -> list[MethodFactory[Peer]]:
+    """``ctx.identity`` is the user; the machine is ``machine_identity`` with
+    ``machine_tls`` (EAP-TLS) or ``machine_password`` (EAP-MSCHAPv2).  Without an inner
+    name (``--method teap``) the credentials given choose (:func:`_teap_user_inner`)."""
+    from eapkit.methods.mschapv2 import mschapv2_peer
+    from eapkit.methods.teap_peer import PeerInner, teap_peer
+    from eapkit.methods.tls import tls_peer
+
+    tls = ctx.need_tls()
+    inner = ctx.inner if ctx.inner is not None else _teap_user_inner(ctx, tls)
+    user: PeerInner | None = None
+    if inner is None:
+        pass  # the machine alone
+    elif inner == "mschapv2":
+        user = PeerInner(ctx.identity, "eap-mschapv2", (mschapv2_peer(ctx.need_password()),))
+    elif inner == "tls":
+        if tls.certificate is None or tls.private_key is None:
+            raise ConfigError(f"--method {ctx.method} needs --cert and --key")
+        user = PeerInner(ctx.identity, "eap-tls", (tls_peer(replace(tls, resumption=False)),))
+    elif inner == "password":
+        user = PeerInner(ctx.identity, "basic-password", password=ctx.need_password(), otp=ctx.otp)
+    else:
+        raise ConfigError(f"TEAP has no inner method {inner!r}")
+    machine = None
+    name = ctx.machine_identity
+    if ctx.machine_tls is not None:
+        machine_tls = replace(ctx.machine_tls, resumption=False)
+        machine = PeerInner(name or "host/machine", "eap-tls", (tls_peer(machine_tls),))
+    elif ctx.machine_password is not None:
+        if not name:
+            raise ConfigError("--machine-password needs --machine-identity")
+        machine = PeerInner(name, "eap-mschapv2", (mschapv2_peer(ctx.machine_password),))
+    if ctx.teap_compat not in ("rfc9930", "rfc7170"):
+        raise ConfigError("--teap-compat is rfc9930 or rfc7170")
+    outer = replace(tls, certificate=None, private_key=None)
+    return [
+        teap_peer(
+            outer,
+            user,
+            machine,
+            compat="rfc7170" if ctx.teap_compat == "rfc7170" else "rfc9930",
+        )
+    ]
+
+
 # -- EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2-02, RFC 2759) ---------------------------
 
 
@@ -334,6 +470,21 @@ CATALOG: tuple[MethodEntry, ...] = (
         tls=True,
     ),
     MethodEntry(
+        "teap",
+        MethodId.legacy(EapType.TEAP),
+        "eapkit.methods.teap",
+        _teap_server,
+        _teap_peer,
+        frozenset(
+            {Factor.PASSWORD, Factor.OTP_DEVICE, Factor.CERTIFICATE, Factor.MACHINE_CERTIFICATE}
+        ),
+        "RFC 9930 (RFC 7170), RFC 9427",
+        inner=("mschapv2", "tls", "password"),
+        tls=True,
+        default=False,  # opt-in: its identity policy is the server's to choose
+        bare=True,  # ``--method teap``: the inner methods follow the credentials given
+    ),
+    MethodEntry(
         "mschapv2",
         MethodId.legacy(EapType.MSCHAPV2),
         "eapkit.methods.mschapv2",
@@ -353,11 +504,15 @@ CATALOG: tuple[MethodEntry, ...] = (
     ),
 )
 
-DEFAULT_METHODS = tuple(entry.name for entry in CATALOG)
+DEFAULT_METHODS = tuple(entry.name for entry in CATALOG if entry.default)
 """What ``eapkit serve`` offers when not told, in this order of preference."""
 
 PEER_METHODS = tuple(name for entry in CATALOG for name in entry.peer_names())
 """What ``eapkit probe --method`` accepts."""
+
+LOGIN_METHODS = ("pap", *(entry.name for entry in CATALOG))
+"""What a login may be made with, by name: RADIUS PAP and the catalog's EAP methods
+(a helpdesk bypass's scope, a ``[[policy.groups]]`` entry's ``methods``)."""
 
 
 def lookup(key: str | int | MethodId) -> MethodEntry:
@@ -378,6 +533,7 @@ def peer_method(name: str) -> tuple[MethodEntry, str | None]:
     """The row and inner method of a peer's method name (``ttls-pap``)."""
     for entry in CATALOG:
         if name in entry.peer_names():
-            inner = name.removeprefix(entry.name + "-") if entry.inner else None
+            bare = not entry.inner or name == entry.name
+            inner = None if bare else name.removeprefix(entry.name + "-")
             return entry, inner
     raise ConfigError(f"--method is one of {', '.join(PEER_METHODS)}")

@@ -10,7 +10,9 @@ administrator can act on:
   the server certificate's chain, dates, key and name (``[tls] server_name``, the
   ``aaa_id`` clients check), the CRLs' issuer and nextUpdate (RFC 5280 §5.1.2.5);
   the clients' shared secrets (RFC 2865 §3 asks for at least 16 octets);
-- every setting that weakens a factor, with what it lets in.
+- every setting that weakens a factor, with what it lets in;
+- ``[directory]`` keys Active Directory does not read (``kind = "ad"`` with
+  ``group_filter``, ``disabled_filter``...).
 
 Errors stop ``eapkit serve`` at start; warnings are printed.  Time is an argument.
 """
@@ -33,7 +35,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from eapkit.catalog import CATALOG
 from eapkit.config_schema import Finding, nearest, validate
 from eapkit.errors import ConfigError
+from eapkit.pki import load_crl
+from eapkit.reset import admin_key
 from eapkit.serve import DEFAULT_SECRET, ServeConfig
+from eapkit.teap_config import INNER_FACTORS
 
 __all__ = ["check_config", "check_file", "errors_of"]
 
@@ -67,13 +72,42 @@ def check_data(data: dict[str, Any], base: Path, now: dt.datetime) -> list[Findi
         cfg = ServeConfig.from_dict(data, base=base)
     except ConfigError as exc:
         return [*found, _error("", str(exc))]
-    return found + check_config(cfg, now)
+    return found + list(_ignored_by_ad(data)) + check_config(cfg, now)
+
+
+# [directory] keys an LDAP directory reads and Active Directory does not (what takes their
+# place there: docs/directories.md, "Active Directory")
+AD_IGNORES = {
+    "group_attribute": "memberOf is always read, with the nested-group search",
+    "group_filter": "the nested-group search (LDAP_MATCHING_RULE_IN_CHAIN) finds the groups",
+    "id_attribute": "the stable key is always objectGUID",
+    "disabled_filter": "the account state comes from userAccountControl and its kin",
+}
+
+
+def _ignored_by_ad(data: dict[str, Any]) -> Iterator[Finding]:
+    """``[directory] kind = "ad"`` with keys only LDAP reads: the operator believes they
+    do something (a disabled_filter that disables nobody)."""
+    directory = data.get("directory")
+    if not isinstance(directory, dict) or directory.get("kind") != "ad":
+        return
+    for key, instead in AD_IGNORES.items():
+        if key in directory:
+            yield _warning(f"[directory] {key}", f'has no effect with kind = "ad": {instead}')
 
 
 def check_config(cfg: ServeConfig, now: dt.datetime) -> list[Finding]:
     """The semantic findings about a parsed configuration (what ``eapkit serve`` runs
     at start, after its flags are applied)."""
-    return [*_methods(cfg), *_files(cfg), *_tls(cfg, now), *_clients(cfg), *_weakened(cfg)]
+    return [
+        *_methods(cfg),
+        *_files(cfg),
+        *_tls(cfg, now),
+        *_clients(cfg),
+        *_weakened(cfg),
+        *_teap(cfg),
+        *_administrators(cfg),
+    ]
 
 
 def _methods(cfg: ServeConfig) -> Iterator[Finding]:
@@ -273,9 +307,7 @@ def _crl(
     path: Path, data: bytes, cas: list[x509.Certificate], now: dt.datetime
 ) -> Iterator[Finding]:
     try:
-        crl = (
-            x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-        )
+        crl = load_crl(data)
     except ValueError:
         yield _error("[tls] crl", f"{path} is not a CRL (PEM or DER)")
         return
@@ -312,6 +344,24 @@ def _clients(cfg: ServeConfig) -> Iterator[Finding]:
                 where,
                 f"the secret is {len(client.secret)} characters: use {MIN_SECRET} or more (random)",
             )
+
+
+def _administrators(cfg: ServeConfig) -> Iterator[Finding]:
+    """The two-person reset (:mod:`eapkit.reset`) needs two different people listed."""
+    keys = [admin_key(a) for a in cfg.administrators]
+    people = set(keys) - {""}
+    for key in sorted({k for k in keys if keys.count(k) > 1}):
+        yield _warning(
+            "[admin] administrators",
+            f"{key!r} is listed more than once (as spellings of one name): that administrator "
+            "cannot act until one spelling is removed",
+        )
+    if cfg.administrators and len(people) < 2:
+        yield _warning(
+            "[admin] administrators",
+            f"{len(people)} administrator(s): a reset needs a second, different administrator "
+            "to approve it, so no reset can take effect; list at least two",
+        )
 
 
 def _weakened(cfg: ServeConfig) -> Iterator[Finding]:
@@ -351,4 +401,54 @@ def _weakened(cfg: ServeConfig) -> Iterator[Finding]:
         yield _warning(
             "require_message_authenticator",
             "false: Access-Requests without Message-Authenticator are forgeable (BlastRADIUS)",
+        )
+
+
+def _teap(cfg: ServeConfig) -> Iterator[Finding]:
+    """``[teap]`` (docs/teap.md): rules and bindings that could never be met, inner
+    EAP-TLS without a CA for client certificates."""
+    teap = cfg.teap
+    if not teap.given:
+        return
+    if "teap" not in cfg.methods:
+        yield _warning("[teap]", '"teap" is not in methods: this table has no effect')
+    policy = teap.policy
+    # eap_teap_id 0 and 1 run the user's inner method only, 2 the machine's only
+    asked = {0: {"user"}, 1: {"user"}, 2: {"machine"}}.get(policy.identity, {"machine", "user"})
+    inner = {"machine": teap.machine_inner, "user": teap.user_inner}
+    if "eap-tls" in (inner[kind] for kind in asked) and cfg.tls.ca is None:
+        yield _error("[teap]", "inner EAP-TLS needs [tls] ca: the CA of the client certificates")
+    for i, rule in enumerate(policy.rules, 1):
+        where = f"[[teap.rules]] #{i}"
+        if not rule.machine and not rule.user:
+            yield _error(where, "asks for no factor: every TEAP login would meet it")
+        for kind, wanted in (("machine", rule.machine), ("user", rule.user)):
+            if not wanted:
+                continue
+            if kind not in asked:
+                yield _error(
+                    where,
+                    f"{kind} factors, but [teap] identity never asks for a {kind}: "
+                    "no login can meet this rule",
+                )
+                continue
+            provable = INNER_FACTORS[(kind, inner[kind])]
+            if missing := sorted(f.value for f in wanted - provable):
+                yield _error(
+                    where,
+                    f"{kind} = {missing} cannot be proved by {kind}_inner = "
+                    f"{inner[kind]!r} (it proves {', '.join(sorted(provable))})",
+                )
+    if policy.bindings and "machine" not in asked:
+        yield _error(
+            "[[teap.bindings]]",
+            "[teap] identity never asks for a machine: every bound user would be refused",
+        )
+    if policy.unbound_users == "deny" and not policy.bindings:
+        yield _error("[teap] unbound_users", '"deny" without [[teap.bindings]] refuses every user')
+    if teap.compat == "rfc7170":
+        yield _warning(
+            "[teap] compat",
+            '"rfc7170": the inner MS-CHAPv2 keys and crypto-binding of hostapd/wpa_supplicant '
+            "2.10, not RFC 9930's; peers that follow RFC 9930 fail the crypto-binding",
         )

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -25,17 +24,22 @@ from typing import Any
 
 from eapkit import __version__
 from eapkit.admin import PASSWORD_ENV, add_admin_commands, make_dirs, read_secret, sqlite_path
+from eapkit.audit_command import add_audit_command
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, PEER_METHODS
 from eapkit.credentials import ResponseCheck, Verdict
 from eapkit.directory import Directory
 from eapkit.errors import ConfigError, EapkitError
+from eapkit.helpdesk import add_helpdesk_commands
+from eapkit.loadgen import LoadSpec, run_load
 from eapkit.loopback import converse
 from eapkit.methods.gtc import gtc_authenticator, gtc_peer
 from eapkit.private_files import loose
-from eapkit.probe import ProbeOptions, load, run_probe
+from eapkit.probe import ProbeOptions, run_probe
+from eapkit.profiles.command import add_profile_command
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client
 from eapkit.radius.core import RadiusCore
+from eapkit.radius.front import event_loop_factory, run_event_loop
 from eapkit.radsec_config import serve_listeners
 from eapkit.serve import (
     CRL_SOURCES,
@@ -112,6 +116,10 @@ def secret_files(cfg: ServeConfig) -> list[Path]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    try:  # $EAPKIT_EVENT_LOOP: refuse a bad one before anything listens
+        event_loop_factory()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = ServeConfig.from_toml(Path(args.config)) if args.config else ServeConfig()
     if args.listen:
         cfg.listen = [parse_hostport(x) for x in args.listen]
@@ -195,7 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             assert isinstance(core.approval, Bridge)
             radius = serve_with_bridge(radius, core.approval)
         signal.signal(signal.SIGHUP, lambda _sig, _frame: reload_crls())
-        asyncio.run(radius)
+        run_event_loop(radius)
     finally:
         if stream is not sys.stdout:
             stream.close()
@@ -281,7 +289,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         secret=(
             args.secret
             or read_secret(args.secret_file, SECRET_ENV, what="shared secret")
-            or ("radsec" if args.radsec else DEFAULT_SECRET)  # RFC 6614 §2.3
+            # RFC 6614 §2.3, RFC 7360 §2.3: the fixed secrets
+            or ("radius/dtls" if args.dtls else "radsec" if args.radsec else DEFAULT_SECRET)
         ).encode(),
         method=args.method,
         identity=args.identity,
@@ -294,6 +303,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         tls_profile=args.tls_profile or "default",
         peap_version=args.peap_version,
         peap_label=args.peap_label,
+        machine_identity=args.machine_identity,
+        machine_password=args.machine_password,
+        machine_cert=Path(args.machine_cert) if args.machine_cert else None,
+        machine_key=Path(args.machine_key) if args.machine_key else None,
+        teap_compat=args.teap_compat,
         fragment_size=args.fragment_size,
         timeout=args.timeout,
         server_name=args.server_name,
@@ -304,12 +318,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
         radsec_key=Path(args.radsec_key) if args.radsec_key else None,
         radsec_ca=Path(args.radsec_ca) if args.radsec_ca else None,
         radsec_server_name=args.radsec_server_name,
+        dtls=args.dtls,
         alpn=args.alpn,
     )
-    if args.load:
-        report = asyncio.run(
-            load(opts, concurrency=args.load, count=args.count, duration=args.duration)
+    if args.load or args.rate is not None:
+        spec = LoadSpec(
+            concurrency=args.load or 16,
+            rate=args.rate,
+            count=args.count,
+            duration=args.duration,
+            processes=args.processes,
         )
+        report = run_load(opts, spec)
         print("\n".join(report.lines()))
         return 0 if report.accepted == report.completed and report.completed else 1
     code, lines = run_probe(opts)
@@ -386,7 +406,17 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument(
         "--secret-file", help=f"the shared secret: this file's first line (or ${SECRET_ENV})"
     )
-    prb.add_argument("--method", required=True, choices=PEER_METHODS)
+    prb.add_argument(
+        "--method",
+        required=True,
+        choices=PEER_METHODS,
+        help=(
+            "teap: the user's inner method follows the credentials (--password: EAP-MSCHAPv2,"
+            " --cert/--key: EAP-TLS, neither: the machine alone), the machine's too"
+            " (--machine-password or --machine-cert/--machine-key); teap-mschapv2, teap-tls"
+            " and teap-password (Basic-Password-Auth) name the user's"
+        ),
+    )
     prb.add_argument("--identity", required=True)
     prb.add_argument("--anonymous-identity")
     prb.add_argument("--password", help="visible in ps: prefer --password-file")
@@ -410,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="1: PEAPv1 'client PEAP encryption' keys",
     )
+    prb.add_argument("--machine-identity", help="TEAP: the machine's identity (host/...)")
+    prb.add_argument("--machine-password", help="TEAP: the machine's password (MS-CHAPv2)")
+    prb.add_argument("--machine-cert", help="TEAP: the machine's certificate (inner EAP-TLS)")
+    prb.add_argument("--machine-key", help="TEAP: the machine certificate's key")
+    prb.add_argument(
+        "--teap-compat",
+        choices=["rfc9930", "rfc7170"],
+        default="rfc9930",
+        help="rfc7170: hostapd/wpa_supplicant 2.10's TEAP key derivations",
+    )
     prb.add_argument("--fragment-size", type=int)
     prb.add_argument("--timeout", type=float, default=3.0)
     prb.add_argument(
@@ -427,16 +467,31 @@ def build_parser() -> argparse.ArgumentParser:
     prb.add_argument("--radsec-ca", help="with --radsec: CAs of the server certificate")
     prb.add_argument("--radsec-server-name", help="with --radsec: name the server cert carries")
     prb.add_argument(
+        "--dtls", action="store_true", help="with --radsec: RADIUS over DTLS (RFC 7360, UDP)"
+    )
+    prb.add_argument(
         "--alpn",
         choices=["radius/1.0", "radius/1.1"],
         help="with --radsec: offer this ALPN (radius/1.1: RFC 9765, no fallback)",
     )
     prb.add_argument("--load", type=int, metavar="N", help="N conversations at once, repeatedly")
+    prb.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="open loop: start a conversation every 1/R s, whatever the server does",
+    )
+    prb.add_argument(
+        "--processes", type=int, default=1, metavar="P", help="with --load/--rate: P processes"
+    )
     prb.add_argument("--count", type=int, help="with --load: stop after this many")
     prb.add_argument("--duration", type=float, help="with --load: stop after this many seconds")
     prb.set_defaults(func=cmd_probe)
 
-    add_admin_commands(sub)
+    store_commands = add_admin_commands(sub)
+    add_helpdesk_commands(sub, store_commands)  # bypass, reset, approve, store rekey
+    add_audit_command(sub)
+    add_profile_command(sub)
     _add_plugins(sub)
     return parser
 

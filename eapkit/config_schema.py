@@ -15,8 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eapkit.authz import IDENTITY_SOURCES, TEAP_IDENTITIES
 from eapkit.catalog import CATALOG
 from eapkit.directory import DIRECTORIES
+from eapkit.directory.groups import GROUP_FACTORS, GROUP_METHODS, VENDOR_NAMES
+from eapkit.methods.base import Factor
+from eapkit.teap_config import TEAP_COMPAT, TEAP_INNER
 
 __all__ = ["SCHEMA", "Finding", "Key", "Table", "nearest", "validate"]
 
@@ -101,7 +105,9 @@ CLIENTS = Table(
 
 DIRECTORY = Table(  # directory = "local" | "store", or a [directory] table
     {
-        "kind": Key("str", DIRECTORY_NAMES, required=True, hint='"ldap" (or "local", "store")'),
+        "kind": Key(
+            "str", DIRECTORY_NAMES, required=True, hint='"ldap" or "ad" (or "local", "store")'
+        ),
         "servers": Key("str-list", hint="ldaps:// or ldap:// URLs, tried in order"),
         "base": Key("str"),
         "bind_dn": Key("str"),
@@ -116,17 +122,45 @@ DIRECTORY = Table(  # directory = "local" | "store", or a [directory] table
         "cache_ttl": Key("number"),
         "cache_size": Key("int"),
         "pool_size": Key("int"),
+        "id_attribute": Key("str", hint="the stable identifier: entryUUID (AD: objectGUID)"),
+        "disabled_filter": Key("str", hint="e.g. (employeeType=disabled)"),
+        "unknown_user_dn": Key("str", hint="a DN that does not exist (unknown users bind it)"),
+        "domain": Key("str", hint='kind = "ad": the NetBIOS domain, for ntlm_auth'),
+        "ntlm_auth": Key("str-list", hint='kind = "ad": the ntlm_auth command'),
+        "ntlm_auth_timeout": Key("number"),
+        "nested_groups": Key("bool"),
+        "referrals": Key("str", ("refuse", "ignore")),
+        "unknown_account": Key("str", hint='kind = "ad": a name AD cannot have (ntlm_auth)'),
     }
+)
+
+VENDOR_ATTRIBUTES = Table(  # a [[policy.groups]] entry's vendor = [{...}, ...]
+    {
+        "name": Key("str", tuple(VENDOR_NAMES), hint="an attribute eapkit names"),
+        "vendor": Key("int", hint="the vendor's enterprise number, e.g. 9 (Cisco)"),
+        "type": Key("int", hint="the vendor's attribute number, e.g. 1 (Cisco-AVPair)"),
+        "value": Key("str", required=True, hint="the value, sent as UTF-8"),
+    },
+    many=True,
 )
 
 GROUP_POLICIES = Table(
     {
         "group": Key("str", required=True, hint="a group's DN or name"),
-        "second_factor": Key("str", ("none", "totp", "yubikey", "webauthn", "security_key", "any")),
+        "name": Key("str", hint="the entry's name in the decision log (default: group)"),
+        "second_factor": Key(
+            "str-or-list",
+            GROUP_FACTORS,
+            hint="one kind, or a list of the kinds accepted",
+        ),
+        "methods": Key("str-list", GROUP_METHODS, hint="the methods members may use"),
         "session_timeout": Key("int"),
         "framed_pool": Key("str"),
         "framed_ip": Key("str"),
+        "framed_ip_attribute": Key("str", hint="the entry's attribute holding the address"),
         "class": Key("str"),
+        "filter_id": Key("str"),
+        "vendor": VENDOR_ATTRIBUTES,
     },
     many=True,
 )
@@ -152,6 +186,7 @@ BRIDGE = Table(
         "enroll_ttl": Key("number"),
         "session_ttl": Key("number"),
         "max_pending": Key("int"),
+        "device_crl": Key("path", hint="the device CRL file, served at GET /devices.crl"),
     }
 )
 
@@ -180,7 +215,37 @@ RADSEC = Table(
         "handshake_timeout": Key("number"),
         "max_connections": Key("int"),
         "max_connections_per_client": Key("int"),
+        "tls13_tickets": Key("bool"),
+        "dtls_listen": Key("hostports"),
+        "session_lifetime": Key("number"),
         "clients": RADSEC_CLIENTS,
+    }
+)
+
+ADMIN = Table({"administrators": Key("str-list", hint="who may issue bypasses, approve resets")})
+
+FACTORS = tuple(f.value for f in Factor)
+
+TEAP = Table(  # eapkit.teap_config, docs/teap.md
+    {
+        "identity": Key("str", tuple(TEAP_IDENTITIES), hint="which identity types to require"),
+        "user_inner": Key("str", TEAP_INNER),
+        "machine_inner": Key("str", TEAP_INNER),
+        "compat": Key("str", TEAP_COMPAT, hint='"rfc7170" for hostapd/wpa_supplicant 2.10'),
+        "require_emsk_binding": Key("bool", hint="refuse MSK-only Crypto-Binding answers"),
+        "machine_identity": Key("str-list", IDENTITY_SOURCES),
+        "machine_prefix": Key("str", hint="machine accounts' prefix in the directory: host/"),
+        "unbound_users": Key("str", ("allow", "deny")),
+        "rules": Table(
+            {"machine": Key("str-list", FACTORS), "user": Key("str-list", FACTORS)}, many=True
+        ),
+        "bindings": Table(
+            {
+                "users": Key("str-list", required=True, hint="user names or shell patterns"),
+                "machines": Key("str-list", required=True, hint="machine names or shell patterns"),
+            },
+            many=True,
+        ),
     }
 )
 
@@ -189,6 +254,8 @@ SCHEMA = Table(
         "listen": Key("hostports"),
         "db": Key("path"),
         "log": Key("str"),
+        "syslog": Key("str", hint="udp://HOST:PORT or unix:/PATH (RFC 5424 copy of the log)"),
+        "syslog_facility": Key("int"),
         "methods": Key("str-list", METHOD_NAMES),
         "require_message_authenticator": Key("bool"),
         "conversation_ttl": Key("number"),
@@ -205,6 +272,15 @@ SCHEMA = Table(
         "bridge": BRIDGE,
         "policy": POLICY,
         "radsec": RADSEC,
+        "admin": ADMIN,
+        "devices": Table(
+            {
+                "bind_clients": Key(
+                    "str-list", hint="clients whose logins need a registered device round first"
+                )
+            }
+        ),
+        "teap": TEAP,
     }
 )
 
@@ -216,6 +292,7 @@ _EXPECTED = {
     "number": "a number",
     "bool": "true or false",
     "str-list": "a list of strings",
+    "str-or-list": "a string or a list of strings",
     "int-list": "a list of integers",
     "hostports": 'a "HOST:PORT" string or a list of them',
 }

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cryptography import x509
+from eapkit.pki import load_crl
 
 __all__ = ["CrlFiles"]
 
@@ -71,10 +71,7 @@ class CrlFiles:
         try:
             crls = tuple(p.read_bytes() for p in self.paths)
             for data in crls:
-                if b"-----BEGIN" in data:
-                    x509.load_pem_x509_crl(data)
-                else:
-                    x509.load_der_x509_crl(data)
+                load_crl(data)
         except (OSError, ValueError) as exc:
             if self._reported != signature:
                 self._reported = signature

@@ -25,6 +25,7 @@ __all__ = [
     "TlvType",
     "decode_tlvs",
     "encode_tlvs",
+    "split_tlvs",
 ]
 
 _HEADER = struct.Struct("!HH")
@@ -70,27 +71,34 @@ def encode_tlvs(tlvs: list[Tlv]) -> bytes:
     return b"".join(t.encode() for t in tlvs)
 
 
-def decode_tlvs(data: bytes) -> list[Tlv]:
-    """Every TLV in ``data``; :class:`DecodeError` on the first malformed one."""
-    out: list[Tlv] = []
+def split_tlvs(data: bytes, name: str = "TLV") -> list[tuple[int, bool, bytes]]:
+    """Every (type, mandatory, value) in ``data``: the TLV framing PEAP's EAP-TLVs and
+    TEAP's (RFC 9930 §4.2) share, M bit, R bit, 14-bit type, 16-bit length;
+    :class:`DecodeError` on the first malformed header (``name`` says whose)."""
+    out: list[tuple[int, bool, bytes]] = []
     pos = 0
     while pos < len(data):
         if len(data) - pos < 4:
             raise DecodeError(
-                f"TLV header of {len(data) - pos} bytes", offset=pos, expected="4 bytes"
+                f"{name} header of {len(data) - pos} octets", offset=pos, expected="4 octets"
             )
         raw_type, length = _HEADER.unpack_from(data, pos)
         if pos + 4 + length > len(data):
             raise DecodeError(
-                f"TLV length {length} runs past the end",
+                f"{name} length {length} runs past the end",
                 offset=pos + 2,
                 expected=f"<= {len(data) - pos - 4}",
             )
         out.append(
-            Tlv(raw_type & 0x3FFF, bytes(data[pos + 4 : pos + 4 + length]), bool(raw_type & _M))
+            (raw_type & 0x3FFF, bool(raw_type & _M), bytes(data[pos + 4 : pos + 4 + length]))
         )
         pos += 4 + length
     return out
+
+
+def decode_tlvs(data: bytes) -> list[Tlv]:
+    """Every TLV in ``data``; :class:`DecodeError` on the first malformed one."""
+    return [Tlv(t, value, mandatory) for t, mandatory, value in split_tlvs(data)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,14 @@ class ConfigError(EapkitError, ValueError):
     """A setting that cannot work (bad path, impossible combination, ...)."""
 
 
+class Unavailable(EapkitError):
+    """Something a login depends on did not answer (a directory server): the
+    conversation fails closed with :attr:`refusal` as its reason, not as the method's
+    own error."""
+
+    refusal = "unavailable"
+
+
 def need(data: bytes, offset: int, count: int, what: str) -> None:
     """Raise :class:`DecodeError` unless ``count`` bytes of ``what`` start at ``offset``."""
     if offset + count > len(data):

@@ -91,6 +91,7 @@ class EapType(IntEnum):
     MSCHAPV2 = 26
     TLV = 33
     FAST = 43
+    TEAP = 55  # RFC 9930
     EXPANDED = 254
     EXPERIMENTAL = 255
 

@@ -14,7 +14,7 @@ and serial numbers come from ``os.urandom`` via ``x509.random_serial_number``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,7 @@ __all__ = [
     "UPN_OID",
     "Issued",
     "KeyType",
+    "load_crl",
     "make_ca",
     "make_client",
     "make_crl",
@@ -206,6 +207,7 @@ def _issue(
     key_type: KeyType,
     days: float,
     not_before: dt.datetime | None,
+    crl_urls: Sequence[str] = (),
 ) -> Issued:
     key = _new_key(key_type)
     builder = (
@@ -226,9 +228,27 @@ def _issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if crl_urls:
+        builder = builder.add_extension(_distribution_points(crl_urls), critical=False)
     cert = builder.sign(ca.key, hashes.SHA256())
     chain = (ca.certificate, *(c for c in ca.chain if c != ca.certificate))
     return Issued(cert, key, chain)
+
+
+def _distribution_points(urls: Sequence[str]) -> x509.CRLDistributionPoints:
+    """RFC 5280 §4.2.1.13: one distribution point per URL, a fullName only (the CRL is
+    the issuing CA's, for every reason); an http URL must serve one DER-encoded CRL."""
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            for url in urls
+        ]
+    )
 
 
 def make_server(
@@ -268,9 +288,12 @@ def make_client(
     days: float = 365,
     not_before: dt.datetime | None = None,
     client_auth: bool = True,
+    crl_urls: Sequence[str] = (),
 ) -> Issued:
     """A client certificate: CN, optional rfc822Name / UPN / dNSName SANs, EKU
-    clientAuth (``client_auth=False`` leaves it out, to test a policy that wants it)."""
+    clientAuth (``client_auth=False`` leaves it out, to test a policy that wants it).
+    ``crl_urls`` become its CRL distribution points (RFC 5280 §4.2.1.13), where a
+    gateway such as strongSwan fetches the CRL itself (``[bridge] device_crl``)."""
     sans: list[x509.GeneralName] = []
     if email:
         sans.append(x509.RFC822Name(email))
@@ -289,6 +312,7 @@ def make_client(
         key_type=key_type,
         days=days,
         not_before=not_before,
+        crl_urls=crl_urls,
     )
 
 
@@ -301,6 +325,14 @@ def _der_utf8(text: str) -> bytes:
     return bytes([0x0C, 0x80 | len(size)]) + size + raw
 
 
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL (RFC 5280 §5) from its PEM (``-----BEGIN X509 CRL-----``) or DER encoding;
+    ValueError when it is neither."""
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
+
 def make_crl(
     ca: Issued,
     revoked_serials: Iterable[int] = (),
@@ -308,9 +340,13 @@ def make_crl(
     now: dt.datetime,
     days: float = 7,
     last_update: dt.datetime | None = None,
+    number: int = 1,
+    revoked_at: Mapping[int, dt.datetime] | None = None,
 ) -> x509.CertificateRevocationList:
     """A CRL from ``ca`` listing ``revoked_serials`` (RFC 5280 §5).  ``last_update`` and
-    a negative ``days`` make a CRL that is already stale."""
+    a negative ``days`` make a CRL that is already stale.  ``number`` is the cRLNumber
+    (§5.2.3, must grow with each CRL); ``revoked_at`` the revocation dates by serial
+    (§5.1.2.6; default ``last_update``)."""
     this_update = last_update if last_update is not None else now - dt.timedelta(minutes=5)
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -318,13 +354,14 @@ def make_crl(
         .last_update(this_update)
         .next_update(now + dt.timedelta(days=days))
         .add_extension(_aki(ca), critical=False)
-        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
     )
+    dates = revoked_at or {}
     for serial in revoked_serials:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
             .serial_number(serial)
-            .revocation_date(this_update)
+            .revocation_date(dates.get(serial, this_update))
             .build()
         )
     return builder.sign(ca.key, hashes.SHA256())

@@ -20,13 +20,15 @@ presents ``--radsec-cert``/``--radsec-key``, verifies the server against
 ``--radsec-ca`` and uses the shared secret ``radsec`` (RFC 6614 §2.3) unless told
 otherwise; ``--alpn`` offers ``radius/1.0`` or insists on ``radius/1.1`` (RFC 9765:
 no MD5, no shared secret, a Token per request; no fallback to 1.0, §3.3).
+``--radsec --dtls`` runs it over RADIUS/DTLS (RFC 7360, UDP) with the same certificate
+files and the shared secret ``radius/dtls`` (§2.3); RADIUS retransmits as over UDP.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +38,6 @@ from eapkit.methods.base import MethodFactory, Peer
 from eapkit.radius.nas import (
     ProbeResult,
     RadiusClient,
-    RadsecError,
     RadsecSettings,
     authenticate,
 )
@@ -88,27 +89,37 @@ class ProbeOptions:
     radsec_key: Path | None = None
     radsec_ca: Path | None = None
     radsec_server_name: str | None = None
+    dtls: bool = False  # with radsec: RADIUS over DTLS (RFC 7360), UDP
     alpn: str | None = None
     """The ALPN name to offer on the RadSec connection (RFC 9765 §3.1)."""
+    machine_identity: str | None = None
+    """TEAP: the machine's identity, with ``machine_password`` or ``machine_cert``/``_key``."""
+    machine_password: str | None = None
+    machine_cert: Path | None = None
+    machine_key: Path | None = None
+    teap_compat: str = "rfc9930"
 
 
 def radsec_settings(opts: ProbeOptions) -> RadsecSettings | None:
     """The RadSec connection's TLS settings, None for UDP; RadSec authenticates both
     ends by certificate (RFC 6614 §2.3), so the three files are required."""
     if not opts.radsec:
-        if opts.alpn or opts.radsec_cert or opts.radsec_key or opts.radsec_ca:
-            raise ConfigError("--alpn and --radsec-cert/-key/-ca need --radsec")
+        if opts.alpn or opts.radsec_cert or opts.radsec_key or opts.radsec_ca or opts.dtls:
+            raise ConfigError("--alpn, --dtls and --radsec-cert/-key/-ca need --radsec")
         return None
     if opts.radsec_cert is None or opts.radsec_key is None or opts.radsec_ca is None:
         raise ConfigError("--radsec needs --radsec-cert, --radsec-key and --radsec-ca")
     if opts.alpn not in (None, "radius/1.0", "radius/1.1"):
         raise ConfigError("--alpn is radius/1.0 or radius/1.1")
+    if opts.dtls and opts.alpn == "radius/1.1":
+        raise ConfigError("--alpn radius/1.1 needs TLS 1.3: not over --dtls")
     return RadsecSettings(
         cert=opts.radsec_cert,
         key=opts.radsec_key,
         ca=opts.radsec_ca,
         server_name=opts.radsec_server_name,
-        alpn=(opts.alpn,) if opts.alpn else (),
+        alpn=(opts.alpn,) if opts.alpn and not opts.dtls else (),
+        dtls=opts.dtls,
     )
 
 
@@ -164,6 +175,26 @@ def peer_context(opts: ProbeOptions, sessions: SessionCache | None = None) -> Pe
         peap_version=opts.peap_version,
         peap_label=opts.peap_label,
         sessions=sessions,
+        machine_identity=opts.machine_identity,
+        machine_password=opts.machine_password,
+        machine_tls=machine_tls_config(opts),
+        teap_compat=opts.teap_compat,
+    )
+
+
+def machine_tls_config(opts: ProbeOptions) -> TlsConfig | None:
+    """TEAP's machine certificate (``--machine-cert``/``--machine-key``): the peer's TLS
+    settings with the machine's certificate instead of the user's."""
+    if (opts.machine_cert is None) != (opts.machine_key is None):
+        raise ConfigError("--machine-cert and --machine-key go together")
+    if opts.machine_cert is None or opts.machine_key is None:
+        return None
+    base = tls_config(opts)
+    return replace(
+        base,
+        certificate=opts.machine_cert.read_bytes(),
+        private_key=opts.machine_key.read_bytes(),
+        resumption=False,
     )
 
 
@@ -255,6 +286,10 @@ def report(result: ProbeResult) -> list[str]:
             f"EAP: {'SUCCESS' if result.peer.success else 'FAILURE'} "
             f"method={result.peer.method} reason={result.peer.reason}"
         )
+        outcome = result.peer.outcome
+        for proof in outcome.inner if outcome is not None else ():  # TEAP's inner methods
+            state = "ok" if proof.success else "failed"
+            lines.append(f"inner: {proof.identity_type} {proof.identity} {proof.method} {state}")
         if result.peer.keys is not None:
             lines.append(f"MSK: {result.peer.keys.msk.hex()}")
             lines.append(f"EMSK: {result.peer.keys.emsk.hex()}")
@@ -311,104 +346,3 @@ def reauth_report(runs: list[Authentication]) -> list[str]:
     )
     lines.append("ACCEPT" if accepted == len(runs) else "REJECT")
     return lines
-
-
-@dataclass
-class LoadReport:
-    """What ``eapkit probe --load`` measured."""
-
-    completed: int
-    accepted: int
-    failures: dict[str, int]
-    wall_seconds: float
-    client_cpu_seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.completed / self.wall_seconds if self.wall_seconds else 0.0
-
-    def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-    def lines(self) -> list[str]:
-        return [
-            f"completed {self.completed} ({self.accepted} accepted) in {self.wall_seconds:.2f} s:"
-            f" {self.rate:.1f} authentications/s",
-            f"latency ms: p50 {self.percentile(50):.1f}  p90 {self.percentile(90):.1f}"
-            f"  p99 {self.percentile(99):.1f}  max {max(self.latencies_ms, default=0):.1f}",
-            f"load generator CPU: {self.client_cpu_seconds:.2f} s"
-            f" ({100 * self.client_cpu_seconds / max(self.wall_seconds, 1e-9):.0f}% of one core)",
-            "failures: "
-            + (", ".join(f"{k}={v}" for k, v in sorted(self.failures.items())) or "none"),
-        ]
-
-
-async def load(
-    opts: ProbeOptions,
-    *,
-    concurrency: int = 16,
-    count: int | None = None,
-    duration: float | None = None,
-) -> LoadReport:
-    """Run ``concurrency`` conversations at once until ``count`` are done or
-    ``duration`` seconds have passed (at least one of them must be given); sockets (or
-    RadSec connections) are shared, one per 128 concurrent conversations, as a NAS
-    does."""
-    import time
-
-    if count is None and duration is None:
-        raise ConfigError("give --count or --duration")
-    methods = build_peer_methods(opts)
-    outer = opts.anonymous_identity or opts.identity
-    clients = [await radius_client(opts).open() for _ in range(max(1, (concurrency + 127) // 128))]
-    failures: dict[str, int] = {}
-    latencies: list[float] = []
-    done = 0
-    accepted = 0
-    started = time.perf_counter()
-    cpu_start = time.process_time()
-    deadline = started + duration if duration is not None else None
-
-    def more() -> bool:
-        if count is not None and done >= count:
-            return False
-        return deadline is None or time.perf_counter() < deadline
-
-    async def worker(i: int) -> None:
-        nonlocal done, accepted
-        client = clients[i % len(clients)]
-        while more():
-            done += 1
-            t0 = time.perf_counter()
-            try:
-                result = await authenticate(client, PeerSession(methods, outer))
-            except RadsecError:  # this worker's connection is gone: counting on would spin
-                failures["RadsecError"] = failures.get("RadsecError", 0) + 1
-                return
-            except Exception as exc:  # a load run counts failures, it does not stop
-                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-                continue
-            latencies.append((time.perf_counter() - t0) * 1000)
-            if ok(result):
-                accepted += 1
-            else:
-                reason = result.peer.reason if result.peer else "no_reply"
-                failures[reason] = failures.get(reason, 0) + 1
-
-    try:
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    finally:
-        for client in clients:
-            client.close()
-    return LoadReport(
-        completed=done,
-        accepted=accepted,
-        failures=failures,
-        wall_seconds=time.perf_counter() - started,
-        client_cpu_seconds=time.process_time() - cpu_start,
-        latencies_ms=latencies,
-    )

@@ -48,6 +48,7 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
 
     [radsec]
     listen = ["127.0.0.1:2083"]         # RFC 6614 §2.1: TCP 2083
+    dtls_listen = []                    # RFC 7360 RADIUS/DTLS: e.g. ["127.0.0.1:2083"]
     cert = "radsec.pem"                 # the server's chain, leaf first
     key = "radsec.key"
     ca = []                             # more CAs to trust (each client entry's is)
@@ -58,6 +59,8 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
     handshake_timeout = 10
     max_connections = 1000
     max_connections_per_client = 64
+    tls13_tickets = false               # TLS 1.3 resumption (off: docs/radsec.md)
+    session_lifetime = 3600             # the ticket key and session cache rotate
 
     [[radsec.clients]]
     name = "gw1"                        # the client in policy and the decision log
@@ -73,6 +76,11 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
         settings.listen = [
             parse_hostport(x) for x in ([listen] if isinstance(listen, str) else listen)
         ]
+    if "dtls_listen" in table:  # RFC 7360: RADIUS/DTLS, UDP 2083
+        dtls = table["dtls_listen"]
+        settings.dtls_listen = [
+            parse_hostport(x) for x in ([dtls] if isinstance(dtls, str) else dtls)
+        ]
     if "cert" not in table or "key" not in table:
         raise ConfigError("[radsec] needs cert and key (the server's certificate)")
     settings.cert, settings.key = p(table["cert"]), p(table["key"])
@@ -82,6 +90,10 @@ def radsec_settings(table: dict[str, Any], p: Callable[[str], Path]) -> RadsecSe
     settings.radius_1_1 = str(table.get("radius_1_1", settings.radius_1_1))
     if settings.radius_1_1 not in ("forbid", "allow", "require"):
         raise ConfigError('[radsec] radius_1_1 is "forbid", "allow" or "require"')
+    settings.tls13_tickets = bool(table.get("tls13_tickets", False))
+    settings.session_lifetime = float(table.get("session_lifetime", settings.session_lifetime))
+    if settings.session_lifetime <= 0:
+        raise ConfigError("[radsec] session_lifetime is a positive number of seconds")
     settings.idle_timeout = float(table.get("idle_timeout", settings.idle_timeout))
     settings.handshake_timeout = float(table.get("handshake_timeout", 10.0))
     settings.max_connections = int(table.get("max_connections", settings.max_connections))
@@ -177,22 +189,33 @@ def radsec_clients(settings: RadsecSettings | None) -> list[Client]:
     return [c.client() for c in settings.clients] if settings is not None else []
 
 
-def build_radsec_core(core: RadiusCore, version: str = "1.0") -> RadiusCore:
-    """The core behind the RadSec listener: the UDP core's conversations, checks and
-    approval gate, its own duplicate cache (keyed per connection), and decision lines
-    that say which transport and RADIUS version they came through (one log, one
-    stream).  The UDP core's lines say ``"transport": "udp"`` from then on."""
+def build_radsec_core(
+    core: RadiusCore, version: str = "1.0", transport: str = "radsec"
+) -> RadiusCore:
+    """The core behind the RadSec listener: the UDP core's conversations, checks,
+    approval gate and settings (light methods, the duplicate cache's size and lifetime),
+    its own duplicate cache (keyed per connection), and decision lines that say which
+    transport and RADIUS version they came through (one log, one stream).  The UDP
+    core's lines say ``"transport": "udp"`` from then on."""
     core.decisions.stamp = {**core.decisions.stamp, "transport": "udp", "radius_version": "1.0"}
     return RadiusCore(
         ClientTable([]),
         core.eap,
         plain=core.plain,
-        decisions=core.decisions.stamped(transport="radsec", radius_version=version),
+        decisions=core.decisions.stamped(transport=transport, radius_version=version),
         # the TLS session protects the hop: PAP needs no Message-Authenticator (EAP and
         # Status-Server still carry one, RFC 3579 §3.2, RFC 5997 §3)
         require_message_authenticator=False,
         approval=core.approval,
         accounting_ports=frozenset(),
+        duplicate_ttl=core.duplicate_ttl,
+        duplicate_cap=core.duplicate_cap,
+        cpu_clock=core.cpu_clock,
+        # the same local backends: EAP-MSCHAPv2 and EAP-TLS rounds run on the event loop
+        # over TLS and DTLS as over UDP (without it every such round went to the pool,
+        # 1.5-2.3x UDP's CPU per login in benchmarks/bench_radsec)
+        light_methods=core.light_methods,
+        unknown_log_interval=core.unknown_log_interval,
     )
 
 
@@ -250,19 +273,43 @@ def _radsec(
         addrs = ", ".join(f"{h}:{p}" for h, p in bound)
         print(f"eapkit serve: radsec listening on {addrs}", file=sys.stderr, flush=True)
 
-    return radsec.serve(
+    crls = radsec_crls(settings, warn, crl_sources if crl_sources is not None else [])
+    clients = (
+        ClientsFile(config_file, settings.clients, warn=warn) if config_file is not None else None
+    )
+    tls = radsec.serve(
         build_radsec_core(core),
         settings,
-        crls=radsec_crls(settings, warn, crl_sources if crl_sources is not None else []),
+        crls=crls,
         core_1_1=build_radsec_core(core, "1.1"),
-        clients=(
-            ClientsFile(config_file, settings.clients, warn=warn)
-            if config_file is not None
-            else None
-        ),
+        clients=clients,
         ready=radsec_ready,
         stop=stop,
     )
+    if not settings.dtls_listen:
+        return tls
+
+    def dtls_ready(bound: list[tuple[str, int]]) -> None:
+        addrs = ", ".join(f"{h}:{p}" for h, p in bound)
+        print(f"eapkit serve: radius/dtls listening on {addrs}", file=sys.stderr, flush=True)
+
+    async def both() -> None:
+        from eapkit.radius import dtls  # pyOpenSSL's DTLS, only when asked for
+
+        udp = dtls.serve(
+            build_radsec_core(core, transport="dtls"),
+            settings,
+            crls=crls,
+            clients=clients,
+            ready=dtls_ready,
+            stop=stop,
+        )
+        try:
+            await asyncio.gather(tls, udp)
+        finally:
+            stop.set()
+
+    return both()
 
 
 async def radsec_beside(

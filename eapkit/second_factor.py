@@ -3,7 +3,8 @@
 Each user in the directory (:mod:`eapkit.directory`) names a second factor: ``none``,
 ``totp`` (an OATH token enrolled in :class:`~eapkit.verify.otp.OtpVerifier`) or
 ``yubikey`` (Yubico OTP, :class:`~eapkit.verify.yubico.YubicoVerifier`).  Single-use
-recovery codes stand in for either.  All state lives in the shared
+recovery codes stand in for either, and so does a helpdesk bypass code within its scope
+(:mod:`eapkit.bypass`).  All state lives in the shared
 :class:`~eapkit.store.base.Store`, so replay protection holds on every node.
 
 The checks the methods use:
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from eapkit.bypass import BYPASS_LENGTH, BYPASS_PATTERN, BypassCodes
 from eapkit.credentials import (
     CHALLENGE,
     PasswordThenCode,
@@ -72,6 +74,11 @@ _PASSWORD_AND_CODE = frozenset({Factor.PASSWORD, Factor.OTP_DEVICE})
 def _proved(verdict: Verdict, factors: frozenset[Factor]) -> Verdict:
     """``verdict`` with the factors it proved, when it is an acceptance."""
     return replace(verdict, factors=verdict.factors | factors) if verdict.ok else verdict
+
+
+def _named(verdict: Verdict, key: str, user: str) -> Verdict:
+    """A verdict about the factors stored under ``key``, told about ``user``."""
+    return replace(verdict, user=user) if key != user and verdict.user == key else verdict
 
 
 class RecoveryCodes:
@@ -155,10 +162,17 @@ class SecondFactors:
         self.totp = OtpVerifier(self.store, self.sealer, self.otp_policy, audit=self.audit)
         self.yubikey = YubicoVerifier(self.store, self.sealer, audit=self.audit)
         self.recovery = RecoveryCodes(self.store, random=self.random, audit=self.audit)
+        self.bypass = BypassCodes(self.store, self.sealer, random=self.random, audit=self.audit)
 
     def kind(self, user: str) -> str:
         record = self.users.get(user)
         return record.second_factor if record is not None else "none"
+
+    def key(self, user: str) -> str:
+        """What ``user``'s factors are stored under: the directory's stable identifier
+        (LDAP entryUUID, so a rename keeps them) or, by default, the name."""
+        record = self.users.get(user)
+        return record.factor_key if record is not None else user
 
     def needs_code(self, user: str) -> bool:
         kind = self.kind(user)
@@ -173,14 +187,16 @@ class SecondFactors:
         return _proved(self._check_code(user, code, now), _CODE)
 
     def _check_code(self, user: str, code: str, now: float) -> Verdict:
-        kind = self.kind(user)
+        kind, key = self.kind(user), self.key(user)
         try:
+            if BYPASS_PATTERN.fullmatch(code.strip().lower()):  # eapkit.bypass
+                return self.bypass.use(user, code, now)
             if RECOVERY_PATTERN.fullmatch(code.strip().lower()):
-                return self.recovery.use(user, code, now)
+                return _named(self.recovery.use(key, code, now), key, user)
             if kind == "totp":
-                return self.totp.verify(user, code, now).to_verdict()
+                return _named(self.totp.verify(key, code, now).to_verdict(), key, user)
             if kind == "yubikey":
-                return self.yubikey.verify(user, code, now).to_verdict()
+                return _named(self.yubikey.verify(key, code, now).to_verdict(), key, user)
         except StoreUnavailable as exc:  # a plain record: record_not_sealed
             return Verdict.reject(store_refusal(exc), str(exc))
         return Verdict.reject("no_second_factor")
@@ -189,6 +205,10 @@ class SecondFactors:
         kind = self.kind(user)
         if kind == "none":
             return None
+        if len(response) > BYPASS_LENGTH and BYPASS_PATTERN.fullmatch(
+            response[-BYPASS_LENGTH:].lower()
+        ):
+            return BYPASS_LENGTH
         if len(response) > 14 and RECOVERY_PATTERN.fullmatch(response[-14:].lower()):
             return 14
         if kind == "yubikey":
@@ -200,7 +220,7 @@ class SecondFactors:
         return digits
 
     def _totp_digits(self, user: str) -> int:
-        return totp_digits(self.store, user)
+        return totp_digits(self.store, self.key(user))
 
     def pap(self, password: ResponseCheck) -> TwoRoundCheck:
         """Password followed by the code, in one response; the password alone gets a
@@ -263,7 +283,7 @@ _MODHEX = re.compile(r"[cbdefghijklnrtuv]+")
 def _code_shaped(kind: str, tail: str) -> bool:
     """Is ``tail`` shaped like a code of the user's ``kind`` (digits for TOTP, modhex
     for a YubiKey OTP) or a recovery code?"""
-    if RECOVERY_PATTERN.fullmatch(tail.lower()):
+    if RECOVERY_PATTERN.fullmatch(tail.lower()) or BYPASS_PATTERN.fullmatch(tail.lower()):
         return True
     if kind == "yubikey":
         return _MODHEX.fullmatch(tail) is not None

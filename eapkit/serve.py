@@ -35,6 +35,11 @@ Every setting lives in the TOML file (``--config``); the common ones are flags t
                                        # round of the same user and IKE SA this soon
                                        # (eapkit.radius.rounds)
 
+    [devices]                          # the device registry (docs/devices.md)
+    bind_clients = ["vpn-gateway"]     # these clients' logins need a device round first:
+                                       # EAP-TLS with a registered, active device whose
+                                       # owners include the user (eapkit.radius.device_rounds)
+
 Paths are relative to the TOML file's directory.  ``eapkit check`` validates the file
 against :mod:`eapkit.config_schema` and :mod:`eapkit.check`; ``eapkit serve`` refuses
 to start on an error there.
@@ -86,6 +91,9 @@ to start on an error there.
     listen = "127.0.0.1:8812"          # logins of users whose second factor is "webauthn"
     url = "http://localhost:8812"      # wait for approval on this web page
     timeout = 60                       # (all settings: eapkit/bridge/config.py)
+
+    [teap]                             # EAP-TEAP's machine + user chaining and its policy
+    identity = "machine_and_user"      # (all settings: eapkit/teap_config.py, docs/teap.md)
 """
 
 from __future__ import annotations
@@ -95,18 +103,21 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eapkit.authz import Authorizer, CertificateIdentity, PasswordThrottle
 from eapkit.bridge.config import BridgeConfig
+from eapkit.bypass import in_method
 from eapkit.catalog import CATALOG, DEFAULT_METHODS, ServerContext, lookup
 from eapkit.config_schema import validate
 from eapkit.credentials import ResponseCheck
 from eapkit.crl_reload import CrlFiles
+from eapkit.devices import DeviceRegistry
 from eapkit.directory import DIRECTORIES, Directory, RequestScoped
 from eapkit.directory import open_directory as _open_directory
+from eapkit.directory.ad_rules import AdSettings
 from eapkit.directory.groups import GroupPolicy, LdapSettings
 from eapkit.errors import ConfigError
 from eapkit.methods.base import Authenticator, MethodFactory
@@ -114,14 +125,17 @@ from eapkit.methods.mschapv2_check import NtHashLookup
 from eapkit.radius.access import EapAccess
 from eapkit.radius.address import parse_hostport
 from eapkit.radius.clients import Client, ClientTable
-from eapkit.radius.core import DecisionLog, RadiusCore
+from eapkit.radius.core import LIGHT_METHODS, DecisionLog, RadiusCore
+from eapkit.radius.device_rounds import DeviceBinding
 from eapkit.radius.mschap import MsChapAccess
+from eapkit.radius.ntlm_auth import run_helper
 from eapkit.radius.pap import PapAccess
 from eapkit.radius.radsec import RadsecSettings
 from eapkit.radius.rounds import RoundBinding
 from eapkit.radsec_config import radsec_clients, radsec_settings
 from eapkit.second_factor import SecondFactors
 from eapkit.second_factor import open_second_factors as _open_second_factors
+from eapkit.teap_config import TeapSettings, teap_settings
 
 if TYPE_CHECKING:
     from eapkit.tlsio.config import TlsConfig
@@ -201,6 +215,8 @@ class ServeConfig:
     accounting_ports: frozenset[int] = frozenset({1813, 1646})
     db: Path = Path("eapkit.db")
     log: str = "-"
+    syslog: str | None = None  # udp://HOST:PORT or unix:/PATH: a copy of each line (RFC 5424)
+    syslog_facility: int = 10  # authpriv
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     require_message_authenticator: bool = True
     conversation_ttl: float = 60.0
@@ -213,11 +229,16 @@ class ServeConfig:
     store: str | None = None
     directory: str = "local"
     ldap: LdapSettings | None = None  # [directory] kind = "ldap" (eapkit.directory.ldap)
+    ad: AdSettings | None = None  # [directory] kind = "ad" (eapkit.directory.ad)
     store_keys_file: Path | None = None
     bridge: BridgeConfig | None = None
     round_window: float = 120.0  # eapkit.radius.rounds: password round -> code round
     policy: PolicySettings = field(default_factory=PolicySettings)
     radsec: RadsecSettings | None = None  # [radsec]: the RadSec listener (eapkit.radius.radsec)
+    administrators: tuple[str, ...] = ()  # [admin]: who may issue bypasses, approve resets
+    # [devices] bind_clients: these clients' logins need a device round first (issue 20)
+    device_clients: list[str] | None = None
+    teap: TeapSettings = field(default_factory=TeapSettings)  # [teap] (eapkit.teap_config)
 
     @classmethod
     def from_toml(cls, path: Path) -> ServeConfig:
@@ -250,6 +271,9 @@ class ServeConfig:
             cfg.db = p(data["db"])
         if "log" in data:  # "-" is stdout; a file is relative to the TOML's directory
             cfg.log = "-" if data["log"] == "-" else str(p(data["log"]))
+        if "syslog" in data:
+            cfg.syslog = str(data["syslog"])
+        cfg.syslog_facility = int(data.get("syslog_facility", cfg.syslog_facility))
         cfg.methods = list(data.get("methods", cfg.methods))
         cfg.require_message_authenticator = bool(data.get("require_message_authenticator", True))
         cfg.conversation_ttl = float(data.get("conversation_ttl", cfg.conversation_ttl))
@@ -273,12 +297,28 @@ class ServeConfig:
                 GroupPolicy.from_dict(dict(g)) for g in data.get("policy", {}).get("groups", [])
             ]
             cfg.ldap = LdapSettings.from_dict(dict(directory), base, groups)
+        if cfg.directory == "ad":
+            if not isinstance(directory, dict):
+                raise ConfigError(
+                    'directory "ad" needs a [directory] table: see docs/directories.md'
+                )
+            groups = [
+                GroupPolicy.from_dict(dict(g)) for g in data.get("policy", {}).get("groups", [])
+            ]
+            cfg.ad = AdSettings.from_dict(dict(directory), base, groups)
         cfg.round_window = float(data.get("round_window", cfg.round_window))
+        if "devices" in data:
+            cfg.device_clients = [str(c) for c in data["devices"].get("bind_clients", [])]
         if "store_keys_file" in data:
             cfg.store_keys_file = p(data["store_keys_file"])
         if "bridge" in data:
             cfg.bridge = BridgeConfig.from_dict(dict(data["bridge"]))
+            if cfg.bridge.device_crl is not None:
+                cfg.bridge.device_crl = str(p(cfg.bridge.device_crl))
         cfg.policy = PolicySettings.from_dict(dict(data.get("policy", {})))
+        cfg.administrators = tuple(str(a) for a in data.get("admin", {}).get("administrators", []))
+        if "teap" in data:
+            cfg.teap = teap_settings(dict(data["teap"]))
         tls = data.get("tls", {})
         identity = tls.get("identity", TlsFiles.identity)
         realms = tls.get("realms", [])
@@ -329,6 +369,16 @@ class ServeConfig:
             names = {c.name for c in cfg.clients} & {c.name for c in cfg.radsec.clients}
             if names:
                 raise ConfigError(f"[[clients]] and [[radsec.clients]] share names: {names}")
+        if cfg.device_clients:  # a misspelt name would bind nothing: refuse it
+            known = {c.name for c in cfg.clients}
+            known |= {c.name for c in cfg.radsec.clients} if cfg.radsec else set()
+            unknown = sorted(set(cfg.device_clients) - known)
+            if unknown:
+                raise ConfigError(f"[devices] bind_clients names no client: {', '.join(unknown)}")
+            if "tls" not in cfg.methods:  # no device round could ever pass: all refused
+                raise ConfigError(
+                    '[devices] bind_clients needs "tls" in methods (the device round)'
+                )
         return cfg
 
 
@@ -362,7 +412,9 @@ def open_directory(cfg: ServeConfig) -> Directory:
     ``"store"`` (records in ``store``, by default that same file)."""
     # No verified-password cache: every login pays one PBKDF2, so a cached right
     # password does not answer faster than a wrong one (eapkit.authz, equal cost).
-    return _open_directory(cfg.directory, cfg.db, cfg.store, cache_ttl=0.0, ldap=cfg.ldap)
+    return _open_directory(
+        cfg.directory, cfg.db, cfg.store, cache_ttl=0.0, ldap=cfg.ldap, ad=cfg.ad, run=run_helper
+    )
 
 
 def open_second_factors(
@@ -370,9 +422,12 @@ def open_second_factors(
 ) -> SecondFactors:
     """The store and sealing keys of ``cfg`` (defaults: the user database's file and a
     key file beside it, made on first use)."""
-    return _open_second_factors(
+    second = _open_second_factors(
         users, cfg.db, store_url=cfg.store, keys_file=cfg.store_keys_file, audit=audit
     )
+    # a bypass issued by someone since removed from [admin] no longer works
+    second.bypass.administrators = cfg.administrators or None
+    return second
 
 
 def round_binding(
@@ -458,6 +513,21 @@ def server_context(
         code=code,
         gtc=cfg.gtc,
         peap_version=cfg.tls.peap_version,
+        teap_identity=cfg.teap.identity,
+        teap_compat=cfg.teap.compat,
+        teap_require_emsk_binding=cfg.teap.require_emsk_binding,
+        teap_user_inner=cfg.teap.user_inner,
+        teap_machine_inner=cfg.teap.machine_inner,
+    )
+
+
+def method_context(context: ServerContext, name: str) -> ServerContext:
+    """``context`` whose code checks know they run in method ``name`` (a helpdesk
+    bypass code may be scoped to methods: eapkit.bypass)."""
+    return replace(
+        context,
+        password_and_code=in_method(name, context.password_and_code),
+        code=in_method(name, context.code),
     )
 
 
@@ -471,7 +541,7 @@ def build_methods(
         if name not in names:
             warn(f"method {name!r} is not available in this eapkit; skipped")
             continue
-        factories.append(lookup(name).server(context))
+        factories.append(lookup(name).server(method_context(context, name)))
     if not factories:
         raise ConfigError("no EAP method left to offer")
     return factories
@@ -493,7 +563,18 @@ def build_authorizer(cfg: ServeConfig, users: Directory, second: SecondFactors) 
         settings.certificate_is_possession,
         approval_bridge=cfg.bridge is not None,
         throttle=throttle,
+        chaining=cfg.teap.policy,
     )
+
+
+def local_backends(cfg: ServeConfig, store: object) -> bool:
+    """Whether the users and their second factors live in this machine's SQLite file
+    (or memory): no LDAP, AD or Redis round trip can stall a check, so the rounds of
+    ``LIGHT_METHODS`` may run on the event loop (eapkit.radius.front, issue 21)."""
+    from eapkit.store.memory import MemoryStore
+    from eapkit.store.sqlite import SqliteStore
+
+    return cfg.directory in ("local", "store") and isinstance(store, SqliteStore | MemoryStore)
 
 
 def build_core(
@@ -505,6 +586,10 @@ def build_core(
     audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> RadiusCore:
     decisions = DecisionLog(log_stream)
+    if cfg.syslog:
+        from eapkit.syslog5424 import SyslogSender
+
+        decisions.copies.append(SyslogSender(cfg.syslog, facility=cfg.syslog_facility).send)
     # Every check below reads a user's record at most once per Access-Request (the
     # core opens the request scope: eapkit.directory.scope).
     users = RequestScoped.around(users)
@@ -512,6 +597,14 @@ def build_core(
     second.approval_bridge = cfg.bridge is not None
     authorizer = build_authorizer(cfg, users, second)
     assert authorizer.throttle is not None
+    devices = None
+    if cfg.device_clients is not None:  # [devices]: registered certificates name devices
+        authorizer.devices = DeviceRegistry(second.store)
+        authorizer.device_clients = frozenset(cfg.device_clients)
+        authorizer.device_log = decisions.write
+        devices = DeviceBinding(
+            authorizer.devices, frozenset(cfg.device_clients), cfg.round_window, decisions.write
+        )
     # Passwords past the throttle's limit are refused unchecked; MS-CHAPv2 gets no NT
     # hash for users it cannot satisfy (eapkit.authz).
     password = authorizer.throttle.guard(users.check_password)
@@ -536,12 +629,17 @@ def build_core(
         max_conversations=cfg.max_conversations,
         authorizer=authorizer,
         rounds=round_binding(cfg, second, [*clients, *radsec_clients(cfg.radsec)]),
+        devices=devices,
     )
     plain = (
         MsChapAccess(  # MS-CHAP v1/v2 (RFC 2548), PAP and its code round
             users.nt_hash,  # behind the authorizer's NT-hash guard
             authorizer,
-            PapAccess(pap, code_check=second.check_code, authorizer=authorizer),
+            PapAccess(
+                in_method("pap", pap) or pap,
+                code_check=in_method("pap", second.check_code),
+                authorizer=authorizer,
+            ),
         )
         if cfg.pap
         else None
@@ -553,11 +651,19 @@ def build_core(
         decisions=decisions,
         require_message_authenticator=cfg.require_message_authenticator,
         accounting_ports=cfg.accounting_ports,
+        light_methods=LIGHT_METHODS if local_backends(cfg, second.store) else frozenset(),
     )
     if cfg.bridge is not None:
         from eapkit.bridge.gate import Bridge  # needs the bridge extra
 
-        core.approval = Bridge(cfg.bridge, users, second.store, audit=audit or decisions.write)
+        core.approval = Bridge(
+            cfg.bridge,
+            users,
+            second.store,
+            audit=audit or decisions.write,
+            otp=second.totp,
+            yubikey=second.yubikey,
+        )
     return core
 
 

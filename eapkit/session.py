@@ -40,7 +40,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from eapkit.errors import DecodeError, EapkitError
+from eapkit.errors import DecodeError, EapkitError, Unavailable
 from eapkit.methods.base import (
     Authenticator,
     Done,
@@ -173,6 +173,8 @@ def _run(method: Authenticator | Peer, type_data: bytes) -> Step:
         return method.receive(type_data)
     except DecodeError as exc:
         return Done(Outcome.failed("malformed", str(exc)))
+    except Unavailable as exc:  # e.g. no directory server answered: directory_unavailable
+        return Done(Outcome.failed(exc.refusal, str(exc)))
     except EapkitError as exc:
         return Done(Outcome.failed("method_error", str(exc)))
 
@@ -284,6 +286,37 @@ class AuthenticatorSession:
             return self._next_method(None)
         return self._method_response(msg)
 
+    def needs_no_check(self, data: bytes) -> bool:
+        """True when ``receive(data)`` would answer with the next Request after pure
+        protocol work, without ending the conversation: the Identity Response or a Nak
+        (RFC 3748 §5.1, §5.3.1) that starts a method whose factory says ``pure_start``,
+        or a Response the current method's own ``needs_no_check`` says so of.  A
+        round that may end the conversation (its outcome is then authorized: a
+        directory read) or that reaches a credential check is never one.  Changes
+        nothing: a RADIUS front asks this before choosing where ``receive`` runs."""
+        if self._state is _State.FINISHED or self.counters.rounds >= self.config.max_rounds:
+            return False
+        if self.counters.received_bytes + len(data) > self.config.max_bytes:
+            return False
+        try:
+            msg, _ = decode_frame(data)
+        except DecodeError:
+            return False
+        if msg.code is not Code.RESPONSE:
+            return False
+        if self._state is _State.IDLE or (
+            self._state is _State.IDENTITY and msg.identifier == self._identifier
+        ):
+            return isinstance(msg, Identity) and _pure_starts(self._untried, None)
+        if self._state is not _State.METHOD or msg.identifier != self._identifier:
+            return False
+        if isinstance(msg, Nak | ExpandedNak):
+            return not self._method_responses and _pure_starts(self._untried, msg)
+        if _method_of(msg) != self._method_id:
+            return False
+        check = getattr(self._method, "needs_no_check", None)
+        return callable(check) and check(_type_data(msg)) is True
+
     # -- internals -----------------------------------------------------------------------
 
     def _discard(self, reason: str) -> Discard:
@@ -314,6 +347,8 @@ class AuthenticatorSession:
             self._state = _State.METHOD
             try:
                 type_data = self._method.start()
+            except Unavailable as exc:
+                return self._finish(Outcome.failed(exc.refusal, str(exc)))
             except EapkitError as exc:
                 return self._finish(Outcome.failed("method_error", str(exc)))
             req = method_message(Code.REQUEST, self._next_identifier(), factory.method, type_data)
@@ -373,6 +408,16 @@ class AuthenticatorSession:
         )
         self._final = Finished(result, packet, self._identifier)
         return self._final
+
+
+def _pure_starts(
+    untried: Sequence[MethodFactory[Authenticator]], acceptable: Nak | ExpandedNak | None
+) -> bool:
+    """Whether ``_next_method(acceptable)`` starts a method without leaving pure
+    protocol work: some method is left to start, and every one it may try says
+    ``pure_start``."""
+    left = [f for f in untried if acceptable is None or _accepts(acceptable, f.method)]
+    return bool(left) and all(f.pure_start for f in left)
 
 
 def _accepts(nak: Nak | ExpandedNak, method: MethodId) -> bool:

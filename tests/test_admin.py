@@ -128,7 +128,7 @@ def test_admin_actions_go_to_the_decision_log(
     events = [json.loads(x) for x in log.read_text().splitlines()]
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700  # made by the first command
     names = [e.get("action") or e.get("event") for e in events]
-    assert names == ["user_added", "otp_enrolled", "user_deleted"]
+    assert names == ["user_added", "otp_enrolled", "user_deleted", "factors_removed"]
     assert all("secret" not in json.dumps(e) for e in events)
     assert stat.S_IMODE((tmp_path / "q.png").stat().st_mode) == 0o600
     code, _, err = run(capsys, "user", "add", "ann", "--password", "pw", "--audit-stderr", *cfg)

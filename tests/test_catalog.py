@@ -91,6 +91,90 @@ def test_probe_methods_need_a_password(pki: dict[str, Path]) -> None:
         _peer(pki, "ttls-pap", None)
 
 
+# -- ``--method teap``: the inner methods follow the credentials given -----------------------
+
+
+def _teap_opts(pki: dict[str, Path], **kw: object) -> ProbeOptions:
+    return ProbeOptions(
+        ("127.0.0.1", 1812),
+        b"s",
+        "teap",
+        "alice",
+        ca=pki["ca"],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("creds", "ran"),
+    [
+        ({"password": "wonderland"}, [("user", "alice", "eap-mschapv2")]),
+        ({"cert": "client_cert", "key": "client_key"}, [("user", "alice", "eap-tls")]),
+        (
+            {"password": "wonderland", "machine_password": "kiosk", "machine_identity": "host/k"},
+            [("user", "alice", "eap-mschapv2"), ("machine", "host/k", "eap-mschapv2")],
+        ),
+        (
+            {"machine_cert": "client_cert", "machine_key": "client_key"},
+            [("machine", "host/laptop", "eap-tls")],
+        ),
+    ],
+    ids=["password", "certificate", "user-and-machine-passwords", "machine-certificate-only"],
+)
+def test_bare_teap_runs_what_the_credentials_name(
+    pki: dict[str, Path], creds: dict[str, str], ran: list[tuple[str, str, str]]
+) -> None:
+    """Against serve's TEAP built from the catalog: ``--password`` gives inner
+    EAP-MSCHAPv2, ``--cert``/``--key`` inner EAP-TLS, machine credentials alone a
+    machine-only peer (the server asks for what ``ran`` lists: eap_teap_id 5, 1 or 2)."""
+    users = LocalDirectory(":memory:")
+    users.add("alice", "wonderland", iterations=1000)
+    users.add("host/k", "kiosk", iterations=1000)
+    cfg = ServeConfig(tls=TlsFiles(cert=pki["cert"], key=pki["key"], ca=pki["ca"]))
+    kinds = [kind for kind, _, _ in ran]
+    identity = 5 if len(ran) == 2 else 2 if kinds == ["machine"] else 1
+    methods = {kind: method for kind, _, method in ran}
+    ctx = replace(
+        server_context(cfg, users),
+        teap_identity=identity,
+        teap_user_inner=methods.get("user", "eap-mschapv2"),
+        teap_machine_inner=methods.get("machine", "eap-tls"),
+    )
+    files = {
+        k: (pki[v] if k in ("cert", "key", "machine_cert", "machine_key") else v)
+        for k, v in creds.items()
+    }
+    if "machine_cert" in files:
+        files["machine_identity"] = "host/laptop"
+    peer = build_peer_methods(_teap_opts(pki, **files))
+    conv = converse(
+        AuthenticatorSession([lookup("teap").server(ctx)]), PeerSession(peer, "anonymous")
+    )
+    a, p = conv.authenticator, conv.peer
+    assert a is not None and p is not None
+    assert a.success and p.success, (a.reason, a.detail)
+    assert a.outcome is not None and a.keys == p.keys
+    assert [(x.identity_type, x.identity, x.method) for x in a.outcome.inner] == ran
+
+
+@pytest.mark.parametrize(
+    ("creds", "complaint"),
+    [
+        ({"password": "pw", "cert": "client_cert", "key": "client_key"}, "not both"),
+        ({"password": "pw", "otp": "123456"}, "teap-password"),
+        ({}, "needs the user's credentials"),
+        ({"machine_identity": "host/k"}, "needs the user's credentials"),
+    ],
+    ids=["password-and-certificate", "otp", "nothing", "machine-name-alone"],
+)
+def test_bare_teap_refuses_what_it_cannot_choose_from(
+    pki: dict[str, Path], creds: dict[str, str], complaint: str
+) -> None:
+    files = {k: (pki[v] if k in ("cert", "key") else v) for k, v in creds.items()}
+    with pytest.raises(ConfigError, match=complaint):
+        build_peer_methods(_teap_opts(pki, **files))
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -105,12 +189,13 @@ def test_every_row_builds_its_own_method(pki: dict[str, Path]) -> None:
         assert (factory.method, factory.name) == (entry.method, entry.name)
         assert lookup(entry.method) is entry and lookup(entry.name.upper()) is entry
         for name in entry.peer_names():
+            bare_tunnel = bool(entry.inner) and name == entry.name  # ``teap``: one credential
             opts = ProbeOptions(
                 ("127.0.0.1", 1812),
                 b"s",
                 name,
                 "alice",
-                password="pw",
+                password=None if bare_tunnel else "pw",
                 cert=pki["client_cert"],
                 key=pki["client_key"],
             )
@@ -131,7 +216,14 @@ def test_names_serve_and_probe_know() -> None:
         "peap-gtc",
         "gtc",
         "mschapv2",
+        "teap",
+        "teap-mschapv2",
+        "teap-tls",
+        "teap-password",
     }
+    assert peer_method("teap") == (lookup("teap"), None)
+    assert peer_method("teap-tls") == (lookup("teap"), "tls")
+    assert lookup("teap").method.vendor_type == 55
     with pytest.raises(KeyError):
         lookup("md5")
     with pytest.raises(ConfigError, match="--method is one of"):

@@ -196,6 +196,37 @@ def test_settings_that_weaken_a_factor_are_named(site: dict[str, Any]) -> None:
     assert ("require_message_authenticator", "false") in found
 
 
+@pytest.mark.parametrize("kind", ["ad", "ldap"])
+def test_ad_directory_keys_that_do_nothing_are_named(site: dict[str, Any], kind: str) -> None:
+    """kind = "ad" reads memberOf, objectGUID and userAccountControl whatever these say:
+    a disabled_filter there disabled nobody, silently.  LDAP reads them: no warning."""
+    site["directory"] = {
+        "kind": kind,
+        "servers": ["ldaps://dc.example.org"],
+        "base": "DC=corp,DC=example,DC=org",
+        "group_attribute": "memberOf",
+        "group_filter": "(&(objectClass=group)(member={dn}))",
+        "id_attribute": "objectGUID",
+        "disabled_filter": "(description=disabled)",
+        "referrals": "ignore",  # read by AD too (eapkit.directory.ad.AdDirectory._search)
+        "nested_groups": True,
+    }
+    warned = {f.where for f in _check(site) if "has no effect" in f.message}
+    if kind == "ldap":
+        assert warned == set()
+        return
+    assert warned == {
+        "[directory] group_attribute",
+        "[directory] group_filter",
+        "[directory] id_attribute",
+        "[directory] disabled_filter",
+    }
+    del site["directory"]["disabled_filter"], site["directory"]["group_filter"]
+    warned = {f.where for f in _check(site) if "has no effect" in f.message}
+    assert warned == {"[directory] group_attribute", "[directory] id_attribute"}
+    assert not errors_of(_check(site))
+
+
 def test_eapkit_check_command(
     site: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -278,7 +309,7 @@ def test_a_misspelled_method_on_the_command_line_is_an_error(tmp_path: Path) -> 
     cfg = ServeConfig(db=tmp_path / "eapkit.db", methods=["ttls", "mschap2"])
     [error] = errors_of(check_config(cfg, NOW))
     assert str(error) == (
-        "error: methods: 'mschap2' is not one of tls, ttls, peap, mschapv2, gtc "
+        "error: methods: 'mschap2' is not one of tls, ttls, peap, teap, mschapv2, gtc "
         "(did you mean 'mschapv2'?)"
     )
 

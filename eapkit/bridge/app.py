@@ -13,6 +13,12 @@ register a security key from a one-time link.  The page's script talks JSON to:
 ``POST /api/enroll/begin``     ``{"token"}`` -> WebAuthn creation options (§5.4)
 ``POST /api/enroll/finish``    ``{"token", "credential"}``: the key is stored, the token
                                used up, the user's second factor becomes ``webauthn``
+``POST /api/enroll/totp/*``    the same link enrolls an authenticator app or a YubiKey
+``POST /api/enroll/yubikey``   instead (:mod:`eapkit.bridge.reenroll`)
+``GET  /devices.crl``          with ``device_crl``: the device CRL, DER-encoded
+                               (``application/pkix-crl``, RFC 2585 §4.2), for a
+                               gateway whose device certificates name this URL as
+                               their CRL distribution point (RFC 5280 §4.2.1.13)
 =============================  ===================================================
 
 Cross-site requests cannot act: every POST needs ``Content-Type: application/json`` and an
@@ -31,11 +37,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 from eapkit.bridge.approvals import Approval
 from eapkit.bridge.gate import SECOND_FACTOR, Bridge
 from eapkit.bridge.limits import BeginLimiter, DecoyCredentials
+from eapkit.devices import PublishedCrl
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import StoreUnavailable
 from eapkit.verify.webauthn import b64url_encode
@@ -89,6 +97,16 @@ def _error(status: int, reason: str) -> Response:
     return _json(status, {"error": reason})
 
 
+def _is_utf8(body: dict[str, Any]) -> bool:
+    """No lone surrogate (JSON's ``"\\ud800"``) anywhere in ``body``: RFC 8259 §8.2
+    leaves such strings' meaning open, and every handler encodes its strings as UTF-8."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _static(name: str) -> bytes:
     return (resources.files("eapkit.bridge") / "static" / name).read_bytes()
 
@@ -137,6 +155,8 @@ class BridgeApp:
         self.decoys = DecoyCredentials(bridge.store, rand=rand)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._page = _static("index.html")
+        crl = bridge.config.device_crl
+        self.crl = PublishedCrl(Path(crl)) if crl is not None else None
 
     # -- plumbing -------------------------------------------------------------------------
     def handle(self, request: Request, now: float) -> Response:
@@ -157,6 +177,11 @@ class BridgeApp:
                 return self._pending(req, now)
             if req.path == "/healthz":
                 return _json(200, {"ok": True})
+            if req.path == "/devices.crl" and self.crl is not None:
+                der = self.crl.der()
+                if der is None:
+                    return _error(503, "no_crl")
+                return Response(200, der, "application/pkix-crl")
             return _error(404, "not_found")
         if req.method != "POST":
             response = _error(405, "method_not_allowed")
@@ -168,6 +193,9 @@ class BridgeApp:
             "/api/decide": self._decide,
             "/api/enroll/begin": self._enroll_begin,
             "/api/enroll/finish": self._enroll_finish,
+            "/api/enroll/totp/begin": self._totp_begin,
+            "/api/enroll/totp/finish": self._totp_finish,
+            "/api/enroll/yubikey": self._yubikey_enroll,
         }.get(req.path)
         if handler is None:
             return _error(404, "not_found")
@@ -181,7 +209,7 @@ class BridgeApp:
             body = json.loads(req.body)
         except (ValueError, RecursionError):
             return _error(400, "malformed")
-        if not isinstance(body, dict):
+        if not isinstance(body, dict) or not _is_utf8(body):
             return _error(400, "malformed")
         return handler(body, req, now)
 
@@ -325,4 +353,53 @@ class BridgeApp:
             self.bridge.enrollments.restore(token, user, expires, now)
             return _error(400, verdict.reason if not verdict.ok else "wrong_user")
         self.bridge.users.set_second_factor(user, SECOND_FACTOR)
+        return _json(200, {"ok": True, "user": user})
+
+    # -- an authenticator app from the same link (eapkit.bridge.reenroll) ----------------
+    def _totp_begin(self, body: dict[str, Any], req: Request, now: float) -> Response:
+        token, totp = self._token(body), self.bridge.totp_enrollment
+        if totp is None:
+            return _error(404, "not_found")
+        begun = totp.begin(token, now) if token else None
+        if begun is None:
+            return _error(403, "bad_link")
+        return _json(200, begun)
+
+    def _totp_finish(self, body: dict[str, Any], req: Request, now: float) -> Response:
+        token, code, totp = self._token(body), body.get("code"), self.bridge.totp_enrollment
+        if totp is None:
+            return _error(404, "not_found")
+        if token is None or not isinstance(code, str) or not 1 <= len(code) <= 10:
+            return _error(400, "malformed")
+        outcome, user = totp.finish(token, code, now)
+        self.bridge.emit(
+            {
+                "event": "totp_enrolled" if outcome == "ok" else "totp_enrollment_refused",
+                "user": user,
+                "reason": outcome,
+            }
+        )
+        if outcome != "ok":
+            return _error(403 if outcome == "bad_link" else 400, outcome)
+        return _json(200, {"ok": True, "user": user})
+
+    def _yubikey_enroll(self, body: dict[str, Any], req: Request, now: float) -> Response:
+        token, yubikey = self._token(body), self.bridge.yubikey_enrollment
+        otp, key = body.get("otp"), body.get("aes_key")
+        if yubikey is None:
+            return _error(404, "not_found")
+        if token is None or not isinstance(otp, str) or not isinstance(key, str):
+            return _error(400, "malformed")
+        if len(otp) > 64 or len(key) > 64:
+            return _error(400, "malformed")
+        outcome, user = yubikey.enroll(token, otp, key, now)
+        self.bridge.emit(
+            {
+                "event": "yubikey_enrolled" if outcome == "ok" else "yubikey_enrollment_refused",
+                "user": user,
+                "reason": outcome,
+            }
+        )
+        if outcome != "ok":
+            return _error(403 if outcome == "bad_link" else 400, outcome)
         return _json(200, {"ok": True, "user": user})

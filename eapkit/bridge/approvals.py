@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Final
 
@@ -201,26 +202,45 @@ class EnrollmentLinks:
         self.store = store
         self.ns = namespace
         self.rand = rand
+        # the generation each link taken here had, for :meth:`restore`
+        self._taken: OrderedDict[str, int] = OrderedDict()
 
     def _key(self, token: str) -> str:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         return f"{self.ns}:enroll:{b64url_encode(digest)}"
 
+    def _generation_key(self, user: str) -> str:
+        return f"{self.ns}:enroll-gen:{user}"
+
+    def _generation(self, user: str) -> int:
+        return self.store.counter(self._generation_key(user)) or 0
+
+    def revoke_user(self, user: str) -> None:
+        """Every link issued for ``user`` so far stops working (``eapkit user del``: a
+        user added later under the same name must not be enrolled by the old link)."""
+        while not self.store.advance(self._generation_key(user), self._generation(user) + 1):
+            pass  # another revocation got there first: advance past it
+
     def issue(self, user: str, now: float, ttl: float = 86400.0) -> str:
         token = b64url_encode(self.rand.random_bytes(32))
-        record = json.dumps({"user": user, "expires": now + ttl}).encode()
+        record = json.dumps(
+            {"user": user, "expires": now + ttl, "gen": self._generation(user)}
+        ).encode()
         if not self.store.put_once(self._key(token), record, ttl, now):
             raise StoreUnavailable("enrollment token collision")  # pragma: no cover
         return token
 
-    def _read(self, raw: bytes | None) -> tuple[str, float] | None:
+    def _read(self, raw: bytes | None) -> tuple[str, float, int] | None:
         if raw is None:
             return None
         try:
             d = json.loads(raw)
-            return str(d["user"]), float(d["expires"])
-        except (ValueError, KeyError, TypeError):
+            user, expires, gen = str(d["user"]), float(d["expires"]), int(d.get("gen", 0))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
+        if gen != self._generation(user):
+            return None  # revoked with revoke_user
+        return user, expires, gen
 
     def peek(self, token: str, now: float) -> str | None:
         """The user a live token enrolls for, without using it up."""
@@ -233,10 +253,19 @@ class EnrollmentLinks:
         """Use the token up: (user, expiry), or None if it is not live."""
         if not 1 <= len(token) <= 128:
             return None
-        return self._read(self.store.take(self._key(token), now))
+        key = self._key(token)
+        found = self._read(self.store.take(key, now))
+        if found is None:
+            return None
+        self._taken[key] = found[2]
+        while len(self._taken) > 1000:
+            self._taken.popitem(last=False)
+        return found[0], found[1]
 
     def restore(self, token: str, user: str, expires: float, now: float) -> None:
         """Give a taken token back (the registration it was taken for failed)."""
-        if expires > now:
-            record = json.dumps({"user": user, "expires": expires}).encode()
+        gen = self._taken.pop(self._key(token), None)
+        if gen is not None and gen == self._generation(user) and expires > now:
+            # not after a revoke_user that came between the take and now
+            record = json.dumps({"user": user, "expires": expires, "gen": gen}).encode()
             self.store.put_once(self._key(token), record, expires - now, now)

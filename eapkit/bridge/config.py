@@ -9,9 +9,11 @@
     rp_name = "eapkit VPN"
     timeout = 60                      # seconds a login waits for its approval
     user_verification = "preferred"   # or "required" (PIN/biometric) or "discouraged"
-    enroll_ttl = 86400                # lifetime of an enrollment link, seconds
+    enroll_ttl = 86400                # lifetime of an enrollment link, seconds (at most 7 days)
     session_ttl = 120                 # a sign-in on the approval page lasts this long
     max_pending = 5                   # pending approvals per user at once
+    device_crl = "/etc/swanctl/x509crl/devices.crl"  # also serve this CRL (DER) at
+                                      # GET /devices.crl: a CRL distribution point
 
 Only this module is imported by :mod:`eapkit.serve` when the table is absent, so the
 bridge's own dependencies (h11, python-fido2) stay optional.
@@ -26,9 +28,12 @@ from urllib.parse import urlsplit
 from eapkit.errors import ConfigError
 from eapkit.radius.address import parse_hostport
 
-__all__ = ["DEFAULT_PORT", "BridgeConfig"]
+__all__ = ["DEFAULT_PORT", "MAX_ENROLL_TTL", "BridgeConfig"]
 
 DEFAULT_PORT = 8812
+# An enrollment link enrolls a factor for whoever holds it: a day or so, not a standing
+# key.  The cap of ``enroll_ttl`` and of ``eapkit approve --link-ttl``.
+MAX_ENROLL_TTL = 7 * 86400.0
 _UV = ("required", "preferred", "discouraged")
 
 
@@ -44,6 +49,7 @@ class BridgeConfig:
     enroll_ttl: float = 86400.0
     session_ttl: float = 120.0
     max_pending: int = 5
+    device_crl: str | None = None  # the device CRL file published at /devices.crl
 
     @property
     def base_url(self) -> str:
@@ -81,6 +87,8 @@ class BridgeConfig:
             cfg.enroll_ttl = float(data.get("enroll_ttl", cfg.enroll_ttl))
             cfg.session_ttl = float(data.get("session_ttl", cfg.session_ttl))
             cfg.max_pending = int(data.get("max_pending", cfg.max_pending))
+            if "device_crl" in data:
+                cfg.device_crl = str(data["device_crl"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad [bridge] value: {exc}") from None
         cfg.check()
@@ -91,6 +99,11 @@ class BridgeConfig:
             raise ConfigError(f"[bridge] user_verification is one of {', '.join(_UV)}")
         if not (self.timeout > 0 and self.enroll_ttl > 0 and self.session_ttl > 0):
             raise ConfigError("[bridge] timeout, enroll_ttl and session_ttl must be positive")
+        if self.enroll_ttl > MAX_ENROLL_TTL:
+            raise ConfigError(
+                f"[bridge] enroll_ttl is at most {MAX_ENROLL_TTL:g} seconds (7 days):"
+                f" {self.enroll_ttl:g} would keep an enrollment link alive too long"
+            )
         if self.max_pending < 1:
             raise ConfigError("[bridge] max_pending must be at least 1")
         parts = urlsplit(self.base_url)

@@ -31,13 +31,16 @@ from typing import Any
 
 from eapkit.bridge.approvals import EXPIRED, ApprovalTable, EnrollmentLinks, TooManyPending
 from eapkit.bridge.config import BridgeConfig
+from eapkit.bridge.reenroll import TotpEnrollment, YubikeyEnrollment
 from eapkit.directory import Directory
 from eapkit.radius.core import GateTicket
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Packet
 from eapkit.rand import SYSTEM_RANDOM, RandomSource
 from eapkit.store.base import Store, StoreUnavailable
+from eapkit.verify.otp import OtpVerifier
 from eapkit.verify.webauthn import WebAuthnVerifier
+from eapkit.verify.yubico import YubicoVerifier
 
 __all__ = ["SECOND_FACTOR", "Bridge"]
 
@@ -72,6 +75,8 @@ class Bridge:
         rand: RandomSource = SYSTEM_RANDOM,
         clock: Callable[[], float] = time.time,
         poll: float = 0.25,
+        otp: OtpVerifier | None = None,
+        yubikey: YubicoVerifier | None = None,
     ) -> None:
         config.check()
         self.config = config
@@ -84,6 +89,13 @@ class Bridge:
             store, timeout=config.timeout, max_pending=config.max_pending, rand=rand
         )
         self.enrollments = EnrollmentLinks(store, rand=rand)
+        # an authenticator app from the same one-time link (after a reset: eapkit.reset)
+        self.totp_enrollment = (
+            TotpEnrollment(self.enrollments, otp, users, rand=rand) if otp is not None else None
+        )
+        self.yubikey_enrollment = (
+            YubikeyEnrollment(self.enrollments, yubikey, users) if yubikey is not None else None
+        )
         self.webauthn = WebAuthnVerifier(
             store,
             rp_id=config.effective_rp_id,

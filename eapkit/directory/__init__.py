@@ -6,6 +6,8 @@
 - :mod:`~eapkit.directory.stored`: any :class:`~eapkit.store.base.Store` (Redis for a
   cluster);
 - :mod:`~eapkit.directory.ldap`: an LDAP server, read in place (the ``ldap`` extra);
+- :mod:`~eapkit.directory.ad`: Active Directory (LDAP plus account state, nested groups,
+  objectGUID, MS-CHAPv2 through ntlm_auth);
 - :mod:`~eapkit.directory.scope`: one read of a user's record per request.
 """
 
@@ -28,6 +30,7 @@ from eapkit.errors import ConfigError
 from eapkit.store import open_store
 
 if TYPE_CHECKING:
+    from eapkit.directory.ad import AdSettings, HelperRun
     from eapkit.directory.ldap import LdapSettings
 
 __all__ = [
@@ -44,7 +47,7 @@ __all__ = [
     "request_scope",
 ]
 
-DIRECTORIES = ("local", "store", "ldap")
+DIRECTORIES = ("local", "store", "ldap", "ad")
 
 
 def open_directory(
@@ -54,11 +57,22 @@ def open_directory(
     *,
     cache_ttl: float = 300.0,
     ldap: LdapSettings | None = None,
+    ad: AdSettings | None = None,
+    run: HelperRun | None = None,
 ) -> Directory:
     """``local``: the SQLite file ``db``; ``store``: the store at ``store_url``
     (default: the same file, as the second factors' store); ``ldap``: the server(s) of
     ``ldap``, enrollments in that store.  ``cache_ttl`` 0 turns off the
-    verified-password cache, so every password check costs one PBKDF2."""
+    verified-password cache, so every password check costs one PBKDF2.  ``ad``: Active
+    Directory, MS-CHAPv2 through ``run`` (ntlm_auth; None: MS-CHAPv2 refused)."""
+    if kind == "ad":
+        if ad is None:
+            raise ConfigError('directory "ad" needs a [directory] table (kind = "ad")')
+        try:
+            from eapkit.directory.ad import AdDirectory
+        except ImportError:
+            raise ConfigError("the AD directory needs the ldap extra (ldap3)") from None
+        return AdDirectory(ad, open_store(store_url or f"sqlite:{db}"), run)
     if kind == "ldap":
         if ldap is None:
             raise ConfigError('directory "ldap" needs a [directory] table (kind = "ldap")')

@@ -8,6 +8,7 @@ while the server runs; the next login sees the change).  The file format is the 
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -123,7 +124,13 @@ class LocalDirectory(RecordDirectory):
             self._local.conn = None
 
 
+@functools.lru_cache(maxsize=256)
+def _policy(text: str) -> UserPolicy:
+    """The policy column parsed (UserPolicy is frozen, so one object serves every read of
+    the same text: most users share ``{}``; issue 21, no JSON parse per request)."""
+    return UserPolicy.from_json(json.loads(text))
+
+
 def _user(row: tuple[str, str | None, bytes | None, str, str, int]) -> User:
     name, password_hash, nt, second, policy, disabled = row
-    policy_record = UserPolicy.from_json(json.loads(policy))
-    return User(name, password_hash, nt, second, policy_record, bool(disabled))
+    return User(name, password_hash, nt, second, _policy(policy), bool(disabled))

@@ -17,12 +17,11 @@ same time keep theirs apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 from eapkit.credentials import Verdict
-from eapkit.directory.base import Directory, User, policy_of
+from eapkit.directory.base import DelegatesNtCheck, Directory, User, policy_of
+from eapkit.methods.mschapv2_check import DelegatedCheck
 from eapkit.passwords import DEFAULT_ITERATIONS
 from eapkit.policy import UserPolicy
 
@@ -33,17 +32,18 @@ _Reads = dict["RequestScoped", dict[str, User | None]]
 _scope: ContextVar[_Reads | None] = ContextVar("eapkit_directory_scope", default=None)
 
 
-@contextmanager
-def request_scope() -> Iterator[None]:
-    """Records read inside are reused until the block ends (nested: the outer scope)."""
-    if _scope.get() is not None:
-        yield
-        return
-    token = _scope.set({})
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+class request_scope:
+    """Records read inside are reused until the block ends (nested: the outer scope).
+    A class, not a generator: it is entered once per Access-Request (issue 21)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = None if _scope.get() is not None else _scope.set({})
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _scope.reset(self._token)
 
 
 class RequestScoped:
@@ -58,7 +58,12 @@ class RequestScoped:
 
     def _reads(self) -> dict[str, User | None] | None:
         reads = _scope.get()
-        return None if reads is None else reads.setdefault(self, {})
+        if reads is None:
+            return None
+        mine = reads.get(self)
+        if mine is None:
+            mine = reads[self] = {}
+        return mine
 
     def _forget(self, name: str) -> None:
         reads = self._reads()
@@ -83,9 +88,13 @@ class RequestScoped:
 
     __call__ = check_password
 
-    def nt_hash(self, user: str) -> bytes | None:
+    def nt_hash(self, user: str) -> bytes | DelegatedCheck | None:
         record = self.get(user)
-        return record.nt_hash if record else None
+        if record is None:
+            return None
+        if record.nt_hash is None and isinstance(self.directory, DelegatesNtCheck):
+            return self.directory.delegated_check(record)  # no second read
+        return record.nt_hash
 
     def policy(self, user: str) -> UserPolicy | None:
         return policy_of(self.get(user))

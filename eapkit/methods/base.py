@@ -36,6 +36,7 @@ __all__ = [
     "CertificateNames",
     "Done",
     "Factor",
+    "InnerProof",
     "KeyMaterial",
     "MethodContext",
     "MethodFactory",
@@ -85,6 +86,20 @@ class CertificateNames:
     emails: tuple[str, ...] = ()
     upns: tuple[str, ...] = ()
     dns_names: tuple[str, ...] = ()
+    fingerprint: str = ""  # SHA-256 of the DER, hex: what the device registry keys on
+
+
+@dataclass(frozen=True, slots=True)
+class InnerProof:
+    """One inner authentication of a chaining tunnel (RFC 9930 §3.6 Identity-Type): who,
+    as what, by which method, and what it proved."""
+
+    identity_type: str  # "user" | "machine"
+    identity: str
+    method: str  # "eap-tls" | "eap-mschapv2" | "basic-password"
+    success: bool
+    factors: frozenset[Factor] = frozenset()
+    certificate: CertificateNames | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,8 @@ class Outcome:
     is the user the method authenticated (for tunnelled methods, the inner identity),
     when it differs from or refines the EAP Identity.  ``attributes`` carries what the
     method learned that a RADIUS layer may use (e.g. a certificate's subject);
-    ``certificate`` the names of the peer certificate a method verified (EAP-TLS).
+    ``certificate`` the names of the peer certificate a method verified (EAP-TLS);
+    ``inner`` each inner authentication of a chaining tunnel (TEAP), in order.
     """
 
     success: bool
@@ -107,6 +123,7 @@ class Outcome:
     attributes: Mapping[str, str] = field(default_factory=dict)
     factors: frozenset[Factor] = frozenset()
     certificate: CertificateNames | None = None
+    inner: tuple[InnerProof, ...] = ()
 
     @classmethod
     def ok(cls, keys: KeyMaterial | None = None, identity: str | None = None) -> Outcome:
@@ -196,6 +213,10 @@ class MethodFactory(Generic[M]):
     method: MethodId
     create: Callable[[MethodContext], M]
     name: str = ""
+    # True when ``create`` and the method's ``start()`` only build protocol state (no
+    # credential, store or directory read): the RADIUS fronts may then run the round
+    # that starts the method on the event loop (eapkit.radius.front, issue 21).
+    pure_start: bool = False
 
     def __call__(self, ctx: MethodContext) -> M:
         return self.create(ctx)

@@ -116,7 +116,9 @@ def gtc_authenticator(
     check: ResponseCheck, prompt: str = "Password: ", code_check: ResponseCheck | None = None
 ) -> MethodFactory[Authenticator]:
     """A factory for :class:`eapkit.session.AuthenticatorSession`."""
-    return MethodFactory(GTC, lambda ctx: GtcAuthenticator(ctx, check, prompt, code_check), "gtc")
+    return MethodFactory(
+        GTC, lambda ctx: GtcAuthenticator(ctx, check, prompt, code_check), "gtc", True
+    )
 
 
 def gtc_peer(answer: GtcAnswer) -> MethodFactory[Peer]:

@@ -489,8 +489,8 @@ class PasswordChange(Protocol):
         ...
 
 
-def _keys_for(nt_hash: bytes, nt_response: bytes) -> KeyMaterial:
-    master = get_master_key(nt_hash_keys(nt_hash).nt_hash_hash, nt_response)
+def _keys_for(nt_hash_hash: bytes, nt_response: bytes) -> KeyMaterial:
+    master = get_master_key(nt_hash_hash, nt_response)
     return KeyMaterial(msk=mschapv2_msk(master), emsk=b"", mppe_key_length=16)
 
 
@@ -617,21 +617,25 @@ class MsChapV2Authenticator:
             msg.nt_response,
         )
         self._ms_chap_id = msg.ms_chap_id
-        stored = check.nt_hash
-        if stored is None:
+        if check.nt_hash_hash is None:
             return self._failure(MsChapV2Error.AUTHENTICATION_FAILURE, check.reason)
-        if self._password_change is not None and self._password_change.expired(self._user):
+        stored = check.nt_hash  # None when a directory checked the response (no change then)
+        if (
+            stored is not None
+            and self._password_change is not None
+            and self._password_change.expired(self._user)
+        ):
             self._old_hash = stored
             return self._failure(
                 MsChapV2Error.PASSWD_EXPIRED, "password_expired", retry=False, change=True
             )
-        return self._success(stored, msg.peer_challenge, msg.nt_response)
+        return self._success(check.nt_hash_hash, msg.peer_challenge, msg.nt_response)
 
-    def _success(self, nt_hash: bytes, peer_challenge: bytes, nt_response: bytes) -> Reply:
+    def _success(self, nt_hash_hash: bytes, peer_challenge: bytes, nt_response: bytes) -> Reply:
         digest = authenticator_response(
-            nt_hash, nt_response, peer_challenge, self._challenge, self._name
+            nt_hash_hash, nt_response, peer_challenge, self._challenge, self._name
         )
-        self._keys = _keys_for(nt_hash, nt_response)
+        self._keys = _keys_for(nt_hash_hash, nt_response)
         self._old_hash = None
         self._state = _AuthState.SUCCESS_SENT
         request = MsChapV2SuccessRequest(self._ms_chap_id, digest, self._success_message)
@@ -684,7 +688,9 @@ class MsChapV2Authenticator:
             return self._failure(
                 MsChapV2Error.CHANGING_PASSWORD, "password_change_refused", retry=False
             )
-        return self._success(new_hash, msg.peer_challenge, msg.nt_response)
+        return self._success(
+            nt_hash_keys(new_hash).nt_hash_hash, msg.peer_challenge, msg.nt_response
+        )
 
 
 # -- peer ------------------------------------------------------------------------------
@@ -786,7 +792,7 @@ class MsChapV2Peer:
                 ),
                 MsChapV2FailureResponse().encode(),
             )
-        keys = _keys_for(self._nt_hash, self._nt_response)
+        keys = _keys_for(nt_hash_keys(self._nt_hash).nt_hash_hash, self._nt_response)
         return self._end(Outcome.ok(keys), MsChapV2SuccessResponse().encode())
 
     def _failure(self, msg: MsChapV2FailureRequest) -> Step:
@@ -886,7 +892,7 @@ def mschapv2_authenticator(
             failure_message=failure_message,
         )
 
-    return MethodFactory(MSCHAPV2, create, "mschapv2")
+    return MethodFactory(MSCHAPV2, create, "mschapv2", pure_start=True)
 
 
 def mschapv2_peer(

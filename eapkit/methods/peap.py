@@ -709,7 +709,7 @@ def peap_authenticator(
             new_label=new_label,
         )
 
-    return MethodFactory(PEAP, create, "peap")
+    return MethodFactory(PEAP, create, "peap", pure_start=True)
 
 
 def peap_peer(

@@ -37,7 +37,10 @@ reason.  Keys: :func:`eapkit.tlsio.derive_keys`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from eapkit.credentials import Verdict
 from eapkit.methods.base import (
@@ -192,7 +195,13 @@ class TlsAuthenticator(TlsAuthenticatorBase):
         keys, attrs = derive_keys(engine), _tls_attributes(engine)
         cert = engine.peer_certificate
         assert cert is not None  # _authorize refused a session without one
-        names = CertificateNames(cert.common_names, cert.emails, cert.upns, cert.dns_names)
+        names = CertificateNames(
+            cert.common_names,
+            cert.emails,
+            cert.upns,
+            cert.dns_names,
+            hashlib.sha256(cert.certificate.public_bytes(Encoding.DER)).hexdigest(),
+        )
         factors = frozenset({Factor.CERTIFICATE})
         return self._end(Outcome(True, "ok", keys, user, "", attrs, factors, names))
 
@@ -263,7 +272,7 @@ def tls_authenticator(
     """A factory for :class:`eapkit.session.AuthenticatorSession`.  The TLS context is
     built here, once: conversations share it (and its session-ticket keys)."""
     context = TlsContext(config, TlsRole.SERVER)
-    return MethodFactory(TLS, lambda ctx: TlsAuthenticator(ctx, context, policy), "tls")
+    return MethodFactory(TLS, lambda ctx: TlsAuthenticator(ctx, context, policy), "tls", True)
 
 
 def tls_peer(config: TlsConfig, cache: SessionCache | None = None) -> MethodFactory[Peer]:

@@ -466,7 +466,7 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
         peer_challenge, nt_response = response[2:18], response[26:50]
         name = user.encode()
         check = check_nt_response(lookup, user, expected, peer_challenge, name, nt_response)
-        if check.nt_hash is None:
+        if check.nt_hash_hash is None:
             # RFC 2759 §6 failure packet, as the MS-CHAP-Error AVP carries it (RFC 2548)
             next_challenge = self._ctx.random.random_bytes(CHALLENGE_LEN)
             text = failure_message(691, False, next_challenge, 3, "Authentication failed")
@@ -474,7 +474,9 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
                 Outcome.failed(check.reason, "", identity=user),
                 [Avp(AvpCode.MS_CHAP_ERROR, bytes([ident]) + text, MICROSOFT)],
             )
-        digest = authenticator_response(check.nt_hash, nt_response, peer_challenge, expected, name)
+        digest = authenticator_response(
+            check.nt_hash_hash, nt_response, peer_challenge, expected, name
+        )
         success = bytes([ident]) + success_message(digest, self._inner.success_message)
         return self._tell(
             self._success_outcome(user, frozenset({Factor.PASSWORD})),
@@ -909,7 +911,7 @@ def ttls_authenticator(
     context = config if isinstance(config, TlsContext) else TlsContext(config, TlsRole.SERVER)
     if not context.is_server:
         raise ConfigError("the authenticator needs a server TLS context")
-    return MethodFactory(TTLS, lambda ctx: TtlsAuthenticator(ctx, context, inner), "ttls")
+    return MethodFactory(TTLS, lambda ctx: TtlsAuthenticator(ctx, context, inner), "ttls", True)
 
 
 def ttls_peer(

@@ -44,10 +44,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eapkit.authz import Authorizer, Nas, nas_scope
+from eapkit.catalog import CATALOG
 from eapkit.directory.base import DirectoryUnavailable
 from eapkit.errors import DecodeError
-from eapkit.methods.base import Authenticator, MethodFactory
-from eapkit.packet import Failure, decode_frame
+from eapkit.methods.base import Authenticator, InnerProof, MethodFactory
+from eapkit.packet import Failure, MethodId, decode_frame
+from eapkit.radius.device_rounds import DeviceBinding
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.packet import Code, Packet, eap_message_attributes
 from eapkit.radius.reply import (
@@ -77,6 +79,7 @@ class _Conversation:
     client: str
     nas_user_name: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pooled: int = 0  # rounds handed to a front's pool, not yet run
     logged: bool = False  # its decision line went out with our TLS alert
     login_id: str = ""  # eapkit.radius.rounds: the same on every round of one login
 
@@ -104,6 +107,8 @@ class EapAccess:
     authorizer: Authorizer | None = None
     # Ties the rounds of a multi-round login to one gateway connection (RFC 4739).
     rounds: RoundBinding | None = None
+    # Binds a user's round to the device round of the same IKE SA (issue 20).
+    devices: DeviceBinding | None = None
     # Told about conversations that ended without a verdict (the peer went away).
     on_abandoned: Callable[[Decision], None] | None = None
     _table: OrderedDict[bytes, _Conversation] = field(default_factory=OrderedDict, repr=False)
@@ -111,6 +116,7 @@ class EapAccess:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     discarded: int = 0
     evicted: int = 0
+    _opening: AuthenticatorSession | None = field(default=None, repr=False)
 
     @property
     def live(self) -> int:
@@ -166,6 +172,66 @@ class EapAccess:
         self._forget(victim)
         self.evicted += 1
 
+    def needs_no_check(self, request: Packet, client: str) -> bool:
+        """Whether :meth:`handle` of ``request`` from ``client`` is pure EAP/TLS state
+        work that answers with a Challenge: a new conversation's Identity round, or a
+        round of ``client``'s live conversation that its session says needs no check
+        (:meth:`AuthenticatorSession.needs_no_check`), while no earlier round of it is
+        in a pool or running (its lock would make the caller wait).  A front runs such
+        a request on its event loop; everything else goes to its pool (issue 21)."""
+        eap = request.eap_message()
+        if eap is None:
+            return False
+        state = request.get(Attr.STATE)
+        if state is None:
+            if self.max_conversations <= 0:
+                return False
+            if self._opening is None:  # read only: never receives a packet
+                self._opening = AuthenticatorSession(
+                    self.methods, config=self.session_config, random=self.random
+                )
+            return self._opening.needs_no_check(eap)
+        with self._lock:
+            conv = self._runnable(state, client)
+            return conv is not None and conv.session.needs_no_check(eap)
+
+    def light(self, request: Packet, client: str, methods: frozenset[MethodId]) -> bool:
+        """Whether ``request`` continues a live conversation of ``client`` whose method is
+        one of ``methods`` (those whose checks are short work on local backends: no
+        PBKDF2, no network) while no earlier round of it is in a pool or running.  A
+        front with local backends runs such a round on its event loop (issue 21)."""
+        if not methods:
+            return False
+        state = request.get(Attr.STATE)
+        if state is None or request.eap_message() is None:
+            return False
+        with self._lock:
+            conv = self._runnable(state, client)
+            return conv is not None and conv.session.method in methods
+
+    def _runnable(self, state: bytes, client: str) -> _Conversation | None:
+        """``client``'s live conversation under ``state``, if a front may run its next
+        round on the event loop: none of its rounds is in a pool or running (its lock
+        would make the loop wait, or the round would overtake it).  Caller holds
+        ``self._lock``."""
+        conv = self._table.get(state)
+        if conv is None or conv.client != client or conv.pooled or conv.lock.locked():
+            return None
+        return conv
+
+    def pooling(self, request: Packet) -> None:
+        """``request`` goes to a pool: until that round has run, its conversation's
+        rounds are not run inline (they would wait for its lock, or overtake it).  A
+        pooled round that never runs (dropped) leaves the conversation on the pool:
+        slower, never unsafe."""
+        state = request.get(Attr.STATE)
+        if state is None:
+            return
+        with self._lock:
+            conv = self._table.get(state)
+            if conv is not None:
+                conv.pooled += 1
+
     def handle(
         self, request: Packet, secret: bytes, client: str, now: float, *, nas: Nas | None = None
     ) -> AccessReply | None:
@@ -203,6 +269,9 @@ class EapAccess:
             )
             state = self.state_prefix + self.random.random_bytes(STATE_SIZE)
         with conv.lock:  # one thread at a time per conversation, rounds in order
+            if conv.pooled:  # rounds run inline only when none is pooled: this is one
+                with self._lock:
+                    conv.pooled -= 1
             return self._round(request, eap, secret, client, now, state, conv)
 
     def _round(
@@ -284,13 +353,27 @@ class EapAccess:
         if self.authorizer is not None and result.success:
             outcome = result.outcome
             names = outcome.certificate if outcome is not None else None
-            verdict = self.authorizer.authorize(user, result.factors, names, now)
+            chained = outcome.inner if outcome is not None else ()
+            verdict = self.authorizer.authorize(
+                user,
+                result.factors,
+                names,
+                now,
+                inner=chained if chained or result.method == TEAP else None,
+                method=_METHOD_NAMES.get(result.method) if result.method else None,
+            )
             user = decision.user = verdict.user
+            decision.machine = verdict.machine
+            decision.policy = verdict.policy_name or ""
             refusal, policy = (None if verdict.ok else verdict.reason), verdict.policy
         elif self.authorizer is not None:
             decision.reason = self.authorizer.refused(user or result.identity, result.reason, now)
         if refusal is None and result.success and self.rounds is not None:
             refusal = self.rounds.settle(result, conv.client, request, now)
+        if refusal is None and result.success and self.devices is not None:
+            refusal, device = self.devices.settle(result, user, conv.client, request, now)
+            if refusal is None and device is not None:
+                decision.device, decision.device_fingerprint = device.name, device.fingerprint
         if refusal is not None:
             # The method succeeded but policy says no: an EAP Failure in its place.
             attrs = eap_message_attributes(Failure(action.identifier).encode())
@@ -359,6 +442,28 @@ def _abandoned_detail(session: AuthenticatorSession) -> str:
     )
 
 
+TEAP = MethodId(0, 55)  # RFC 9930 §4.1: a chaining tunnel, authorized by its inner proofs
+
+
+def _inner_fields(inner: Sequence[InnerProof]) -> list[dict[str, object]]:
+    """Each inner authentication of a chaining tunnel for the log: who, as what, how,
+    and what it proved (never a secret)."""
+    return [
+        {
+            "type": proof.identity_type,
+            "identity": proof.identity,
+            "method": proof.method,
+            "success": proof.success,
+            "factors": sorted(proof.factors),
+        }
+        for proof in inner
+    ]
+
+
+# The catalog's name of each EAP method, for a group's ``methods`` (eapkit.authz).
+_METHOD_NAMES: dict[MethodId, str] = {entry.method: entry.name for entry in CATALOG}
+
+
 def _decision(result: Result, conv: _Conversation, now: float) -> Decision:
     outcome = result.outcome
     inner = outcome.attributes.get("inner_method", "") if outcome else ""
@@ -376,6 +481,7 @@ def _decision(result: Result, conv: _Conversation, now: float) -> Decision:
         session_id=result.keys.session_id.hex() if result.keys else "",
         detail=result.detail,
         tls=_tls_fields(outcome.attributes) if outcome else None,
+        inner=_inner_fields(outcome.inner) if outcome else [],
     )
 
 

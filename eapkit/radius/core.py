@@ -69,7 +69,7 @@ from typing import IO, Any, Protocol
 from eapkit.directory.base import DirectoryUnavailable
 from eapkit.directory.scope import request_scope
 from eapkit.errors import DecodeError
-from eapkit.packet import Failure
+from eapkit.packet import EapType, Failure, MethodId
 from eapkit.radius.access import EapAccess
 from eapkit.radius.clients import Client, ClientTable
 from eapkit.radius.dictionary import AcctStatusType, Attr
@@ -151,6 +151,10 @@ class Admitted:
     key: DuplicateKey
 
 
+# One encoder for every line: json.dumps with separators builds a new one per call.
+_LINE = json.JSONEncoder(separators=(",", ":"))
+
+
 class DecisionLog:
     """One JSON object a line, to a stream (stdout by default) or a file."""
 
@@ -158,21 +162,31 @@ class DecisionLog:
         self._stream = stream if stream is not None else sys.stdout
         self.records: list[dict[str, Any]] | None = None  # tests may collect here
         self.stamp: dict[str, Any] = {}  # added to every line (the worker's number)
+        # Copies of every line (syslog, eapkit.syslog5424): called after the line is written.
+        self.copies: list[Callable[[dict[str, Any]], None]] = []
 
     def stamped(self, **stamp: Any) -> DecisionLog:
         """A log on the same stream (and test records) adding ``stamp`` to each line."""
         other = DecisionLog(self._stream)
         other.records = self.records
         other.stamp = {**self.stamp, **stamp}
+        other.copies = self.copies
         return other
 
     def write(self, record: dict[str, Any]) -> None:
+        """Write ``record`` as one line; an event without a ``time`` (verifiers' and
+        the helpdesk's audit events) gets the wall-clock time, so that ``eapkit
+        audit`` can place it."""
+        if "time" not in record:
+            record = {"time": round(time.time(), 3), **record}
         if self.stamp:
             record = {**record, **self.stamp}
         if self.records is not None:
             self.records.append(record)
-        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._stream.write(_LINE.encode(record) + "\n")
         self._stream.flush()
+        for copy in self.copies:
+            copy(record)
 
 
 class PlainAccess(Protocol):
@@ -219,6 +233,11 @@ def _rejection(reply: AccessReply) -> list[Attribute]:
     return out
 
 
+# EAP-MSCHAPv2 (RFC 2759 over RFC 3748) and EAP-TLS (RFC 5216, RFC 9190): no password
+# hash to compute, so on a local directory and store every round is short CPU work
+LIGHT_METHODS = frozenset({MethodId.legacy(EapType.MSCHAPV2), MethodId.legacy(EapType.TLS)})
+
+
 @dataclass
 class RadiusCore:
     """The server's logic, without sockets or clocks.  ``cpu_clock`` times each
@@ -234,6 +253,9 @@ class RadiusCore:
     approval: ApprovalGate | None = None
     cpu_clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
     accounting_ports: frozenset[int] = frozenset({1813, 1646})  # RFC 5997 §3
+    # EAP methods whose rounds are short work when the directory and store are local
+    # (eapkit serve sets LIGHT_METHODS then): a front may run them on its event loop
+    light_methods: frozenset[MethodId] = frozenset()
     _held: set[DuplicateKey] = field(default_factory=set, repr=False)
     _replies: OrderedDict[DuplicateKey, tuple[float, bytes]] = field(
         default_factory=OrderedDict, repr=False
@@ -409,6 +431,31 @@ class RadiusCore:
             with self._lock:
                 self._in_progress.discard(key)
 
+    def needs_no_check(self, admitted: Admitted) -> bool:
+        """Whether :meth:`run` of ``admitted`` is pure EAP/TLS state work (the rule is
+        :meth:`EapAccess.needs_no_check`): no password, code, store, directory or
+        authorization, so a front may run it on its event loop instead of its pool.
+        PAP and every other Access-Request: False."""
+        if self.eap is None:  # (EAP with a password is refused outright: pure too)
+            return False
+        return self.eap.needs_no_check(admitted.request, admitted.client.name)
+
+    def light(self, admitted: Admitted) -> bool:
+        """Whether ``admitted`` is a round of a conversation whose method is in
+        ``light_methods`` (:meth:`EapAccess.light`): its checks are short CPU work on
+        local backends (EAP-MSCHAPv2's NT-Response, EAP-TLS's certificate and the final
+        authorization's local reads), so the pool's thread hand-off there and back
+        would cost more than the check (issue 21).  Not PAP, GTC or a tunnel method:
+        a password check is a PBKDF2."""
+        if self.eap is None or not self.light_methods:
+            return False
+        return self.eap.light(admitted.request, admitted.client.name, self.light_methods)
+
+    def pooling(self, admitted: Admitted) -> None:
+        """``admitted`` goes to a front's pool (see :meth:`EapAccess.pooling`)."""
+        if self.eap is not None:
+            self.eap.pooling(admitted.request)
+
     def abandon(self, admitted: Admitted, reason: str, now: float) -> Drop:
         """An Admitted request the front will not run (its queue was full or it waited
         past its deadline): counted, and the NAS's retransmission may try again."""
@@ -416,6 +463,16 @@ class RadiusCore:
             self._in_progress.discard(admitted.key)
         self.count(reason)
         return Drop(reason)
+
+    def refuse(self, admitted: Admitted, reason: str, now: float) -> Handled:
+        """:meth:`abandon` for a transport whose NAS never retransmits (RADIUS over TCP,
+        RFC 6613 §2.6.1, so RadSec): an Access-Reject saying ``reason`` in the decision
+        log (an EAP Failure when EAP), remembered as the request's reply."""
+        with self._lock:
+            self._in_progress.discard(admitted.key)
+        self.count(reason)
+        handled = self._reject(admitted.request, admitted.client, now, reason, "")
+        return self._remember(admitted.key, handled, now)
 
     def _remember(self, key: DuplicateKey, handled: Handled, now: float) -> Handled:
         with self._lock:
@@ -442,6 +499,12 @@ class RadiusCore:
             type(exc).__name__,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
+        return self._reject(request, client, now, reason, type(exc).__name__)
+
+    def _reject(
+        self, request: Packet, client: Client, now: float, reason: str, detail: str
+    ) -> Reply | Drop:
+        """An Access-Reject (with an EAP Failure when EAP) for ``reason``, logged."""
         attrs: list[Attribute] = []
         eap = request.eap_message()
         if eap is not None:
@@ -453,16 +516,16 @@ class RadiusCore:
         sent = isinstance(encoded, Reply)
         if isinstance(encoded, Drop):
             reason = encoded.reason
-        self.decisions.write(
-            {
-                "time": round(now, 3),
-                "client": client.name,
-                "user": user,
-                "result": "reject" if sent else "dropped",
-                "reason": reason,
-                "detail": type(exc).__name__,
-            }
-        )
+        record = {
+            "time": round(now, 3),
+            "client": client.name,
+            "user": user,
+            "result": "reject" if sent else "dropped",
+            "reason": reason,
+        }
+        if detail:
+            record["detail"] = detail
+        self.decisions.write(record)
         if sent:
             self.count("reject")
         return encoded
@@ -572,6 +635,9 @@ class RadiusCore:
         if reply.decision is not None:
             record = reply.decision.as_dict()
             record["cpu_ms"] = round((self.cpu_clock() - started) * 1000, 3)
+            calling = request.get(Attr.CALLING_STATION_ID)
+            if calling:  # where the user came from, for audit reports (RFC 2865 §5.31)
+                record["calling_station_id"] = calling.decode("utf-8", "backslashreplace")
             if isinstance(encoded, Drop):  # never log an accept that was not sent
                 record.update(result="dropped", reason=encoded.reason)
                 self.decisions.write(record)

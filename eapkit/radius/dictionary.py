@@ -20,7 +20,8 @@ VSA         ``bytes`` (see :func:`decode_vsa`)          §5.26 Vendor-Specific
 Vendor-Specific (type 26) carries a 4-octet Vendor-Id and, in the format RFC 2865 §5.26
 recommends, one or more ``vendor-type, vendor-length, value`` sub-attributes.  eapkit
 uses Microsoft's (vendor 311, RFC 2548): the MS-MPPE keys that carry the MSK to the NAS,
-and the MS-CHAP attributes.
+and the MS-CHAP attributes; and names Cisco's Cisco-AVPair (vendor 9, type 1, text), which
+a ``[[policy.groups]]`` entry may put in an Accept (:mod:`eapkit.directory.groups`).
 
 Value decoders take untrusted bytes and raise only :class:`~eapkit.errors.DecodeError`;
 value encoders raise ``ValueError`` for values that cannot be sent (a programming error).
@@ -38,8 +39,10 @@ from eapkit.errors import DecodeError
 __all__ = [
     "BY_NAME",
     "BY_NUMBER",
+    "CISCO_AVPAIR",
     "DICTIONARY",
     "MAX_VALUE_LENGTH",
+    "VENDOR_CISCO",
     "VENDOR_MICROSOFT",
     "AcctStatusType",
     "AcctTerminateCause",
@@ -74,6 +77,10 @@ MAX_VALUE_LENGTH = 253
 
 VENDOR_MICROSOFT = 311
 """SMI Network Management Private Enterprise Code of Microsoft (RFC 2548 §2)."""
+
+VENDOR_CISCO = 9
+"""SMI Private Enterprise Code of Cisco (its RADIUS dictionary: Cisco-AVPair is type 1)."""
+CISCO_AVPAIR = 1
 
 _U32 = struct.Struct("!I")
 _VSA_HEADER = struct.Struct("!IBB")
@@ -292,6 +299,7 @@ DICTIONARY: tuple[AttributeDef, ...] = (
     AttributeDef("MS-MPPE-Recv-Key", MsAttr.MS_MPPE_RECV_KEY, _O, _MS, Hiding.SALTED),
     AttributeDef("MS-CHAP2-Response", MsAttr.MS_CHAP2_RESPONSE, _O, _MS),
     AttributeDef("MS-CHAP2-Success", MsAttr.MS_CHAP2_SUCCESS, _O, _MS),
+    AttributeDef("Cisco-AVPair", CISCO_AVPAIR, _T, VENDOR_CISCO),
 )
 
 BY_NAME: dict[str, AttributeDef] = {d.name: d for d in DICTIONARY}

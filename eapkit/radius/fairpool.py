@@ -136,7 +136,15 @@ class FairPool:
                         self._running[job.client] = left
                     else:
                         del self._running[job.client]
-                    self._cond.notify_all()  # a client may have become eligible
+                    # Only this client's eligibility changed, and this thread looks for
+                    # work next: wake one more only when the client was at its cap and has
+                    # jobs queued (a waiting thread may take the slot first).  Waking
+                    # every idle thread after every job cost each request several
+                    # context switches (issue 21).  Closing: all must see the end.
+                    if self._closed:
+                        self._cond.notify_all()
+                    elif left == self.per_client_running - 1 and job.client in self._queues:
+                        self._cond.notify()
 
     def close(self, timeout: float = 5.0) -> None:
         """Run what is queued, then stop the threads (waiting ``timeout`` at most)."""

@@ -22,7 +22,7 @@ the user's policy; the password throttle is cleared), a failure through
 decision line gets its reason).  The NT hash is looked up behind
 :meth:`~eapkit.authz.Authorizer.nt_hash`, so a throttled, disabled or second-factor user's
 response is never checked: a user with a second factor gets the same Reject whatever the
-password, never a Success that confirms it (no code round: docs/design-notes.md).
+password, never a Success that confirms it (no code round: docs/security.md, "Authorization").
 Policy, Types and the 16-octet keys are what FreeRADIUS's rlm_mschap sends by default
 (``use_mppe = yes``, ``require_encryption = no``, ``require_strong = no``).
 
@@ -49,6 +49,7 @@ from eapkit.crypto.stand_in import stand_in_secret
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.methods.base import Factor
 from eapkit.methods.mschapv2_check import (
+    DelegatedCheck,
     NtHashLookup,
     authenticator_response,
     check_nt_response,
@@ -167,11 +168,11 @@ class MsChapAccess:
             )
         except ConfigError:
             return self._reject(client, user, "backend_error", now, [])
-        if not checked.ok or checked.nt_hash is None:
+        if checked.nt_hash_hash is None:
             return self._refused(client, user, checked.reason, now, refusal, METHOD)
-        nt_hash = checked.nt_hash
-        proof = authenticator_response(nt_hash, nt_response, peer_challenge, challenge, name)
-        master = get_master_key(nt_hash_keys(nt_hash).nt_hash_hash, nt_response)
+        nt_hash_hash = checked.nt_hash_hash
+        proof = authenticator_response(nt_hash_hash, nt_response, peer_challenge, challenge, name)
+        master = get_master_key(nt_hash_hash, nt_response)
 
         def success(secret: bytes, request_authenticator: bytes) -> list[Attribute]:
             return [
@@ -202,11 +203,16 @@ class MsChapAccess:
     ) -> AccessReply:
         """The password was right: the Accept if the authorization step lets ``user``
         in on the password alone, else the same Reject (``refusal``) a wrong one gets."""
-        authorized = self.authorizer.authorize(user, PASSWORD_ONLY, None, now)
+        authorized = self.authorizer.authorize(user, PASSWORD_ONLY, None, now, method=METHOD)
+        matched = authorized.policy_name or ""
         if not authorized.ok:
-            return self._reject(client, user, authorized.reason, now, refusal, method)
+            reply = self._reject(client, user, authorized.reason, now, refusal, method)
+            if reply.decision is not None:
+                reply.decision.policy = matched
+            return reply
         name = authorized.user
         decision = Decision(now, client, name, user, method, "", "accept", "ok", 1, 0.0, "")
+        decision.policy = matched
         attrs = accept_attributes(name, authorized.policy, self.random)
         attrs += success(secret, request.authenticator)
         return AccessReply(Code.ACCESS_ACCEPT, attrs, decision)
@@ -246,6 +252,8 @@ class MsChapAccess:
         if flags != 1:
             return self._reject(client, user, "lm_response_unsupported", now, [], METHOD_V1)
         stored = self._guarded(user)
+        if isinstance(stored, DelegatedCheck):  # ntlm_auth: MS-CHAP v2 only, like FreeRADIUS's
+            return self._refused(client, user, "mschap_v1_unsupported", now, [], METHOD_V1)
         if stored is not None and len(stored) != NT_HASH_LEN:
             return self._reject(client, user, "backend_error", now, [], METHOD_V1)
         keys = nt_hash_keys(stored if stored is not None else stand_in_secret(user, NT_HASH_LEN))

@@ -28,11 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from OpenSSL import SSL
+
 from eapkit.errors import DecodeError, EapkitError
 from eapkit.packet import Code as EapCode
 from eapkit.packet import Identity
 from eapkit.radius import radius11
 from eapkit.radius.dictionary import Attr, encode_integer
+from eapkit.radius.dtls_client import DtlsLink, client_context, dtls_connect
 from eapkit.radius.mppe import MppeKeys, recover_mppe_keys
 from eapkit.radius.packet import (
     HEADER_SIZE,
@@ -123,6 +126,7 @@ class RadsecSettings:
     server_name: str | None = None
     alpn: tuple[str, ...] = ()
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    dtls: bool = False  # RADIUS over DTLS (RFC 7360) instead of TLS over TCP
 
 
 def radsec_context(settings: RadsecSettings) -> ssl.SSLContext:
@@ -204,7 +208,7 @@ class RadiusClient:
         self.server = server
         self.secret = secret
         self.radsec = radsec
-        self._link: _StreamLink | None = None
+        self._link: _StreamLink | DtlsLink | None = None
         self.timeout = timeout
         self.retries = retries
         self.random = random
@@ -242,6 +246,9 @@ class RadiusClient:
 
     async def _connect(self, settings: RadsecSettings) -> None:
         host, port = self.server
+        if settings.dtls:
+            self._link = await self._connect_dtls(settings)
+            return
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -267,6 +274,22 @@ class RadiusClient:
             offered = ", ".join(settings.alpn)
             raise RadsecError(f"{host}:{port} agreed to none of ALPN {offered}")
         self._link = link
+
+    async def _connect_dtls(self, settings: RadsecSettings) -> DtlsLink:
+        host, port = self.server
+        try:
+            return await dtls_connect(
+                self.server,
+                client_context(settings.cert, settings.key, settings.ca),
+                self._received,
+                self._link_lost,
+                server_name=settings.server_name,
+                timeout=self.timeout * (self.retries + 1),
+            )
+        except TimeoutError:
+            raise RadsecError(f"no DTLS session with {host}:{port} in time") from None
+        except (SSL.Error, OSError) as exc:
+            raise RadsecError(f"DTLS session with {host}:{port} failed: {exc}") from None
 
     def _link_lost(self, why: str) -> None:
         futures = [f for _, f in self._pending.values()] + list(self._pending11.values())
@@ -363,7 +386,7 @@ class RadiusClient:
                 transport.close()
 
     async def _exchange11(
-        self, link: _StreamLink, attributes: Sequence[Attribute], code: int
+        self, link: _StreamLink | DtlsLink, attributes: Sequence[Attribute], code: int
     ) -> tuple[Packet, bytes]:
         """One RADIUS/1.1 request; returns (reply, Token)."""
         async with self._free:
@@ -388,7 +411,7 @@ class RadiusClient:
 
     async def _exchange(
         self,
-        transport: asyncio.DatagramTransport | _StreamLink,
+        transport: asyncio.DatagramTransport | _StreamLink | DtlsLink,
         attributes: Sequence[Attribute],
         code: int,
         authenticator: bytes | None = None,

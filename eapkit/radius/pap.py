@@ -150,11 +150,13 @@ class PapAccess:
     ) -> AccessReply:
         name = verdict.user or user
         policy = self.policy(name) if self.policy and verdict.ok else None
+        matched = ""
         if self.authorizer is not None and verdict.ok:
-            authorized = self.authorizer.authorize(name, verdict.factors, None, now)
+            authorized = self.authorizer.authorize(name, verdict.factors, None, now, method="pap")
             if not authorized.ok:
                 verdict = Verdict.reject(authorized.reason)
             name, policy = authorized.user, authorized.policy
+            matched = authorized.policy_name or ""
         elif self.authorizer is not None:
             verdict = Verdict.reject(self.authorizer.refused(name, verdict.reason, now))
         decision = Decision(
@@ -170,6 +172,7 @@ class PapAccess:
             now - started,
             "",
             verdict.detail,
+            policy=matched,
         )
         if not verdict.ok:
             decision.user = user

@@ -65,6 +65,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from eapkit.pki import load_crl
 from eapkit.radius.clients import Client
 from eapkit.radius.core import Drop, RadiusCore
 from eapkit.radius.fairpool import FairPool
@@ -130,6 +131,9 @@ class RadsecSettings:
     max_connections_per_client: int = 64
     min_version: str = "1.2"
     radius_1_1: str = "allow"  # RFC 9765 §3: "forbid", "allow" or "require"
+    tls13_tickets: bool = False  # TLS 1.3 NewSessionTickets (off: FreeRADIUS 3.2.1)
+    dtls_listen: list[tuple[str, int]] = field(default_factory=list)  # RFC 7360: UDP 2083
+    session_lifetime: float = 3600.0  # seconds one ticket key / session cache serves
 
 
 class ClientSource(Protocol):
@@ -209,15 +213,36 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 class ServerContexts:
-    """The listener's ``SSLContext``, rebuilt when a CRL file changes."""
+    """The listener's ``SSLContext``, rebuilt when a CRL file or the client entries
+    change and every ``session_lifetime`` seconds.
 
-    def __init__(self, settings: RadsecSettings, crls: CrlSource | None) -> None:
+    TLS session resumption lives in the context: OpenSSL's server session cache (TLS
+    1.2 session IDs, RFC 5246 §7.4.1.2) and its session-ticket key (RFC 5077 tickets
+    in TLS 1.2; with ``tls13_tickets``, RFC 8446 §4.6.1 tickets), a random key made
+    with the context and never written anywhere.  A new context forgets both, so:
+
+    - the ticket key rotates every ``session_lifetime`` seconds;
+    - after a CRL or a ``[[radsec.clients]]`` change no earlier session resumes: the
+      next handshake of every NAS is a full one, checked against the new CRLs (a
+      resumed handshake checks no certificate, RFC 5077 §3.4);
+    - a resumed connection's certificate (kept in the session) still goes through the
+      client entries like a fresh one's (:meth:`RadsecListener.handle`).
+    """
+
+    def __init__(
+        self,
+        settings: RadsecSettings,
+        crls: CrlSource | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if settings.cert is None or settings.key is None:
             raise ValueError("[radsec] needs cert and key")
         self.settings = settings
         self.crls = crls
+        self.clock = clock
         self._generation = -1
         self._context: ssl.SSLContext | None = None
+        self._built = 0.0
         self._stale = False
 
     def invalidate(self) -> None:
@@ -228,10 +253,16 @@ class ServerContexts:
         if self.crls is not None:
             self.crls.poll()
         generation = self.crls.generation if self.crls is not None else 0
+        now = self.clock()
         if self._context is None:
-            self._context = self._build()
-        elif generation != self._generation or self._stale:
+            self._context, self._built = self._build(), now
+        elif (
+            generation != self._generation
+            or self._stale
+            or now - self._built >= self.settings.session_lifetime
+        ):
             self._stale = False
+            self._built = now  # a context that cannot be built is not retried at once
             try:
                 self._context = self._build()
             except (OSError, ValueError, ssl.SSLError) as exc:
@@ -243,10 +274,11 @@ class ServerContexts:
         s = self.settings
         assert s.cert is not None and s.key is not None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        # No TLS 1.3 NewSessionTickets (RFC 8446 §4.6.1): FreeRADIUS 3.2.1 proxying to
-        # us loses the first reply on a fresh connection when they race it
-        # (docs/design-notes.md); RadSec connections are long-lived anyway.
-        ctx.num_tickets = 0
+        # No TLS 1.3 NewSessionTickets (RFC 8446 §4.6.1) unless asked for: FreeRADIUS
+        # 3.2.1 proxying to us loses the first reply on a fresh connection when they
+        # race it (docs/radsec.md).  TLS 1.2 resumption (session IDs, RFC 5077
+        # tickets: in the handshake, nothing to race) stays on, OpenSSL's default.
+        ctx.num_tickets = 2 if s.tls13_tickets else 0
         ctx.minimum_version = _VERSIONS[s.min_version]
         ctx.maximum_version = ssl.TLSVersion.TLSv1_3
         ctx.load_cert_chain(s.cert, s.key)
@@ -274,7 +306,7 @@ def _load_crl(ctx: ssl.SSLContext, source: PemSource) -> None:
         data = Path(source).read_bytes()
     else:
         data = source
-    crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    crl = load_crl(data)
     fd, name = tempfile.mkstemp(suffix=".crl.pem")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -408,6 +440,8 @@ class RadsecListener:
             version = self._version(ssl_object, peer)
             if version is None:
                 return
+            if ssl_object.session_reused:  # the certificate is the session's: match it
+                self.front.core.count("radsec_resumed")
             der = ssl_object.getpeercert(binary_form=True)
             matcher = self.matcher
             entry = matcher.entry(der) if der else None
@@ -461,6 +495,7 @@ class RadsecListener:
                 writer.write(reply)
 
         idle = self.settings.idle_timeout
+        burst = 0  # records handled since this connection last let the loop go round
         while True:
             try:
                 # asyncio.timeout, not wait_for: no task per read (a third of the
@@ -497,6 +532,13 @@ class RadsecListener:
                 self._closed("malformed", peer, client.name)
                 return
             await writer.drain()
+            burst += 1
+            if burst >= front.inline_per_tick:
+                # A read can hold many records: after a client's inline share of one
+                # loop iteration, let the other connections and datagrams run, then go
+                # on with a fresh share (inline, not to the pool: issue 21)
+                burst = 0
+                await asyncio.sleep(0)
 
 
 class _TlsStreamProtocol(asyncio.StreamReaderProtocol):
@@ -527,17 +569,31 @@ async def serve(
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
     threads: int = 4,
+    pool_deadline: float = 5.0,
     expire_interval: float = 1.0,
 ) -> None:
     """Serve RadSec on ``settings.listen`` until ``stop`` is set (or SIGTERM/SIGINT);
     ``ready`` gets the bound addresses (useful with port 0).  ``core_1_1`` answers the
     RADIUS/1.1 connections (``core`` when None): the same checks, another log stamp.
-    ``clients`` reloads the ``[[radsec.clients]]`` entries (also on ``SIGHUP``)."""
+    ``clients`` reloads the ``[[radsec.clients]]`` entries (also on ``SIGHUP``).
+
+    A request the pool gives up on (its client's queue full, or not started within
+    ``pool_deadline`` seconds: longer than UDP's 2 s, because a NAS over TCP is still
+    waiting for its one copy of the request, where a UDP NAS has resent it by then) is
+    answered with an Access-Reject, its reason
+    (``queue_full``, ``queue_timeout``) in the decision log.  Over UDP such a request
+    is dropped and the NAS retransmits; over TCP it must not (RFC 6613 §2.6.1: no
+    retransmission on an open connection, nor on another one while the first is open),
+    so a dropped request would hang until the NAS's own timeout.  Closing the
+    connection (the other way the RFC leaves the NAS to recover: retransmitting over a
+    new one) would throw away every other request in flight on it, from every user
+    behind that NAS, and bring them all back at once while the server is overloaded;
+    a Reject ends one login, fast and logged."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    pool = FairPool(threads) if threads > 0 else None
-    front = Front(core, clock, pool)
-    front_1_1 = Front(core_1_1, clock, pool) if core_1_1 is not None else None
+    pool = FairPool(threads, deadline=pool_deadline) if threads > 0 else None
+    front = Front(core, clock, pool, reliable=True)
+    front_1_1 = Front(core_1_1, clock, pool, reliable=True) if core_1_1 is not None else None
     listener = RadsecListener(front, settings, crls=crls, front_1_1=front_1_1, clients=clients)
     listener.contexts.current()  # a bad certificate or key fails now, not at the first NAS
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,7 +9,8 @@ Both handlers end a login the same way, so the Accept is built in one place
   and EAP-Key-Name from the Session-Id (RFC 4072 §2.4), when a method derived keys;
 - Class (RFC 2865 §5.25): the user's, else a random one the NAS echoes in accounting;
 - the user's policy: Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8),
-  Framed-Pool (RFC 2869 §5.18).
+  Framed-Pool (RFC 2869 §5.18), Filter-Id (RFC 2865 §5.11) and Vendor-Specific
+  attributes (§5.26, e.g. Cisco-AVPair).
 
 A Reject says only :data:`REJECT_MESSAGE`: the reason goes to the decision log, never
 on the wire, so unknown users and wrong passwords look the same.
@@ -18,12 +19,12 @@ on the wire, so unknown users and wrong passwords look the same.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from eapkit.methods.base import KeyMaterial
 from eapkit.policy import UserPolicy
-from eapkit.radius.dictionary import Attr, encode_integer, encode_ipv4
+from eapkit.radius.dictionary import Attr, encode_integer, encode_ipv4, encode_text, vsa
 from eapkit.radius.mppe import mppe_key_attributes
 from eapkit.radius.packet import Attribute, Code
 from eapkit.rand import RandomSource
@@ -63,6 +64,15 @@ class Decision:
     failed handshake (``tls_version``, ``tls_cipher``, ``tls_alert_sent``,
     ``tls_alert_received``), added to the line as they are."""
     login_id: str = ""  # the same on every round of one login (eapkit.radius.rounds)
+    machine: str = ""  # a chaining tunnel's machine account (TEAP, eapkit.authz)
+    inner: list[dict[str, object]] = field(default_factory=list)
+    """A chaining tunnel's inner authentications (RFC 9930 §3.6): ``type`` (machine or
+    user), ``identity``, ``method``, ``success`` and the ``factors`` each proved."""
+    policy: str = ""
+    """The ``[[policy.groups]]`` entry that matched the user (its name, else its group:
+    :attr:`eapkit.authz.Authorization.policy_name`); on the line only when one did."""
+    device: str = ""  # the registered device an accepted round is bound to (issue 20)
+    device_fingerprint: str = ""  # its certificate's SHA-256 fingerprint, hex
 
     def as_dict(self) -> dict[str, object]:
         line: dict[str, object] = {
@@ -82,6 +92,14 @@ class Decision:
         }
         if self.tls:
             line.update(self.tls)
+        if self.policy:
+            line["policy"] = self.policy
+        if self.inner:
+            line["machine"] = self.machine
+            line["inner"] = self.inner
+        if self.device_fingerprint:
+            line["device"] = self.device
+            line["device_fingerprint"] = self.device_fingerprint
         return line
 
 
@@ -100,7 +118,8 @@ class AccessReply:
 
 def policy_attributes(policy: UserPolicy) -> list[Attribute]:
     """Session-Timeout (RFC 2865 §5.27), Framed-IP-Address (§5.8), Framed-Pool (RFC 2869
-    §5.18) from the user's policy."""
+    §5.18), Filter-Id (RFC 2865 §5.11) and each Vendor-Specific attribute (§5.26, one
+    sub-attribute per attribute) from the user's policy."""
     out: list[Attribute] = []
     if policy.session_timeout is not None:
         out.append((Attr.SESSION_TIMEOUT, encode_integer(policy.session_timeout)))
@@ -108,6 +127,9 @@ def policy_attributes(policy: UserPolicy) -> list[Attribute]:
         out.append((Attr.FRAMED_IP_ADDRESS, encode_ipv4(IPv4Address(policy.framed_ip))))
     if policy.framed_pool is not None:
         out.append((Attr.FRAMED_POOL, policy.framed_pool.encode()))
+    if policy.filter_id is not None:
+        out.append((Attr.FILTER_ID, encode_text(policy.filter_id)))
+    out += [vsa(v.vendor, v.type, v.value) for v in policy.vendor]
     return out
 
 

@@ -65,7 +65,7 @@ from typing import Any, cast
 from eapkit.errors import ConfigError, DecodeError
 from eapkit.radius.core import RadiusCore
 from eapkit.radius.fairpool import FairPool
-from eapkit.radius.front import Front
+from eapkit.radius.front import Front, run_event_loop
 from eapkit.radius.steering import MAX_WORKERS, attach_steering, state_prefix, steer
 
 __all__ = [
@@ -307,7 +307,7 @@ def _worker_main(
         running = front.run(asyncio.Event(), ready)
         await (running if around is None else around(index, core, running))
 
-    asyncio.run(main())
+    run_event_loop(main())
     summary = {**front.stats.as_dict(), **core.stats}
     print(f"eapkit serve: worker {index} stopped: {summary}", file=sys.stderr)
     return 0
@@ -337,12 +337,17 @@ def run_workers(
     blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     stopping = False
 
+    asked: set[int] = set()  # workers sent SIGTERM once (a second one would kill a
+    # worker that is already stopping: its handler is gone by then, so no summary line)
+
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            if pid not in asked:
+                asked.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def on_hangup(signum: int, frame: object) -> None:
         # SIGHUP asks for a reload (RadSec clients in worker 0), not for the end
@@ -413,7 +418,7 @@ def run_workers(
                 time.sleep(0.2)
     finally:
         os.close(read_fd)
-        _stop_all(live)
+        _stop_all(live, asked)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
@@ -431,8 +436,10 @@ def _reap(live: set[int]) -> bool:
     return gone
 
 
-def _stop_all(live: set[int], grace: float = 10.0) -> None:
-    for pid in live:
+def _stop_all(live: set[int], asked: set[int], grace: float = 10.0) -> None:
+    """SIGTERM each live worker not yet asked, wait ``grace`` seconds, then SIGKILL."""
+    for pid in live - asked:
+        asked.add(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

@@ -7,6 +7,7 @@ contract tests run against all three), but nothing survives the process.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from eapkit.store.base import MAX_COUNTER, check_counter, check_ttl
@@ -37,8 +38,20 @@ class MemoryStore:
             self._drop(key)
             self._records[key] = bytes(value)
 
-    def record_keys(self) -> list[str]:
-        return sorted(self._records)
+    def record_keys(self, after: str = "", limit: int | None = None) -> list[str]:
+        keys = sorted(k for k in self._records if k > after)
+        return keys if limit is None else keys[:limit]
+
+    def swap(self, key: str, old: bytes, new: bytes, delete: Sequence[str] = ()) -> bool:
+        """Replace the record under ``key`` with ``new`` iff it is still ``old`` and, in
+        the same step, delete ``delete`` (:mod:`eapkit.store.rekey`, :mod:`eapkit.reset`)."""
+        with self._lock:
+            if self._records.get(key) != old:
+                return False
+            for doomed in delete:
+                self._drop(doomed)
+            self._records[key] = bytes(new)
+            return True
 
     def delete(self, key: str) -> bool:
         with self._lock:

@@ -15,18 +15,30 @@ n/t/e), ``o:`` tokens (a hash v/e).  ``advance_unless_locked`` reads and writes 
 a tally in one script: fine on one Redis (or Sentinel's master); a Redis Cluster would
 need both keys in one hash slot.  Every error of the client (connection refused,
 timeout, READONLY replica, OOM) becomes :class:`~eapkit.store.base.StoreUnavailable`.
+
+Pipelining: the writing scripts of concurrent threads (``advance``,
+``advance_unless_locked``, ``incr``, ``put_once``, ``take``) go to Redis in one pipeline
+per batch (:mod:`eapkit.store.group_commit`'s leader/follower queue), one round trip
+instead of one each.  Redis runs the pipelined scripts one after another, each atomic,
+in queue order, so every answer is the one the script would have given alone; a caller
+gets its answer only after the whole pipeline was answered, and a connection error
+fails every caller of the batch closed.  A script Redis does not have (NOSCRIPT after a
+restart or SCRIPT FLUSH) did not run: it is loaded and that operation sent again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from eapkit.store.base import StoreUnavailable, check_counter, check_ttl
+from eapkit.store.group_commit import CommitQueue, Entry
 
 try:
     import redis
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Redis store needs the 'redis' extra: pip install eapkit[redis]") from exc
 
@@ -88,6 +100,19 @@ return false
 """
 
 
+# KEYS[1] record, KEYS[2..] names to delete; ARGV old, new.  1 if the record was still
+# ``old`` and is now ``new`` (and the others are gone), else 0 and nothing changed.
+_SWAP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+_FAMILIES = ("r:", "c:", "f:", "o:")
+
+
 class RedisStore:
     """A :class:`~eapkit.store.base.Store` on Redis.
 
@@ -103,6 +128,9 @@ class RedisStore:
         prefix: str = "eapkit:",
         timeout: float = 1.0,
         client: Any = None,
+        pipeline: bool = True,
+        pipeline_window: float = 0.0005,
+        pipeline_max: int = 128,
     ) -> None:
         self._prefix = prefix
         self._r: Any = client or redis.Redis.from_url(
@@ -113,12 +141,65 @@ class RedisStore:
         self._advance_unless_locked = self._r.register_script(_ADVANCE_UNLESS_LOCKED)
         self._put_once = self._r.register_script(_PUT_ONCE)
         self._take = self._r.register_script(_TAKE)
+        self._swap = self._r.register_script(_SWAP)
+        self._queue = (
+            CommitQueue(self._pipeline_batch, window=pipeline_window, max_batch=pipeline_max)
+            if pipeline
+            else None
+        )
+        if self._queue is not None:  # a forked worker must not inherit a held queue lock
+            ref = weakref.ref(self._queue)
+            os.register_at_fork(after_in_child=lambda: _queue_after_fork(ref))
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except RedisError as exc:
             raise StoreUnavailable(f"redis store: {type(exc).__name__}") from exc
+
+    def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a writing script: alone, or in the next pipeline of concurrent callers."""
+        if self._queue is None:
+            return self._call(lambda: script(keys=keys, args=args))
+        call = (script, keys, args)
+        return self._queue.submit(lambda _pipe: call)
+
+    def _pipeline_batch(self, batch: list[Entry[Any]]) -> None:
+        """One pipeline (no MULTI: each script is atomic on its own) for the batch;
+        results handed out only once every reply arrived."""
+        calls = [e.op(None) for e in batch]
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                for i in todo:
+                    script, keys, args = calls[i]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies = pipe.execute(raise_on_error=False)
+            except RedisError as exc:
+                error = StoreUnavailable(f"redis store: {type(exc).__name__}")
+                for i in todo:
+                    batch[i].error = error
+                return
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # it did not run: load it and send it again
+                elif isinstance(reply, Exception):
+                    batch[i].error = StoreUnavailable(f"redis store: {type(reply).__name__}")
+                else:
+                    batch[i].value = reply
+            if not missing:
+                return
+            try:
+                for sha_script in {calls[i][0] for i in missing}:
+                    self._r.script_load(sha_script.script)
+            except RedisError as exc:
+                error = StoreUnavailable(f"redis store: {type(exc).__name__}")
+                for i in missing:
+                    batch[i].error = error
+                return
+            todo = missing
 
     def get(self, key: str) -> bytes | None:
         value = self._call(lambda: self._r.get(self._prefix + "r:" + key))
@@ -127,8 +208,24 @@ class RedisStore:
     def put(self, key: str, value: bytes) -> None:
         self._call(lambda: self._r.set(self._prefix + "r:" + key, bytes(value)))
 
+    def record_keys(self, after: str = "", limit: int | None = None) -> list[str]:
+        """The records' keys after ``after`` in order, at most ``limit`` of them (SCAN
+        walks the whole key space: ``eapkit store rekey``, not a hot path)."""
+        start = self._prefix + "r:"
+        found = self._call(lambda: list(self._r.scan_iter(match=_glob(start) + "*", count=1000)))
+        keys = sorted(k for k in (bytes(n)[len(start) :].decode() for n in found) if k > after)
+        return keys if limit is None else keys[:limit]
+
+    def swap(self, key: str, old: bytes, new: bytes, delete: Sequence[str] = ()) -> bool:
+        """Replace the record under ``key`` with ``new`` iff it is still ``old`` and
+        delete ``delete`` (every family): one script, atomic on the server."""
+        doomed = [self._prefix + f + k for k in delete if k != key for f in _FAMILIES]
+        keys = [self._prefix + "r:" + key, *doomed]
+        args: list[bytes | str | int] = [bytes(old), bytes(new)]
+        return int(self._call(lambda: self._swap(keys=keys, args=args))) == 1
+
     def delete(self, key: str) -> bool:
-        names = [self._prefix + family + key for family in ("r:", "c:", "f:", "o:")]
+        names = [self._prefix + family + key for family in _FAMILIES]
         return int(self._call(lambda: self._r.delete(*names))) > 0
 
     def counter(self, key: str) -> int | None:
@@ -138,7 +235,7 @@ class RedisStore:
     def advance(self, key: str, value: int) -> bool:
         check_counter(value)
         keys = [self._prefix + "c:" + key]
-        return int(self._call(lambda: self._advance(keys=keys, args=[value]))) == 1
+        return int(self._script(self._advance, keys, [value])) == 1
 
     def advance_unless_locked(
         self, key: str, value: int | None, tally_key: str, limit: int, now: float
@@ -152,14 +249,14 @@ class RedisStore:
             limit,
             repr(float(now)),
         ]
-        got = self._call(lambda: self._advance_unless_locked(keys=keys, args=args))
+        got = self._script(self._advance_unless_locked, keys, args)
         return (int(got[0]) == 1, int(got[1]), float(got[2]))
 
     def incr(self, key: str, ttl: float, now: float) -> int:
         check_ttl(ttl)
         keys = [self._prefix + "f:" + key]
         args: list[bytes | str | int] = [repr(float(now)), repr(float(ttl)), _gc_ms(ttl)]
-        return int(self._call(lambda: self._incr(keys=keys, args=args)))
+        return int(self._script(self._incr, keys, args))
 
     def tally(self, key: str, now: float) -> tuple[int, float]:
         got = self._call(lambda: self._r.hmget(self._prefix + "f:" + key, "n", "t", "e"))
@@ -176,11 +273,11 @@ class RedisStore:
             repr(float(ttl)),
             _gc_ms(ttl),
         ]
-        return int(self._call(lambda: self._put_once(keys=keys, args=args))) == 1
+        return int(self._script(self._put_once, keys, args)) == 1
 
     def take(self, key: str, now: float) -> bytes | None:
         keys = [self._prefix + "o:" + key]
-        value = self._call(lambda: self._take(keys=keys, args=[repr(float(now))]))
+        value = self._script(self._take, keys, [repr(float(now))])
         return None if value is None else bytes(value)
 
     def peek(self, key: str, now: float) -> bytes | None:
@@ -197,3 +294,14 @@ def _gc_ms(ttl: float) -> int:
     # Garbage collection only (see the module docstring): the deadline plus a minute of
     # slack for clock skew between the nodes and the Redis host.
     return int(ttl * 1000) + 60_000
+
+
+def _glob(text: str) -> str:
+    """``text`` with the glob characters of a SCAN MATCH pattern escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _queue_after_fork(ref: weakref.ReferenceType[CommitQueue]) -> None:
+    queue = ref()
+    if queue is not None:
+        queue.after_fork()

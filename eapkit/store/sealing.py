@@ -71,6 +71,12 @@ class Sealer:
             kid, sep, b64 = item.strip().partition(":")
             if not sep:
                 raise ConfigError("sealing: expected kid:base64key")
+            if kid in keys:
+                # a rotation that reused the id: one of the two keys would be dropped
+                # unseen, and rekey --verify would call the store rotated
+                raise ConfigError(
+                    f"sealing: key id {kid!r} is listed twice; give the new key a new id"
+                )
             try:
                 keys[kid] = base64.b64decode(b64, validate=True)
             except (binascii.Error, ValueError) as exc:

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -196,14 +196,38 @@ class SqliteStore:
 
         self._write(op)
 
-    def record_keys(self) -> list[str]:
-        """Every record's key (``eapkit store seal`` walks them; not on a hot path)."""
+    def record_keys(self, after: str = "", limit: int | None = None) -> list[str]:
+        """The records' keys after ``after`` in order, at most ``limit`` of them
+        (``eapkit store seal`` and ``store rekey`` walk them; not on a hot path)."""
         with self._lock:
             con = self._connection()
             try:
-                return [str(r[0]) for r in con.execute("SELECT k FROM records ORDER BY k")]
+                rows = con.execute(
+                    "SELECT k FROM records WHERE k > ? ORDER BY k LIMIT ?",
+                    (after, -1 if limit is None else limit),
+                )
+                return [str(r[0]) for r in rows]
             except sqlite3.Error as exc:
                 raise _unavailable(exc) from exc
+
+    def swap(self, key: str, old: bytes, new: bytes, delete: Sequence[str] = ()) -> bool:
+        """Replace the record under ``key`` with ``new`` iff it is still ``old`` and
+        delete ``delete`` (every family), all in one transaction (:mod:`eapkit.store.rekey`,
+        :mod:`eapkit.reset`)."""
+        before, after, doomed = bytes(old), bytes(new), [k for k in delete if k != key]
+
+        def op(con: sqlite3.Connection) -> bool:
+            cur = con.execute(
+                "UPDATE records SET v = ? WHERE k = ? AND v = ?", (after, key, before)
+            )
+            if cur.rowcount != 1:
+                return False
+            for name in doomed:
+                for table in _TABLES:
+                    con.execute(f"DELETE FROM {table} WHERE k = ?", (name,))  # noqa: S608
+            return True
+
+        return self._write(op)
 
     def delete(self, key: str) -> bool:
         def op(con: sqlite3.Connection) -> bool:

@@ -36,8 +36,10 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from eapkit.errors import ConfigError
+from eapkit.pki import load_crl
 from eapkit.tlsio.certinfo import PeerCertificate
 from eapkit.tlsio.framing import FramingConfig
+from eapkit.tlsio.hello import CLIENT_HELLO, NEW_SESSION_TICKET, SERVER_HELLO
 from eapkit.tlsio.resume import MemoryResumeRecords, ResumeRecords
 
 __all__ = [
@@ -218,9 +220,7 @@ def _certificates(source: PemSource, what: str) -> list[x509.Certificate]:
 def _crl(source: PemSource) -> x509.CertificateRevocationList:
     data = _pem(source, "CRL")
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
+        return load_crl(data)
     except ValueError:
         raise ConfigError("a CRL is neither PEM nor DER") from None
 
@@ -291,15 +291,23 @@ _VERIFY_CALLBACK = _ffi.callback("int (*)(int, X509_STORE_CTX *)", _verify_callb
 
 InfoCallback = Callable[[SSL.Connection, int, int], None]
 
+# The handshake types the engine's note_handshake reads (eapkit.tlsio.hello).
+NOTED_HANDSHAKE_TYPES = frozenset({CLIENT_HELLO, SERVER_HELLO, NEW_SESSION_TICKET})
+
 
 def _msg_callback(
     write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any, arg: Any
 ) -> None:
     """Handshake messages in both directions (``SSL_CTX_set_msg_callback``), in plaintext
-    also under TLS 1.3: the engine reads the session ids and tickets from them."""
-    if content_type != 22:  # handshake
+    also under TLS 1.3: the engine reads the session ids and tickets from them.  Only
+    the message types it reads (RFC 8446 §4: ClientHello, ServerHello,
+    NewSessionTicket) are copied and passed on: a handshake has some 15 messages, the
+    certificates among them (issue 21)."""
+    if content_type != 22 or length < 1:  # handshake
         return
     try:
+        if _ffi.cast("const unsigned char *", buf)[0] not in NOTED_HANDSHAKE_TYPES:
+            return
         conn = SSL.Connection._reverse_mapping.get(ssl)
         note = getattr(conn.get_app_data(), "note_handshake", None) if conn else None
         if note is not None:

@@ -30,8 +30,10 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import ClassVar
 
+from eapkit.errors import DecodeError
 from eapkit.methods.base import Done, Outcome, Reply, Step
 from eapkit.tlsio.engine import Continue, Failed, Message, TlsEapEngine
+from eapkit.tlsio.framing import Fragment
 
 __all__ = ["TlsAuthenticatorBase", "TlsPeerBase", "tls_attributes", "tls_failure_outcome"]
 
@@ -87,6 +89,22 @@ class TlsAuthenticatorBase(ABC):
 
     def start(self) -> bytes:
         return self._engine.start()
+
+    def needs_no_check(self, type_data: bytes) -> bool:
+        """True when ``receive(type_data)`` is only the peer's acknowledgement of one of
+        our fragments with more of them to send (RFC 5216 §2.1.5): the answer is our
+        next fragment, no TLS, no credential, store or directory work, and the method
+        cannot end.  Any other Response is not (a handshake flight may look up a
+        resumption record in a store; the last one ends the method)."""
+        engine = self._engine
+        if self._finished or self._failing is not None or engine.failure is not None:
+            return False
+        if not engine.awaiting_ack or engine.rounds + 1 > engine.framing.max_rounds:
+            return False
+        try:
+            return Fragment.decode(type_data).is_ack
+        except DecodeError:
+            return False
 
     def receive(self, type_data: bytes) -> Step:
         if self._finished:

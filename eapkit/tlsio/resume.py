@@ -14,7 +14,7 @@ Records expire after the session lifetime (OpenSSL expires the session itself af
 the same time) and the cache is bounded.  :class:`MemoryResumeRecords` serves one
 process; :class:`StoreResumeRecords` keeps them in an :class:`eapkit.store.Store` so
 that every worker and node sees them (the TLS session itself stays in the OpenSSL
-cache of the process that made it: see docs/design-notes.md).  Time is an argument.
+cache of the process that made it: see docs/interop.md).  Time is an argument.
 """
 
 from __future__ import annotations

@@ -4,12 +4,16 @@ in a real browser)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
+from eapkit import pki
 from eapkit.bridge.app import COOKIE, BridgeApp, Request
 from eapkit.bridge.approvals import APPROVED, DENIED, EXPIRED, ApprovalTable, TooManyPending
 from eapkit.bridge.config import BridgeConfig
@@ -72,6 +76,16 @@ def test_config_refuses_what_webauthn_cannot_use() -> None:
         "a.example.org",
     )
     assert BridgeConfig(port=8000).origin == "http://localhost:8000"
+
+
+def test_enroll_ttl_is_capped_like_approves_link_ttl() -> None:
+    """An enrollment link enrolls a factor for whoever holds it: ``enroll_ttl`` is at
+    most 7 days, the cap of ``eapkit approve --link-ttl``."""
+    assert BridgeConfig.from_dict({"enroll_ttl": 7 * 86400}).enroll_ttl == 7 * 86400
+    with pytest.raises(ConfigError, match=r"enroll_ttl is at most 604800 seconds \(7 days\)"):
+        BridgeConfig.from_dict({"enroll_ttl": 7 * 86400 + 1})
+    with pytest.raises(ConfigError, match="must be positive"):
+        BridgeConfig.from_dict({"enroll_ttl": 0})
 
 
 # -- enrollment through the app -----------------------------------------------------------
@@ -204,6 +218,22 @@ def test_cross_site_requests_are_refused() -> None:
     assert b"/app.js" in page.body
     assert app.handle(Request("GET", "/app.js", {}), 0).status == 200
     assert app.handle(Request("DELETE", "/", {}), 0).status == 405
+
+
+def test_device_crl_only_when_configured(tmp_path: Path) -> None:
+    """GET /devices.crl is a route only with ``device_crl``; then 503 until the file
+    holds a CRL, and the CRL as application/pkix-crl (RFC 2585 §4.2) after."""
+    assert BridgeApp(make_bridge()).handle(Request("GET", "/devices.crl", {}), 0).status == 404
+    path = tmp_path / "devices.crl"
+    app = BridgeApp(make_bridge(device_crl=str(path)))
+    assert app.handle(Request("GET", "/devices.crl", {}), 0).status == 503
+    now = dt.datetime.now(dt.UTC)
+    crl = pki.make_crl(pki.make_ca("devices CA", now=now), [42], now=now)
+    path.write_bytes(pki.crl_pem(crl))
+    for method in ("GET", "HEAD"):
+        response = app.handle(Request(method, "/devices.crl", {}), 0)
+        assert (response.status, response.content_type) == (200, "application/pkix-crl")
+        assert response.body == crl.public_bytes(serialization.Encoding.DER)
 
 
 @given(

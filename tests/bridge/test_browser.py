@@ -65,7 +65,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 class Server:
     """``eapkit serve`` with a [bridge] table, as a process."""
 
-    def __init__(self, directory: Path, timeout: float) -> None:
+    def __init__(self, directory: Path, timeout: float, extra_toml: str = "") -> None:
         self.dir = directory
         self.udp = free_udp_port()
         self.tcp = free_tcp_port()
@@ -80,7 +80,7 @@ class Server:
             "[bridge]\n"
             f'listen = "127.0.0.1:{self.tcp}"\n'
             f'url = "{self.url}"\n'
-            f"timeout = {timeout}\n"
+            f"timeout = {timeout}\n" + extra_toml
         )
         self.stderr = (directory / f"serve-{self.tcp}.err").open("w")
         self.proc = subprocess.Popen(
@@ -183,6 +183,51 @@ def status_is(text: str) -> Any:
     return lambda d: text in d.find_element("id", "status").text
 
 
+def enroll_from_link(browser: Any, link: str, user: str) -> None:
+    """Open a one-time enrollment link and register the virtual authenticator's key."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(link)
+    wait_for(browser, lambda d: d.find_element(By.ID, "enroll").is_enabled(), "the link to load")
+    assert browser.find_element(By.ID, "enroll-user").text == user
+    assert "#" not in browser.current_url  # the token left the address bar
+    browser.find_element(By.ID, "enroll").click()
+    wait_for(browser, status_is(f"Security key registered for {user}"), "registration")
+
+
+def approve_next_login(browser: Any, server: Server, screenshot: Path | None = None) -> str:
+    """Start ``eapkit probe``, sign in on the page with the passkey (no user name) and
+    approve the login it waits for; ``eapkit probe``'s output once it has ended."""
+    from selenium.webdriver.common.by import By
+
+    def pending() -> int:
+        return sum(r.get("reason") == "approval_pending" for r in server.decisions())
+
+    before = pending()
+    login = server.probe()
+    try:
+        browser.get(server.url + "/")
+        wait_for(browser, lambda d: d.find_element(By.ID, "signin").is_displayed(), "page")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and pending() == before:
+            time.sleep(0.2)
+        browser.find_element(By.ID, "signin").click()
+        card = wait_for(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, ".approval"), "pending login"
+        )
+        text = card.text
+        assert "alice is logging in" in text and "localhost" in text, text
+        if screenshot is not None:
+            browser.save_screenshot(str(screenshot))
+        card.find_element(By.CSS_SELECTOR, "button.approve").click()
+        wait_for(browser, status_is("Login approved"), "approval")
+        out, _ = login.communicate(timeout=30)
+    finally:
+        stop(login)
+    assert login.returncode == 0, out
+    return out
+
+
 def test_enroll_then_approve_deny_and_expire(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -201,45 +246,16 @@ def test_enroll_then_approve_deny_and_expire(browser: Any, tmp_path: Path) -> No
         assert link.startswith(f"{server.url}/enroll#"), link
 
         # 1. the one-time link registers the virtual authenticator's key
-        browser.get(link)
-        button = wait_for(
-            browser, lambda d: d.find_element(By.ID, "enroll").is_enabled(), "the link to load"
-        )
-        assert browser.find_element(By.ID, "enroll-user").text == "alice"
-        assert "#" not in browser.current_url  # the token left the address bar
-        browser.find_element(By.ID, "enroll").click()
-        wait_for(browser, status_is("Security key registered for alice"), "registration")
-        assert button
+        enroll_from_link(browser, link, "alice")
         credentials = browser.get_credentials()
         assert len(credentials) == 1 and credentials[0].rp_id == "localhost"
 
         # 2. a login waits; the user signs in with the passkey (no user name) and approves
-        login = server.probe()
-        try:
-            browser.get(server.url + "/")
-            wait_for(browser, lambda d: d.find_element(By.ID, "signin").is_displayed(), "page")
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not any(
-                r.get("reason") == "approval_pending" for r in server.decisions()
-            ):
-                time.sleep(0.2)
-            browser.find_element(By.ID, "signin").click()
-            card = wait_for(
-                browser, lambda d: d.find_element(By.CSS_SELECTOR, ".approval"), "pending login"
-            )
-            text = card.text
-            assert "alice is logging in" in text and "localhost" in text, text
-            shot = tmp_path / "approval-page.png"
-            browser.save_screenshot(str(shot))
-            artifacts = ROOT / "artifacts"
-            artifacts.mkdir(exist_ok=True)
-            shutil.copy(shot, artifacts / "webauthn-approval-page.png")
-            card.find_element(By.CSS_SELECTOR, "button.approve").click()
-            wait_for(browser, status_is("Login approved"), "approval")
-            out, _ = login.communicate(timeout=30)
-        finally:
-            stop(login)
-        assert login.returncode == 0, out
+        shot = tmp_path / "approval-page.png"
+        out = approve_next_login(browser, server, screenshot=shot)
+        artifacts = ROOT / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        shutil.copy(shot, artifacts / "webauthn-approval-page.png")
         assert "RADIUS reply: Access-Accept" in out and "EAP: SUCCESS" in out, out
 
         # 3. the next login is denied (still signed in: the page lists it by itself)
@@ -281,3 +297,49 @@ def test_enroll_then_approve_deny_and_expire(browser: Any, tmp_path: Path) -> No
         "approval_pending",
         "approval_expired",
     ]
+
+
+def test_a_resets_re_enrollment_link_enrolls_a_new_security_key(
+    browser: Any, tmp_path: Path
+) -> None:
+    """alice loses her security key: ada asks for a reset, grace approves it, and the
+    one-time link ``eapkit approve`` prints registers a new key in the browser, which
+    then approves her next login (issue 20's two-person reset, end to end)."""
+    tmp_path.joinpath("eapkit.db").touch()
+    admins = '[admin]\nadministrators = ["ada", "grace"]\n'
+    server = Server(tmp_path, timeout=20, extra_toml=admins)
+    config = ("--config", str(server.config))
+    try:
+        added = eapkit("user", "add", "alice", "--password", PASSWORD, *config, cwd=tmp_path)
+        assert added.returncode == 0, added.stderr
+        first = eapkit("enroll", "webauthn", "alice", *config, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        enroll_from_link(browser, first.stdout.strip(), "alice")
+        (lost,) = browser.get_credentials()
+        browser.remove_all_credentials()  # the key is gone with the lost keyring
+
+        asked = eapkit("reset", "alice", "--reason", "lost key", "--by", "ada", *config,
+                       cwd=tmp_path)  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        approved = eapkit("approve", asked.stdout.strip(), "--by", "grace", *config,
+                          cwd=tmp_path)  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        link = approved.stdout.strip()
+        assert link.startswith(f"{server.url}/enroll#"), link
+
+        # opened in the tab still on the first link's page: only the fragment changes,
+        # and the page must take the new link all the same
+        assert browser.current_url == f"{server.url}/enroll"
+        enroll_from_link(browser, link, "alice")
+        (new,) = browser.get_credentials()
+        assert new.id != lost.id and new.rp_id == "localhost"
+        out = approve_next_login(browser, server)
+        assert "RADIUS reply: Access-Accept" in out and "EAP: SUCCESS" in out, out
+    finally:
+        server.close()
+
+    events = [(r["event"], r.get("user")) for r in server.decisions() if "event" in r]
+    after = events[events.index(("reset_approved", "alice")) :]
+    assert ("webauthn_enrolled", "alice") in after, events
+    reasons = [r["reason"] for r in server.decisions() if "event" not in r]
+    assert reasons == ["approval_pending", "approved"], reasons

@@ -11,7 +11,8 @@ so that module stays one concept and under ~600 lines):
   server (the usual bridge in front of strongSwan, whose eap-radius speaks UDP only);
   it presents ``cert``/``key`` and accepts a server certificate from ``ca`` whose
   dNSName is ``server_name``; ``tls_version`` (``"1.2"``, ``"1.3"``) pins the TLS hop's
-  version.  Stopped by pid.
+  version; ``status_server`` sets the server block's ``StatusServer`` (the RFC 5997
+  watchdog; off by default, as radsecproxy's).  Stopped by pid.
 - :class:`FreeRadiusRadsecProxy`: FreeRADIUS 3.2 as a RadSec *proxy*: RADIUS/UDP in on
   127.0.0.1, every Access-Request forwarded (``Proxy-To-Realm``) to a ``home_server``
   with ``proto = tcp`` and a ``tls`` section (its client certificate ``home_cert``),
@@ -115,6 +116,8 @@ class RadsecProxy:
     port: int = 0
     tls_version: str | None = None  # "1.2" or "1.3": TlsVersion TLS1_2 / TLS1_3
     netns: str | None = None  # run inside this network namespace (the IKEv2 lab's gateway)
+    transport: str = "tls"  # or "dtls": RADIUS/DTLS (RFC 7360) to the server
+    status_server: str | None = None  # the server block's StatusServer (on, minimal, auto)
     daemon: Daemon | None = field(default=None, repr=False)
 
     @property
@@ -125,6 +128,11 @@ class RadsecProxy:
         if self.tls_version is None:
             return ""
         return f"    TlsVersion TLS{self.tls_version.replace('.', '_')}\n"
+
+    def _status_server(self) -> str:
+        if self.status_server is None:
+            return ""
+        return f"    StatusServer {self.status_server}\n"
 
     def config(self) -> str:
         name = re.escape(self.server_name)
@@ -145,12 +153,14 @@ class RadsecProxy:
             "server home {\n"
             f"    host 127.0.0.1\n"
             f"    port {self.server_port}\n"
-            "    type tls\n"
+            f"    type {self.transport}\n"
             "    tls upstream\n"
-            f"    secret {RADSEC_SECRET}\n"
+            # RFC 6614 §2.3 / RFC 7360 §2.3: the fixed secrets
+            f"    secret {RADSEC_SECRET if self.transport == 'tls' else 'radius/dtls'}\n"
             # The server is reached by address; identify it by its certificate's name.
             "    CertificateNameCheck off\n"
             f"    MatchCertificateAttribute SubjectAltName:DNS:/^{name}$/\n"
+            f"{self._status_server()}"
             "}\n"
             "realm * {\n"
             "    server home\n"

@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 
 from eapkit import pki
+from eapkit.loadgen import LoadSpec, run_load
 from eapkit.private_files import write_private
-from eapkit.probe import ProbeOptions, load, ok, probe, radius_client
+from eapkit.probe import ProbeOptions, ok, probe, radius_client
 from eapkit.radius.dictionary import Attr
 from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RADSEC_SECRET, ProbeResult, RadsecError
@@ -204,7 +205,7 @@ def _secret_file(tmp_path: Path) -> Path:
 
 def test_probe_load_over_radsec(freeradius: FreeRadiusRadsec, certs: Certs) -> None:
     opts = _opts(certs, freeradius.radsec_port, "mschapv2")
-    report = asyncio.run(load(opts, concurrency=8, count=40))
+    report = run_load(opts, LoadSpec(concurrency=8, count=40))
     assert report.completed == 40 and report.accepted == 40, report.lines()
 
 

@@ -2,12 +2,15 @@
 
 1. ``eapol_test`` -> radsecproxy 1.9 (UDP in, TLS out) -> ``eapkit serve`` (``[radsec]``):
    every EAP method eapkit serves, the EAP methods' TLS in 1.2 and 1.3, the RadSec hop
-   pinned to TLS 1.2 and to TLS 1.3 (radsecproxy ``TlsVersion``), ``MPPE keys OK``
+   pinned to TLS 1.2 and to TLS 1.3 (radsecproxy ``TlsVersion``; the rows of
+   ``MORE_ROWS``, TEAP with the TEAP-enabled eapol_test, and the TTLS inner methods
+   serve refuses run over the TLS 1.3 hop only), ``MPPE keys OK``
    (eapkit hid the MS-MPPE keys with ``radsec``, radsecproxy re-hid them with the UDP
    secret), and each decision line saying it came over RadSec from the ``gateway``.
    A radsecproxy whose client certificate is from another CA (or from the right CA
    with a name no ``[[radsec.clients]]`` entry matches) is refused at the TLS layer:
-   eapkit serve logs the refused connection, eapol_test gets no Accept.
+   eapkit serve logs the refused connection, eapol_test gets no Accept.  With
+   ``StatusServer on`` radsecproxy's watchdog (RFC 5997) gets its answer over TLS.
 2. FreeRADIUS 3.2 as a RadSec proxy (``home_server`` with ``proto = tcp`` and a
    ``tls`` section, a ``home_server_pool`` and a ``realm``): ``eapol_test`` ->
    FreeRADIUS (UDP) -> eapkit serve (TLS).
@@ -18,9 +21,11 @@ The configurations are those of docs/radsec.md's radsecproxy and FreeRADIUS sect
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +38,7 @@ from tests.interop.radsec_tools import (
     serve_output,
     wait_for_tcp,
 )
+from tests.interop.teap_tools import teap_eapol_test, teap_network
 from tests.interop.tools import EapkitServe, EapolResult, eapol_test
 
 pytestmark = pytest.mark.interop
@@ -71,8 +77,13 @@ def hop(tmp_path_factory: pytest.TempPathFactory) -> HopPki:
 
 
 def serve_config(hop: HopPki, port: int) -> str:
-    """The ``[radsec]`` table of docs/radsec.md, on 127.0.0.1:``port``."""
+    """The ``[radsec]`` table of docs/radsec.md, on 127.0.0.1:``port``; serve's default
+    methods and TEAP last (a peer that wants another Naks it), with hostap 2.10's TEAP
+    key derivations (``compat = "rfc7170"``, docs/teap.md) for the TEAP-enabled
+    eapol_test."""
     return (
+        'methods = ["tls", "ttls", "peap", "mschapv2", "gtc", "teap"]\n'
+        '\n[teap]\ncompat = "rfc7170"\n\n'
         "[radsec]\n"
         f'listen = ["127.0.0.1:{port}"]\n'
         f'cert = "{hop.path("server.pem")}"\n'
@@ -100,7 +111,12 @@ def serve(hop: HopPki) -> Iterator[tuple[EapkitServe, int]]:
 
 
 def _proxy(
-    hop: HopPki, port: int, name: str, client: str = "gateway", tls_version: str | None = None
+    hop: HopPki,
+    port: int,
+    name: str,
+    client: str = "gateway",
+    tls_version: str | None = None,
+    status_server: str | None = None,
 ) -> RadsecProxy:
     """radsecproxy forwarding to 127.0.0.1:``port`` with ``client``'s certificate."""
     return RadsecProxy(
@@ -111,6 +127,7 @@ def _proxy(
         key=hop.path(f"{client}.key"),
         server_name=SERVER_NAME,
         tls_version=tls_version,
+        status_server=status_server,
     )
 
 
@@ -172,21 +189,28 @@ def _eapol(
     return eapol_test(block, port, workdir, no_mppe=no_mppe, timeout=timeout)
 
 
-@pytest.mark.parametrize("row", sorted(ROWS))
-def test_eapol_test_through_radsecproxy_to_serve(
-    bridge: RadsecProxy, serve: tuple[EapkitServe, int], tmp_path: Path, row: str
-) -> None:
-    server, _ = serve
-    network, no_mppe, tls = ROWS[row]
-    before = len(server.decisions)
-    result = _eapol(server, bridge.port, tmp_path, network, no_mppe=no_mppe)
-    explain = (
+def _explain(result: EapolResult, bridge: RadsecProxy, server: EapkitServe) -> str:
+    return (
         result.output[-2500:]
         + "\n--- radsecproxy ---\n"
         + bridge.output()[-2000:]
         + "\n--- eapkit serve ---\n"
         + serve_output(server)[-2000:]
     )
+
+
+def _accepted_over_the_hop(
+    result: EapolResult,
+    bridge: RadsecProxy,
+    server: EapkitServe,
+    before: int,
+    *,
+    no_mppe: bool = False,
+    tls: str | None = None,
+) -> dict[str, Any]:
+    """eapol_test's success (and ``MPPE keys OK``), relayed by radsecproxy from the TLS
+    hop, decided by serve's RadSec listener for the gateway: the decision line."""
+    explain = _explain(result, bridge, server)
     assert result.success, explain
     assert no_mppe or result.mppe_ok, explain
     if tls is not None:
@@ -199,6 +223,102 @@ def test_eapol_test_through_radsecproxy_to_serve(
     assert decision["user"] == "alice", decision
     assert decision["transport"] == "radsec" and decision["radius_version"] == "1.0", decision
     assert decision["client"] == "gateway", decision
+    return dict(decision)
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_eapol_test_through_radsecproxy_to_serve(
+    bridge: RadsecProxy, serve: tuple[EapkitServe, int], tmp_path: Path, row: str
+) -> None:
+    server, _ = serve
+    network, no_mppe, tls = ROWS[row]
+    before = len(server.decisions)
+    result = _eapol(server, bridge.port, tmp_path, network, no_mppe=no_mppe)
+    _accepted_over_the_hop(result, bridge, server, before, no_mppe=no_mppe, tls=tls)
+
+
+def _peap(version: int, inner: str, tls13: bool = False) -> str:
+    """PEAP with ``peapver`` pinned: wpa_supplicant without it takes the server's
+    version, and serve offers 1 (docs/interop.md, "PEAP versions")."""
+    phase1 = f'phase1="peapver={version} tls_disable_tlsv1_3={0 if tls13 else 1}"\n'
+    return f'eap=PEAP\n{phase1}phase2="auth={inner}"\n' + _OUTER
+
+
+# The rest of what serve offers and eapol_test drives, through one hop (TLS 1.3):
+# name -> (network block, the decision's inner_method, a line of eapol_test's log)
+MORE_ROWS: dict[str, tuple[str, str, str]] = {
+    "ttls-mschapv2-tls13": (
+        'eap=TTLS\nphase2="auth=MSCHAPV2"\n' + _OUTER + _TLS13,
+        "mschapv2",  # MS-CHAP-V2 in Diameter AVPs (RFC 5281 §11.2.4), not inner EAP
+        "EAP-TTLS: Phase 2 MSCHAPV2 authentication succeeded",
+    ),
+    "ttls-eap-gtc-tls12": (
+        'eap=TTLS\nphase2="autheap=GTC"\n' + _OUTER + _TLS12,
+        "eap-gtc",
+        "EAP-TTLS: Selected Phase 2 EAP vendor 0 method 6",  # GTC
+    ),
+    "peap0-mschapv2-tls12": (_peap(0, "MSCHAPV2"), "eap-mschapv2", "Using PEAP version 0"),
+    "peap1-mschapv2-tls12": (_peap(1, "MSCHAPV2"), "eap-mschapv2", "Using PEAP version 1"),
+    "peap1-gtc-tls12": (_peap(1, "GTC"), "eap-gtc", "Using PEAP version 1"),
+}
+
+
+@pytest.mark.parametrize("bridge", ["1.3"], indirect=True)
+@pytest.mark.parametrize("row", sorted(MORE_ROWS))
+def test_more_methods_through_radsecproxy_to_serve(
+    bridge: RadsecProxy, serve: tuple[EapkitServe, int], tmp_path: Path, row: str
+) -> None:
+    server, _ = serve
+    network, inner, logged = MORE_ROWS[row]
+    before = len(server.decisions)
+    result = _eapol(server, bridge.port, tmp_path, network)
+    decision = _accepted_over_the_hop(result, bridge, server, before)
+    assert decision["inner_method"] == inner, decision
+    assert logged in result.output, _explain(result, bridge, server)
+
+
+@pytest.mark.parametrize("bridge", ["1.3"], indirect=True)
+@pytest.mark.parametrize("tls13", [False, True], ids=["tls12", "tls13"])
+def test_teap_through_radsecproxy_to_serve(
+    bridge: RadsecProxy, serve: tuple[EapkitServe, int], tmp_path: Path, tls13: bool
+) -> None:
+    """EAP-TEAP (the user, inner EAP-MSCHAPv2) with the TEAP-enabled eapol_test of
+    /opt/eapkit/teap: ``MPPE keys OK`` is hostap's MSK equal to the keys serve sent over
+    TLS and radsecproxy re-hid with the UDP secret."""
+    server, _ = serve
+    network = teap_network({"ca.pem": server.pki / "ca.pem"}, tls13=tls13)
+    before = len(server.decisions)
+    result = teap_eapol_test(network, bridge.port, tmp_path, secret=bridge.secret)
+    decision = _accepted_over_the_hop(result, bridge, server, before, tls="1.3" if tls13 else "1.2")
+    assert decision["method"] == "TEAP", decision
+    assert decision["tls_version"] == ("TLSv1.3" if tls13 else "TLSv1.2"), decision
+    inner = [(i["type"], i["method"], i["success"]) for i in decision["inner"]]
+    assert inner == [("user", "eap-mschapv2", True)], decision
+
+
+# TTLS inner methods serve does not offer: CHAP needs cleartext passwords, which the user
+# directory does not keep (catalog._ttls_server), and MS-CHAP (v1) is not implemented.
+# name -> (network block, the decision's reason)
+REFUSED_ROWS: dict[str, tuple[str, str]] = {
+    "ttls-chap": ('eap=TTLS\nphase2="auth=CHAP"\n' + _OUTER + _TLS12, "inner_method_not_allowed"),
+    "ttls-mschap": ('eap=TTLS\nphase2="auth=MSCHAP"\n' + _OUTER + _TLS12, "unsupported_avp"),
+}
+
+
+@pytest.mark.parametrize("bridge", ["1.3"], indirect=True)
+@pytest.mark.parametrize("row", sorted(REFUSED_ROWS))
+def test_ttls_inner_methods_serve_does_not_offer_are_rejected(
+    bridge: RadsecProxy, serve: tuple[EapkitServe, int], tmp_path: Path, row: str
+) -> None:
+    server, _ = serve
+    network, reason = REFUSED_ROWS[row]
+    before = len(server.decisions)
+    result = _eapol(server, bridge.port, tmp_path, network)
+    explain = _explain(result, bridge, server)
+    assert not result.success and result.access_reject, explain
+    [decision] = [d for d in server.decisions[before:] if "result" in d]
+    assert (decision["result"], decision["reason"]) == ("reject", reason), decision
+    assert decision["transport"] == "radsec" and decision["client"] == "gateway", decision
 
 
 def test_wrong_password_through_radsecproxy_is_rejected(
@@ -208,6 +328,41 @@ def test_wrong_password_through_radsecproxy_is_rejected(
     result = _eapol(server, bridge.port, tmp_path, "eap=MSCHAPV2\n", password="guess")
     assert not result.success and result.access_reject, result.output[-2000:]
     assert server.decisions[-1]["result"] == "reject"
+    assert server.decisions[-1]["transport"] == "radsec"
+
+
+# radsecproxy 1.9.2 sends a Status-Server when nothing came from the server for
+# STATUS_SERVER_PERIOD (25 s, compiled in) plus a random 0-7 s; it cannot be shortened.
+WATCHDOG_WAIT = 25 + 7 + 10
+
+
+def test_serve_answers_radsecproxys_status_server_watchdog(
+    hop: HopPki, serve: tuple[EapkitServe, int], tmp_path: Path
+) -> None:
+    """``StatusServer on`` in radsecproxy's server block: radsecproxy then judges eapkit
+    serve alive by Status-Server alone (the watchdog of RFC 5997 §4).  eapkit answers it
+    over the TLS hop (radsecproxy logs the response only after checking its Response
+    Authenticator and Message-Authenticator against the ``radsec`` secret), the
+    watchdog writes no decision line, and logins pass before and after it."""
+    server, port = serve
+    name = f"watchdog-{tmp_path.name}"
+    with _proxy(hop, port, name, status_server="on") as proxy:
+        before = _eapol(server, proxy.port, tmp_path / "before", "eap=MSCHAPV2\n")
+        decisions = len(server.decisions)
+        deadline = time.monotonic() + WATCHDOG_WAIT
+        while "replyh: got status server response from home" not in proxy.output():
+            assert time.monotonic() < deadline, proxy.output()[-3000:] + serve_output(server)
+            time.sleep(0.5)
+        watched = len(server.decisions)
+        after = _eapol(server, proxy.port, tmp_path / "after", "eap=MSCHAPV2\n")
+        log = proxy.output()
+    explain = log[-3000:] + "\n--- eapkit serve ---\n" + serve_output(server)[-2000:]
+    assert before.success and before.mppe_ok, before.output[-2000:] + explain
+    assert "clientwr: sending Status-Server to home" in log, explain
+    assert "no status server response" not in log, explain
+    assert watched == decisions, server.decisions[decisions:]  # not an Access-Request
+    assert after.success and after.mppe_ok, after.output[-2000:] + explain
+    assert server.decisions[-1]["result"] == "accept"
     assert server.decisions[-1]["transport"] == "radsec"
 
 

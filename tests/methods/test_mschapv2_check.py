@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eapkit.crypto.mschap import nt_password_hash
+from eapkit.crypto.mschap import hash_nt_password_hash, nt_password_hash
 from eapkit.errors import ConfigError
 from eapkit.methods.mschapv2 import MsChapV2FailureRequest, MsChapV2SuccessRequest
 from eapkit.methods.mschapv2_check import (
@@ -34,7 +34,9 @@ def _check(lookup: dict[str, bytes], user: str = USER, response: bytes = NT_RESP
 
 def test_rfc2759_example_verifies() -> None:
     assert _check({USER: NT_HASH}) == "ok"
-    digest = authenticator_response(NT_HASH, NT_RESPONSE, PEER_CHALLENGE, AUTH_CHALLENGE, b"User")
+    digest = authenticator_response(
+        hash_nt_password_hash(NT_HASH), NT_RESPONSE, PEER_CHALLENGE, AUTH_CHALLENGE, b"User"
+    )
     assert success_message(digest) == AUTH_RESPONSE.encode()
 
 

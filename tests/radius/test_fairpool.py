@@ -89,3 +89,44 @@ def test_one_client_never_takes_every_thread() -> None:
     assert other.wait(5)  # "b" got the second thread at once
     release.set()
     pool.close()
+
+
+class _CountingCondition(threading.Condition):
+    """A Condition that counts how many waiting threads it was asked to wake."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.woken += n
+        super().notify(n)
+
+    def notify_all(self) -> None:
+        self.woken += 1_000  # every idle thread
+        super().notify_all()
+
+
+def test_a_finished_job_does_not_wake_every_idle_thread() -> None:
+    """Issue 21: each job used to end with notify_all, so every idle thread woke, found
+    nothing and slept again: several context switches per request.  Now only a
+    submission wakes a thread (and a job that frees a capped client with work)."""
+    pool = FairPool(4)
+    cond = _CountingCondition()
+    pool._cond = cond  # before any thread starts (they start at the first submit)
+    jobs = 50
+    for i in range(jobs):
+        done = threading.Event()
+        assert pool.submit(f"nas{i % 3}", done.set, lambda: None)
+        assert done.wait(5)
+    assert cond.woken == jobs  # one notify per submission, none per finished job
+    # a capped client with work queued still gets its freed slot
+    pool2 = FairPool(2)  # per_client_running = 1
+    release = _blocked(pool2, "a")
+    ran = threading.Event()
+    assert pool2.submit("a", ran.set, lambda: None)
+    assert not ran.wait(0.1)  # "a" is at its cap
+    release.set()
+    assert ran.wait(5)
+    pool.close()
+    pool2.close()

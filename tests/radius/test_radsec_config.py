@@ -17,8 +17,10 @@ from eapkit import radsec_config
 from eapkit.config_schema import RADSEC, RADSEC_CLIENTS, validate
 from eapkit.errors import ConfigError
 from eapkit.pki import make_ca, make_client, make_server
+from eapkit.radius.dictionary import Attr
+from eapkit.radius.hiding import hide_password
 from eapkit.radius.nas import RadiusClient
-from eapkit.radius.packet import Code
+from eapkit.radius.packet import Code, new_request_authenticator
 from eapkit.serve import ServeConfig
 from tests.interop.tools import EapkitServe
 from tests.radius.test_radsec import NOW, TlsNas
@@ -138,7 +140,7 @@ san = "gw1.vpn.test"
             assert time.monotonic() < deadline, serve.daemon.output()
             time.sleep(0.05)
 
-        async def run() -> tuple[int, int]:
+        async def run() -> tuple[int, int, int]:
             import ssl
 
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -148,17 +150,26 @@ san = "gw1.vpn.test"
             over_tls = (await tls.pap("alice", "wonderland")).code
             await tls.close()
             async with RadiusClient(("127.0.0.1", serve.port), b"testing123") as udp:
-                reply, _ = await udp.request([], Code.STATUS_SERVER)
-            return over_tls, reply.code
+                status, _ = await udp.request([], Code.STATUS_SERVER)
+                auth = new_request_authenticator()
+                password = hide_password(b"wonderland", b"testing123", auth)
+                pap = [(Attr.USER_NAME, b"alice"), (Attr.USER_PASSWORD, password)]
+                over_udp, _ = await udp.request(pap, authenticator=auth)
+            return over_tls, status.code, over_udp.code
 
-        assert asyncio.run(run()) == (Code.ACCESS_ACCEPT, Code.ACCESS_ACCEPT)
+        accept = Code.ACCESS_ACCEPT
+        assert asyncio.run(run()) == (accept, accept, accept)
         deadline = time.monotonic() + 5
-        while not [d for d in serve.decisions if d.get("result")]:
-            assert time.monotonic() < deadline
+        while len([d for d in serve.decisions if d.get("result")]) < 2:
+            assert time.monotonic() < deadline, serve.decisions
             time.sleep(0.05)
-    [line] = [d for d in serve.decisions if d.get("result")]
-    assert line["result"] == "accept" and line["client"] == "gw-radsec"
-    assert (line["transport"], line["radius_version"]) == ("radsec", "1.0")
+    # one log, each line stamped with the transport and RADIUS version it came through
+    lines = [d for d in serve.decisions if d.get("result")]
+    assert [(d["result"], d["transport"], d["radius_version"]) for d in lines] == [
+        ("accept", "radsec", "1.0"),
+        ("accept", "udp", "1.0"),
+    ], lines
+    assert lines[0]["client"] == "gw-radsec"
 
 
 def test_the_documented_radsec_table_is_valid(tmp_path: Path) -> None:

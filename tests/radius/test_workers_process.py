@@ -13,6 +13,7 @@ from pathlib import Path
 
 from eapkit.probe import ProbeOptions, build_peer_methods
 from eapkit.radius.nas import ProbeResult, RadiusClient, authenticate
+from eapkit.radius.workers import _stop_all
 from eapkit.session import PeerSession
 from tests.interop.tools import EapkitServe
 
@@ -111,3 +112,24 @@ def test_workers_follow_a_killed_parent(tmp_path: Path) -> None:
         os.kill(serve.daemon.pid, signal.SIGKILL)  # no chance to stop them itself
         serve.daemon.proc.wait(10)
         assert _wait_gone(list(pids.values()))
+
+
+def test_a_worker_already_asked_to_stop_is_not_signalled_again(tmp_path: Path) -> None:
+    """A worker's SIGTERM handler is gone while it shuts down; the parent's final sweep
+    must not send a second SIGTERM (it killed worker 1 before its summary line)."""
+    mark = tmp_path / "stopped"
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        got = []
+        signal.signal(signal.SIGTERM, lambda *_: got.append(1))
+        while not got:
+            time.sleep(0.01)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as remove_signal_handler does
+        time.sleep(0.5)  # closing the front
+        mark.write_text("stopped")
+        os._exit(0)
+    time.sleep(0.2)
+    os.kill(child, signal.SIGTERM)  # the parent's signal handler asked it once
+    time.sleep(0.2)  # the child is stopping, its handler gone
+    _stop_all({child}, {child})
+    assert mark.read_text() == "stopped"

@@ -189,3 +189,72 @@ def test_a_2fa_login_checks_the_password_once(users: LocalDirectory) -> None:
         assert len(calls) == 1, response
     assert pap("tom", "pw", 0.0).reason == "challenge"
     assert pap("tom", "pw123456", 0.0).reason != "challenge"  # read as password + code
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts the writes a caller makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def delete(self, key: str) -> bool:
+        self.writes += 1
+        return super().delete(key)
+
+    def incr(self, key: str, ttl: float, now: float) -> int:
+        self.writes += 1
+        return super().incr(key, ttl, now)
+
+
+def test_a_login_without_earlier_failures_writes_nothing(users: LocalDirectory) -> None:
+    """The lean path (issue 21): a durable write per successful password costs an
+    fsync on SQLite; only a login that follows failures needs to clear them."""
+    store = CountingStore()
+    authz = Authorizer(users, throttle=PasswordThrottle(store, max_failures=3))
+    with nas_scope(GW, 0.0):
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 0.0).ok
+        assert store.writes == 0
+        authz.refused("alice", "bad_password", 1.0)
+        writes = store.writes
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 2.0).ok
+        assert store.writes == writes + 1  # the failure was cleared
+        assert store.tally("pwfail:gw:alice", 2.0) == (0, 0.0)
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 3.0).ok
+        assert store.writes == writes + 1
+
+
+class TallyCountingStore(MemoryStore):
+    """A MemoryStore that counts failure-tally reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def tally(self, key: str, now: float) -> tuple[int, float]:
+        self.reads += 1
+        return super().tally(key, now)
+
+
+def test_a_password_login_reads_its_tally_once(users: LocalDirectory) -> None:
+    """The lean path (issue 21): the throttle's check before the password and the
+    clearing after it share one read of the user's tally per request (3 reads became
+    2: the user's and the NAS's), and a failure counted in between is not forgotten."""
+    store = TallyCountingStore()
+    throttle = PasswordThrottle(store, max_failures=3)
+    authz = Authorizer(users, throttle=throttle)
+    guarded = throttle.guard(users.check_password)
+    with nas_scope(GW, 0.0):
+        assert guarded("alice", "pw", 0.0).ok
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 0.0).ok
+        assert store.reads == 2
+    with nas_scope(GW, 1.0):  # a failure, then a right password in the same scope
+        assert authz.refused("alice", "bad_password", 1.0) == "bad_password"
+        assert store.tally("pwfail:gw:alice", 1.0)[0] == 1
+        assert guarded("alice", "pw", 1.0).ok
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 1.0).ok
+        assert store.tally("pwfail:gw:alice", 1.0) == (0, 0.0)  # cleared
+    store.incr("pwfail:gw:alice", 300.0, 2.0)  # another process counts a failure
+    with nas_scope(GW, 2.0):  # a new request reads it afresh
+        assert authz.authorize("alice", {Factor.PASSWORD}, None, 2.0).ok
+        assert store.tally("pwfail:gw:alice", 2.0) == (0, 0.0)

@@ -20,6 +20,7 @@ BACKENDS = [
     "sqlite",
     "sqlite_serial",
     pytest.param("redis", marks=pytest.mark.interop),
+    pytest.param("redis_serial", marks=pytest.mark.interop),
     "composed",
 ]
 
@@ -45,7 +46,7 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
     from eapkit.store.redis_store import RedisStore
 
     url = request.getfixturevalue("redis_url")
-    return RedisStore(url, prefix=f"t{uuid.uuid4().hex}:")
+    return RedisStore(url, prefix=f"t{uuid.uuid4().hex}:", pipeline=kind != "redis_serial")
 
 
 @pytest.fixture(params=BACKENDS)

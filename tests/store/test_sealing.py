@@ -77,6 +77,14 @@ def test_config_and_environment() -> None:
         Sealer({"k1": K1}, current="k9")
 
 
+def test_a_key_id_listed_twice_is_refused() -> None:
+    """``k1:<new>,k1:<old>`` (a rotation that reused the id) kept one key and dropped the
+    other unseen; rekey --verify then called the store rotated."""
+    spec = f"k1:{base64.b64encode(K2).decode()},k1:{base64.b64encode(K1).decode()}"
+    with pytest.raises(ConfigError, match="listed twice"):
+        Sealer.from_config(spec)
+
+
 @given(st.binary(max_size=200))
 def test_arbitrary_blob_opens_or_raises_seal_error(blob: bytes) -> None:
     s = sealer(k1=K1)

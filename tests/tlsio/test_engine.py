@@ -190,3 +190,34 @@ def test_session_cache_is_a_small_lru() -> None:
     cache.forget(2)
     cache.put(5, None)
     assert len(cache) == 1
+
+
+@pytest.mark.parametrize("version", [TlsVersion.TLS1_2, TlsVersion.TLS1_3])
+def test_only_the_handshake_messages_the_engine_reads_are_copied(
+    version: TlsVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: OpenSSL's message callback copied every handshake message (certificates
+    included) into Python for note_handshake, which reads only ClientHello, ServerHello
+    and NewSessionTicket; the others are now skipped before the copy."""
+    seen: list[tuple[bool, int]] = []
+    original = TlsEapEngine.note_handshake
+
+    def note(self: TlsEapEngine, written: bool, message: bytes) -> None:
+        seen.append((written, message[0]))
+        original(self, written, message)
+
+    monkeypatch.setattr(TlsEapEngine, "note_handshake", note)
+    lb = lab()
+    server_ctx = TlsContext(server_config(lb, max_version=version), TlsRole.SERVER)
+    peer_ctx = TlsContext(peer_config(lb), TlsRole.PEER)
+    server = TlsAuthenticator(CTX, server_ctx, bind_identity)
+    peer = TlsPeer(CTX, peer_ctx, None)
+    message, server_turn = server.start(), False
+    for _ in range(40):
+        step = server.receive(message) if server_turn else peer.receive(message)
+        if isinstance(step, Done):
+            break
+        message, server_turn = step.type_data, not server_turn
+    assert isinstance(step, Done) and step.outcome.success
+    kinds = {kind for _, kind in seen}
+    assert {1, 2} <= kinds <= {1, 2, 4}  # ClientHello, ServerHello (NewSessionTicket)

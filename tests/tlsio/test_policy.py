@@ -64,16 +64,24 @@ METHODS: dict[str, Callable[..., Pair]] = {"tls": _tls, "ttls": _ttls, "peap": _
 
 
 def _alert_indices(conv: Conversation) -> list[int]:
-    """Indices of the server's messages that carry a TLS alert record (type 21)."""
+    """Indices of the server's messages that complete a TLS alert record (type 21).
+
+    The server's TLS bytes are read as the record stream they are (RFC 5246 §6.2): a
+    continuation fragment starts mid-record, so its first octet is not a content type
+    (it is 0x15 about once in 256 flights, which made this check flaky)."""
     found = []
+    stream = b""
     for i, (who, packet) in enumerate(conv.transcript):
         if who != "authenticator" or decode(packet).code is not Code.REQUEST:
             continue
         if packet[4] not in (EapType.TLS, EapType.TTLS, EapType.PEAP):
             continue
-        frag = Fragment.decode(packet[5:])
-        if frag.data[:1] == b"\x15":
-            found.append(i)
+        stream += Fragment.decode(packet[5:]).data
+        while len(stream) >= 5 and len(stream) >= 5 + int.from_bytes(stream[3:5], "big"):
+            end = 5 + int.from_bytes(stream[3:5], "big")
+            if stream[0] == 0x15:
+                found.append(i)
+            stream = stream[end:]
     return found
 
 

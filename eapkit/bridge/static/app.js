@@ -196,9 +196,67 @@ async function enrollView() {
       button.disabled = false;
     }
   };
+  totpEnroll(token);
+  yubikeyEnroll(token);
+}
+
+function yubikeyEnroll(token) {
+  const button = $("yubikey-enroll");
+  button.disabled = false;
+  $("yubikey-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    button.disabled = true;
+    try {
+      const out = await api("/api/enroll/yubikey", {
+        token, otp: $("yubikey-otp").value.trim(), aes_key: $("yubikey-aes").value.trim(),
+      });
+      $("yubikey-form").hidden = true;
+      status("YubiKey registered for " + out.user + ". You can close this page.");
+    } catch (e) {
+      status("The YubiKey was not registered (" + e.message + ").", true);
+      button.disabled = false;
+    }
+  };
+}
+
+// An authenticator app from the same one-time link (eapkit/bridge/reenroll.py).
+function totpEnroll(token) {
+  const begin = $("totp-begin");
+  begin.disabled = false;
+  begin.onclick = async () => {
+    try {
+      const out = await api("/api/enroll/totp/begin", { token });
+      const qr = $("totp-qr");
+      qr.replaceChildren();
+      if (out.svg) {
+        const svg = new DOMParser().parseFromString(out.svg, "image/svg+xml").documentElement;
+        qr.append(document.importNode(svg, true));
+      }
+      const uri = document.createElement("code");
+      uri.textContent = out.uri;
+      qr.append(uri);
+      $("totp-form").hidden = false;
+    } catch (e) {
+      status("This enrollment link is not valid (used, expired or mistyped).", true);
+    }
+  };
+  $("totp-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const out = await api("/api/enroll/totp/finish", { token, code: $("totp-code").value.trim() });
+      $("totp-form").hidden = true;
+      $("totp-qr").replaceChildren();
+      status("Authenticator app set up for " + out.user + ". You can close this page.");
+    } catch (e) {
+      status("That code did not match (" + e.message + "): try the next one.", true);
+    }
+  };
 }
 
 function main() {
+  // A second link opened in a tab still on /enroll changes only the fragment, which
+  // loads no page: load it, so that the new link is the one the page takes.
+  window.addEventListener("hashchange", () => { if (location.hash.length > 1) location.reload(); });
   if (!window.PublicKeyCredential) {
     status("This browser cannot use security keys here (WebAuthn needs HTTPS or localhost).", true);
   }
