@@ -317,6 +317,42 @@ class AuthenticatorSession:
         check = getattr(self._method, "needs_no_check", None)
         return callable(check) and check(_type_data(msg)) is True
 
+    def light(self, data: bytes, methods: frozenset[MethodId]) -> bool:
+        """Whether ``receive(data)`` keeps to the checks of ``methods`` (those a front
+        with local backends runs on its event loop: no PBKDF2, no network; issue 21):
+        the current method is one of them, or it is a tunnel method whose own ``light``
+        says this Response reaches no other check (a handshake flight without
+        application data, a phase-2 round of an inner method among ``methods``).
+        Changes nothing."""
+        if self._state is not _State.METHOD:
+            return False
+        if self._method_id in methods:
+            return True
+        check = getattr(self._method, "light", None)
+        if not callable(check):
+            return False
+        try:
+            msg, _ = decode_frame(data)
+        except DecodeError:
+            return False
+        if msg.code is not Code.RESPONSE or msg.identifier != self._identifier:
+            return False
+        if _method_of(msg) != self._method_id:
+            return False
+        return check(_type_data(msg), methods) is True
+
+    def rests_among(self, methods: frozenset[MethodId]) -> bool:
+        """Whether the peer's next Response, whatever it holds, reaches no check but
+        those of ``methods``: the current method is one of them and every method a Nak
+        could start next says ``pure_start``, or the Identity Response is due and every
+        method it could start says so.  A tunnel asks this of its inner session, whose
+        Responses it cannot read before TLS has decrypted them (:meth:`light`)."""
+        if self._state is _State.METHOD:
+            return self._method_id in methods and all(f.pure_start for f in self._untried)
+        if self._state in (_State.IDLE, _State.IDENTITY):
+            return _pure_starts(self._untried, None)
+        return False
+
     # -- internals -----------------------------------------------------------------------
 
     def _discard(self, reason: str) -> Discard:

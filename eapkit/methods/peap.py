@@ -225,6 +225,19 @@ class PeapAuthenticator(TunnelAuthenticatorBase):
             self._engine.version_bits = self._version
         return super().receive(type_data)
 
+    def light(self, type_data: bytes, methods: frozenset[MethodId]) -> bool:
+        """Whether :meth:`receive` of ``type_data`` reaches no check but those of
+        ``methods`` (:meth:`eapkit.session.AuthenticatorSession.light`, issue 21).  The
+        handshake cannot: tunnel data before phase 2 ends the conversation.  Phase 2 can
+        when the inner session rests among ``methods``
+        (:meth:`~eapkit.session.AuthenticatorSession.rests_among`): its Response is
+        encrypted, so the inner method's state decides, not what the peer sent.  The
+        Result TLV exchange checks only the crypto binding."""
+        state = self._state
+        if state is _AuthState.PHASE2:
+            return self._inner.rests_among(methods)
+        return state is not _AuthState.DONE
+
     def _message(self, event: Message) -> Step:
         engine = self._engine
         if self._state is _AuthState.RESULT and self._version == PEAP_VERSION_1:

@@ -306,6 +306,21 @@ class TtlsAuthenticator(TunnelAuthenticatorBase):
     def _tls_failed(self, failure: Failed) -> Outcome:
         return tls_failure_outcome(failure, self._user, self._engine)
 
+    def light(self, type_data: bytes, methods: frozenset[MethodId]) -> bool:
+        """Whether :meth:`receive` of ``type_data`` reaches no check but those of
+        ``methods`` (:meth:`eapkit.session.AuthenticatorSession.light`, issue 21).  Until
+        the first AVPs, when it hands TLS no application data
+        (:meth:`~eapkit.tlsio.TlsEapEngine.may_carry_application_data`): AVPs may hold a
+        User-Password, whose check is a PBKDF2.  Inner EAP when the inner session rests
+        among ``methods``.  The acknowledgement that ends the conversation, always; the
+        code round of PAP, never."""
+        phase = self._phase
+        if phase in (_AuthPhase.HANDSHAKE, _AuthPhase.AWAIT_AVPS):
+            return not self._engine.may_carry_application_data(type_data)
+        if phase is _AuthPhase.INNER_EAP:
+            return self._session is not None and self._session.rests_among(methods)
+        return phase in (_AuthPhase.CLOSING, _AuthPhase.MSCHAPV2_RESULT)
+
     def _message(self, event: Message) -> Step:
         engine = self._engine
         if not engine.handshake_done:

@@ -198,16 +198,24 @@ class EapAccess:
     def light(self, request: Packet, client: str, methods: frozenset[MethodId]) -> bool:
         """Whether ``request`` continues a live conversation of ``client`` whose method is
         one of ``methods`` (those whose checks are short work on local backends: no
-        PBKDF2, no network) while no earlier round of it is in a pool or running.  A
-        front with local backends runs such a round on its event loop (issue 21)."""
+        PBKDF2, no network), or a tunnel method's round that reaches no other check
+        (:meth:`AuthenticatorSession.light`), while no earlier round of it is in a pool
+        or running.  A front with local backends runs such a round on its event loop
+        (issue 21)."""
         if not methods:
             return False
         state = request.get(Attr.STATE)
-        if state is None or request.eap_message() is None:
+        if state is None:
+            return False
+        eap = request.eap_message()
+        if eap is None:
             return False
         with self._lock:
             conv = self._runnable(state, client)
-            return conv is not None and conv.session.method in methods
+            if conv is None:
+                return False
+            session = conv.session
+            return session.method in methods or session.light(eap, methods)
 
     def _runnable(self, state: bytes, client: str) -> _Conversation | None:
         """``client``'s live conversation under ``state``, if a front may run its next

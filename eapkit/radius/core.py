@@ -445,8 +445,9 @@ class RadiusCore:
         ``light_methods`` (:meth:`EapAccess.light`): its checks are short CPU work on
         local backends (EAP-MSCHAPv2's NT-Response, EAP-TLS's certificate and the final
         authorization's local reads), so the pool's thread hand-off there and back
-        would cost more than the check (issue 21).  Not PAP, GTC or a tunnel method:
-        a password check is a PBKDF2."""
+        would cost more than the check (issue 21); or a TTLS or PEAP round its tunnel
+        shows reaches no other check (:meth:`AuthenticatorSession.light`).  Never PAP,
+        GTC or a tunnel round that may reach them: a password check is a PBKDF2."""
         if self.eap is None or not self.light_methods:
             return False
         return self.eap.light(admitted.request, admitted.client.name, self.light_methods)

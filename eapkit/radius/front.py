@@ -40,8 +40,11 @@ record on a TLS stream).  The front then::
   connections and datagrams run in between;
 - with local backends (``RadiusCore.light_methods``, set by ``eapkit serve`` when the
   directory and the store are SQLite files or memory), the rounds of an EAP-MSCHAPv2 or
-  EAP-TLS conversation run inline too: their checks are short CPU work there (no
-  PBKDF2, no network), less than the hand-off to a pool thread and back.  A light
+  EAP-TLS conversation run inline too, and the TTLS and PEAP rounds their tunnel shows
+  reach no password check (handshake flights without application data, phase 2 of an
+  inner EAP-MSCHAPv2; :meth:`AuthenticatorSession.light`): their checks are short CPU
+  work there (no PBKDF2, no network), less than the hand-off to a pool thread and
+  back.  A light
   round that takes longer than ``light_budget`` while waiting (a stalled disk, another
   process holding SQLite's write lock: the thread gave up the CPU; being preempted on
   a busy machine does not count) sends light rounds to the pool for ``light_pause``

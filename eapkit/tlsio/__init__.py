@@ -8,6 +8,8 @@
   the EAP-TLS, EAP-TTLS and PEAP method classes.
 - :mod:`eapkit.tlsio.certinfo`: the peer certificate as a policy sees it, name matching.
 - :mod:`eapkit.tlsio.alerts`: TLS alert names, the reasons failures report.
+- :mod:`eapkit.tlsio.records`: the record headers in the clear: whether a peer's message
+  may carry application data (a tunnel's light rounds, issue 21).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ from eapkit.tlsio.hello import (
     parse_new_session_ticket,
     parse_server_hello,
 )
+from eapkit.tlsio.records import RecordBoundary
 
 __all__ = ["Continue", "Event", "Failed", "LeafCheck", "Message", "SessionCache", "TlsEapEngine"]
 
@@ -132,6 +133,7 @@ class TlsEapEngine:
         self._handshake_done = False
         self._started = False
         self._reassembler = Reassembler(self.framing.max_message)
+        self._peer_records = RecordBoundary()  # the peer's record boundary (issue 21)
         self._pending = bytearray()
         self._cutter: Fragmenter | None = None
         self._peer_cert: PeerCertificate | None = None
@@ -358,6 +360,26 @@ class TlsEapEngine:
             self._pending.clear()
         return self._cutter.next_fragment().encode()
 
+    def may_carry_application_data(self, type_data: bytes) -> bool:
+        """Whether :meth:`receive` of ``type_data`` may hand TLS an ``application_data``
+        record (a tunnel's phase-2 payload).  Changes nothing.  False when it cannot:
+        TLS does not run over it (an acknowledgement, a fragment with more to come,
+        anything after a failure or that fails the framing), or the message it completes
+        is whole change_cipher_spec, alert and handshake records
+        (:class:`~eapkit.tlsio.records.RecordBoundary`; in TLS 1.3 that is only the
+        ClientHello flight).  A tunnel method's round that can reach no password check
+        may then run on a front's event loop (issue 21, :mod:`eapkit.radius.front`)."""
+        if self.failure is not None or self.awaiting_ack or not self._started:
+            return False
+        try:
+            frag = Fragment.decode(type_data)
+        except DecodeError:
+            return False
+        if frag.start:
+            return False
+        message = self._reassembler.completed_by(frag)
+        return message is not None and self._peer_records.holds_application_data(message)
+
     def ack(self) -> bytes:
         """An empty message: acknowledges a fragment, or says "nothing to send"."""
         return Fragment(EapTlsFlags.NONE, b"", None, self.version_bits).encode()
@@ -408,6 +430,7 @@ class TlsEapEngine:
         app = bytearray()
         try:
             if data:
+                self._peer_records.feed(data)
                 conn.bio_write(data)
             if not self._handshake_done:
                 try:

@@ -163,6 +163,14 @@ class Reassembler:
     def in_progress(self) -> bool:
         return self._active
 
+    def completed_by(self, frag: Fragment) -> bytes | None:
+        """The message :meth:`feed` of ``frag`` would return, if ``frag`` is a last
+        fragment, without feeding it (no check of the lengths: a fragment that breaks
+        them makes :meth:`feed` raise instead); None when ``frag`` says more follow."""
+        if frag.more:
+            return None
+        return b"".join((*self._parts, frag.data)) if self._active else frag.data
+
     def _reset(self) -> None:
         self._parts = []
         self._received = 0

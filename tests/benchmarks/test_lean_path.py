@@ -21,8 +21,16 @@ def test_lean_path_runs_accepted_logins(method: str, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("method", "rounds", "inline"),
     # light rounds (a local directory and store, as lean_path builds): every round of
-    # EAP-MSCHAPv2 and EAP-TLS runs inline; PAP and the tunnel's check rounds do not
-    [("pap", 1, 0), ("mschapv2", 3, 3), ("tls13", 6, 6), ("ttls-pap13", 6, 2)],
+    # EAP-MSCHAPv2, EAP-TLS and PEAP/MSCHAPv2 runs inline; PAP, TTLS's AVPs (a PBKDF2)
+    # and TLS 1.3's client Finished (outer application_data) do not
+    [
+        ("pap", 1, 0),
+        ("mschapv2", 3, 3),
+        ("tls13", 6, 6),
+        ("ttls-pap13", 6, 4),
+        ("ttls-pap12", 4, 3),
+        ("peap12", 8, 8),
+    ],
 )
 def test_lean_path_through_the_front(
     method: str, rounds: int, inline: int, capsys: pytest.CaptureFixture[str]
