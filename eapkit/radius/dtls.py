@@ -67,13 +67,13 @@ from eapkit.radius.front import Front
 from eapkit.radius.packet import HEADER_SIZE, MAX_PACKET_SIZE
 from eapkit.radius.radsec import ClientMatcher, ClientSource, RadsecClient, RadsecSettings
 from eapkit.tlsio.config import CrlSource, PemSource
+from eapkit.tlsio.records import HANDSHAKE  # DTLS keeps TLS's ContentType (RFC 6347 §4.1)
 
 __all__ = ["DTLS_SECRET", "DtlsListener", "serve"]
 
 log = logging.getLogger("eapkit.radius.dtls")
 
 DTLS_SECRET = b"radius/dtls"  # RFC 7360 §2.3: the shared secret of RADIUS/DTLS
-HANDSHAKE = 22  # DTLS record content type (RFC 6347 §4.1)
 MAX_DATAGRAM = 65535
 DTLS1_2_VERSION = 0xFEFD  # RFC 6347 §4.1 (pyOpenSSL names no DTLS versions)
 

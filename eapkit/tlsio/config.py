@@ -40,6 +40,7 @@ from eapkit.pki import load_crl
 from eapkit.tlsio.certinfo import PeerCertificate
 from eapkit.tlsio.framing import FramingConfig
 from eapkit.tlsio.hello import CLIENT_HELLO, NEW_SESSION_TICKET, SERVER_HELLO
+from eapkit.tlsio.records import HANDSHAKE
 from eapkit.tlsio.resume import MemoryResumeRecords, ResumeRecords
 
 __all__ = [
@@ -303,7 +304,7 @@ def _msg_callback(
     the message types it reads (RFC 8446 §4: ClientHello, ServerHello,
     NewSessionTicket) are copied and passed on: a handshake has some 15 messages, the
     certificates among them (issue 21)."""
-    if content_type != 22 or length < 1:  # handshake
+    if content_type != HANDSHAKE or length < 1:
         return
     try:
         if _ffi.cast("const unsigned char *", buf)[0] not in NOTED_HANDSHAKE_TYPES:
