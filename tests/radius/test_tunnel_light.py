@@ -392,13 +392,13 @@ def _peer_bytes(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 
 
 @settings(max_examples=300)
-@given(_peer_bytes(), st.data())
+@given(st.one_of(_peer_bytes(), st.binary(max_size=300).map(lambda b: (b, []))), st.data())
 def test_record_boundary_says_no_only_when_no_application_data_comes(
     peer_bytes: tuple[bytes, list[int]], data: st.DataObject
 ) -> None:
-    """Soundness: wherever the peer cuts its bytes into messages, a message said to
-    hold no application data holds only octets of change_cipher_spec, alert and
-    handshake records."""
+    """Soundness: whatever the peer sends (records, or arbitrary bytes) and wherever it
+    cuts them into messages, a message said to hold no application data holds only
+    octets of change_cipher_spec, alert and handshake records."""
     stream, marks = peer_bytes
     owner = _records(stream)
     anywhere = st.integers(1, max(1, len(stream)))
